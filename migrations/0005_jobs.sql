@@ -1,0 +1,15 @@
+-- The job is the client's handle on an asynchronous command and the worker's
+-- exactly-once record: its outcome is written in the transaction of its
+-- effect. `command` is the published message, kept so the scheduler can
+-- publish it again (jobs_stuck serves that relay and retention).
+CREATE TABLE IF NOT EXISTS jobs (
+    id BINARY(16) NOT NULL PRIMARY KEY,
+    kind ENUM('hold', 'order', 'payment') NOT NULL,
+    status ENUM('queued', 'succeeded', 'failed') NOT NULL DEFAULT 'queued',
+    command TEXT NOT NULL,
+    result TEXT NULL,
+    error TEXT NULL,
+    created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    completed_at DATETIME(3) NULL,
+    KEY jobs_stuck (status, created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,0 +1,92 @@
+//! The api's one error type: every failure a handler can meet, mapped to a
+//! problem document. Internal errors are logged with their cause chain and
+//! answered opaquely.
+
+use axum::response::{IntoResponse, Response};
+
+use crate::{
+    db,
+    problem::{Code, FieldErrors, Problem},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0:?}")]
+    Problem(Box<Problem>),
+    #[error("dependency unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self::Problem(Box::new(Problem::new(code, detail)))
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(Code::NotFound, format!("{what} not found"))
+    }
+
+    pub fn validation(errors: FieldErrors) -> Self {
+        Self::Problem(Box::new(Problem::validation(errors)))
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_owned(), vec![message.into()]);
+        Self::validation(errors)
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        Self::Problem(Box::new(problem))
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if db::is_unavailable(&err) {
+            Self::Unavailable(err.into())
+        } else {
+            Self::Internal(err.into())
+        }
+    }
+}
+
+/// Sorts an error from a store function: a database that cannot be reached is
+/// 503, anything else is a bug or a surprise (500).
+pub fn classify(err: anyhow::Error) -> ApiError {
+    let unreachable = err
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(db::is_unavailable);
+    if unreachable {
+        ApiError::Unavailable(err)
+    } else {
+        ApiError::Internal(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Problem(problem) => problem.into_response(),
+            ApiError::Unavailable(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "dependency unavailable");
+                Problem::new(
+                    Code::Unavailable,
+                    "a dependency is unavailable; nothing was accepted, retry later",
+                )
+                .into_response()
+            }
+            ApiError::Internal(err) => {
+                tracing::error!(error = %format!("{err:#}"), "internal error");
+                Problem::new(Code::Internal, "an unexpected error occurred").into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Request bodies: the size limit, `Content-Type`, JSON syntax, and typed
+//! field reads that collect every field's error for one 422.
+
+use std::ops::RangeInclusive;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::header,
+};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::problem::{Code, FieldErrors};
+
+/// DESIGN.md §3: bodies over 16 KiB are refused with 413.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// A request body that is a JSON object, with its raw bytes kept (webhook
+/// signatures and idempotency hashes are computed over them).
+pub struct JsonObject {
+    pub raw: Bytes,
+    pub fields: Map<String, Value>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!("the body is over {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(Code::MalformedJson, rejection.body_text())
+            }
+        })?;
+        let fields = parse_object(&raw)?;
+        Ok(Self { raw, fields })
+    }
+}
+
+pub fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(ApiError::new(
+            Code::MalformedJson,
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(
+            Code::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+fn is_json(req: &Request) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads typed fields out of a JSON object, collecting every problem so the
+/// client sees all of them in one 422.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    errors: FieldErrors,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        Self {
+            map,
+            errors: FieldErrors::new(),
+        }
+    }
+
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    fn required(&mut self, field: &str) -> Option<&'a Value> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => {
+                self.error(field, "is required");
+                None
+            }
+            Some(v) => Some(v),
+        }
+    }
+
+    /// An integer within `range` (a JSON number with no fraction).
+    pub fn int(&mut self, field: &str, range: RangeInclusive<i64>) -> Option<i64> {
+        let value = self.required(field)?;
+        let Some(n) = value.as_i64() else {
+            let message = if value.is_number() {
+                format!(
+                    "must be a whole number between {} and {}",
+                    range.start(),
+                    range.end()
+                )
+            } else {
+                "must be an integer".to_owned()
+            };
+            self.error(field, message);
+            return None;
+        };
+        if !range.contains(&n) {
+            self.error(
+                field,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A string of `chars` characters that is not only white space.
+    pub fn string(&mut self, field: &str, chars: RangeInclusive<usize>) -> Option<String> {
+        let value = self.required(field)?;
+        let Some(s) = value.as_str() else {
+            self.error(field, "must be a string");
+            return None;
+        };
+        let count = s.chars().count();
+        if !chars.contains(&count) {
+            self.error(
+                field,
+                format!(
+                    "must be {} to {} characters long",
+                    chars.start(),
+                    chars.end()
+                ),
+            );
+            return None;
+        }
+        if s.trim().is_empty() {
+            self.error(field, "must not be blank");
+            return None;
+        }
+        Some(s.to_owned())
+    }
+
+    pub fn uuid(&mut self, field: &str) -> Option<Uuid> {
+        let value = self.required(field)?;
+        match value.as_str().map(Uuid::try_parse) {
+            Some(Ok(id)) => Some(id),
+            _ => {
+                self.error(field, "must be a UUID string");
+                None
+            }
+        }
+    }
+
+    /// Ok when no field failed.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn collects_every_field_error() {
+        let map = object(json!({"qty": "3", "price": 1.5, "name": ""}));
+        let mut f = Fields::new(&map);
+        assert_eq!(f.int("qty", 1..=10), None);
+        assert_eq!(f.int("price", 0..=10), None);
+        assert_eq!(f.string("name", 1..=255), None);
+        assert_eq!(f.int("stock", 0..=10), None);
+        let ApiError::Problem(p) = f.finish().expect_err("four errors") else {
+            panic!("expected a problem");
+        };
+        let errors = p.errors.expect("field errors");
+        assert_eq!(errors.len(), 4);
+        assert_eq!(errors["stock"], vec!["is required".to_owned()]);
+    }
+
+    #[test]
+    fn accepts_good_values() {
+        let map = object(
+            json!({"qty": 3, "name": "Émile", "id": "0191e0c8-4f57-7c8b-9a9b-6e1a4f6c1e01"}),
+        );
+        let mut f = Fields::new(&map);
+        assert_eq!(f.int("qty", 1..=10), Some(3));
+        assert_eq!(f.string("name", 1..=5), Some("Émile".to_owned()));
+        assert!(f.uuid("id").is_some());
+        assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        assert!(parse_object(b"[1]").is_err());
+        assert!(parse_object(b"{").is_err());
+        assert!(parse_object(b"").is_err());
+        assert!(parse_object(br#"{"a":1}"#).is_ok());
+    }
+}

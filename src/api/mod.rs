@@ -1,0 +1,99 @@
+//! The HTTP api (DESIGN.md §3): thin handlers over the stores, the product
+//! cache and the broker.
+
+mod auth;
+mod error;
+mod health;
+mod input;
+mod products;
+
+use std::{any::Any, sync::Arc};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use sqlx::MySqlPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+pub use auth::constant_time_eq;
+pub use error::{ApiError, ApiResult};
+pub use input::BODY_LIMIT;
+
+use crate::{
+    broker::Broker,
+    cache::ProductCache,
+    config::{Secret, Settings},
+    problem::{Code, Problem},
+};
+
+/// Everything a handler may touch. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: MySqlPool,
+    pub broker: Broker,
+    pub cache: ProductCache,
+    pub settings: Arc<Settings>,
+    pub admin_token: Secret,
+    pub webhook_secret: Secret,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/products", get(products::list))
+        .route("/products/{id}", get(products::get))
+        .route("/admin/products", post(products::create))
+        .route("/admin/products/{id}/restock", post(products::restock));
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/api/v1", v1)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_to_problem))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+async fn unknown_route(uri: Uri) -> ApiError {
+    ApiError::new(Code::NotFound, format!("no route for {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "handler panicked");
+    let mut response = Problem::new(Code::Internal, "an unexpected error occurred").into_response();
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}

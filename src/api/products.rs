@@ -1,0 +1,120 @@
+//! Product reads (from the cache) and admin writes.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use serde_json::json;
+
+use super::{
+    AppState,
+    auth::Admin,
+    error::{ApiError, ApiResult, classify},
+    input::{Fields, JsonObject},
+};
+use crate::{
+    broker::Event,
+    domain::{MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, Product},
+    products,
+};
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let data = if state.cache.is_fresh() {
+        state.cache.list()
+    } else {
+        products::list(&state.pool).await?
+    };
+    Ok(Json(json!({ "data": data })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Product>> {
+    let id = parse_product_id(&id)?;
+    Ok(Json(find(&state, id).await?))
+}
+
+/// A product from the cache, or from the database when the cache has not
+/// seen it yet (created a moment ago through another replica).
+pub async fn find(state: &AppState, id: i64) -> ApiResult<Product> {
+    if let Some(product) = state.cache.get(id) {
+        return Ok(product);
+    }
+    match products::get(&state.pool, id).await? {
+        Some(product) => {
+            state.cache.put(product.clone());
+            Ok(product)
+        }
+        None => Err(ApiError::not_found(format_args!("product {id}"))),
+    }
+}
+
+/// Product ids are positive integers; anything else in the path is a 404.
+pub fn parse_product_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(format_args!("product {raw:?}")))
+}
+
+pub async fn create(
+    _admin: Admin,
+    State(state): State<AppState>,
+    body: JsonObject,
+) -> ApiResult<impl IntoResponse> {
+    let mut fields = Fields::new(&body.fields);
+    let name = fields.string("name", 1..=MAX_NAME_CHARS);
+    let price = fields.int("price", 0..=MAX_PRICE);
+    let stock = fields.int("stock", 0..=MAX_STOCK);
+    fields.finish()?;
+    let (Some(name), Some(price), Some(stock)) = (name, price, stock) else {
+        return Err(ApiError::field("body", "incomplete"));
+    };
+    let product = products::create(&state.pool, &NewProduct { name, price, stock })
+        .await
+        .map_err(classify)?;
+    announce(&state, &product).await;
+    let location = format!("/api/v1/products/{}", product.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(product),
+    ))
+}
+
+pub async fn restock(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: JsonObject,
+) -> ApiResult<Json<Product>> {
+    let id = parse_product_id(&id)?;
+    let mut fields = Fields::new(&body.fields);
+    let qty = fields.int("qty", 1..=MAX_STOCK);
+    fields.finish()?;
+    let Some(qty) = qty else {
+        return Err(ApiError::field("qty", "is required"));
+    };
+    let product = products::restock(&state.pool, id, qty)
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| ApiError::not_found(format_args!("product {id}")))?;
+    announce(&state, &product).await;
+    Ok(Json(product))
+}
+
+/// Updates this replica's cache and tells the others. The write is already
+/// committed; a lost event only delays other replicas until their next full
+/// refresh, so it is logged, not failed.
+async fn announce(state: &AppState, product: &Product) {
+    state.cache.put(product.clone());
+    let event = Event::StockChanged {
+        product_id: product.id,
+    };
+    if let Err(e) = state.broker.publish_event(&event).await {
+        tracing::warn!(error = %format!("{e:#}"), product_id = product.id, "stock event not published");
+    }
+}

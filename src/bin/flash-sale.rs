@@ -1,0 +1,59 @@
+//! The quick start: migrate, seed a demo product, and run api, worker and
+//! scheduler in one process. `cargo run --release --bin flash-sale`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use flash_sale::{
+    config::{Secret, Settings},
+    shutdown, startup, telemetry,
+};
+
+const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+const DEV_WEBHOOK_SECRET: &str = "dev-webhook-secret";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut settings = Settings::from_env()?;
+    telemetry::init(settings.log_format);
+    let admin = settings
+        .admin_token
+        .get_or_insert_with(|| Secret::new(DEV_ADMIN_TOKEN))
+        .expose()
+        .to_owned();
+    let webhook = settings
+        .webhook_secret
+        .get_or_insert_with(|| Secret::new(DEV_WEBHOOK_SECRET))
+        .expose()
+        .to_owned();
+
+    let pool = startup::prepare_database(&settings, startup::API_POOL_SIZE).await?;
+    startup::seed_demo(&pool).await?;
+    let broker = startup::connect_broker(&settings, "flash-sale").await?;
+    let listener = tokio::net::TcpListener::bind(settings.api_addr)
+        .await
+        .with_context(|| format!("Failed to bind {}", settings.api_addr))?;
+
+    println!(
+        "flash-sale is up: http://{}/api/v1/products",
+        settings.api_addr
+    );
+    if admin == DEV_ADMIN_TOKEN {
+        println!("  dev ADMIN_TOKEN    = {admin}");
+    }
+    if webhook == DEV_WEBHOOK_SECRET {
+        println!("  dev WEBHOOK_SECRET = {webhook}");
+    }
+    println!("  stop with Ctrl-C");
+
+    let stop = shutdown::on_signal();
+    let worker_pool = pool.clone();
+    let settings = Arc::new(settings);
+    let (api, worker, scheduler) = tokio::join!(
+        startup::run_api(settings, pool, broker.clone(), listener, stop.clone()),
+        startup::run_worker(worker_pool, broker.clone(), stop.clone()),
+        startup::run_scheduler(stop.clone()),
+    );
+    broker.close().await;
+    api.and(worker).and(scheduler)
+}

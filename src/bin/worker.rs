@@ -1,0 +1,15 @@
+//! The worker role: `cargo run --bin worker`. Scale by running more.
+
+use flash_sale::{config::Settings, shutdown, startup, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    telemetry::init(settings.log_format);
+    let pool = startup::prepare_database(&settings, startup::WORKER_POOL_SIZE).await?;
+    let broker = startup::connect_broker(&settings, "worker").await?;
+    tracing::info!(partitions = settings.partitions, "worker consuming");
+    startup::run_worker(pool, broker.clone(), shutdown::on_signal()).await?;
+    broker.close().await;
+    Ok(())
+}

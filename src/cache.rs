@@ -1,0 +1,152 @@
+//! The api's in-process product cache.
+//!
+//! Reads never touch the database: a refresher reloads every product at
+//! least every [`FULL_REFRESH`] (so an entry is never more than about a
+//! second stale), and a stock-change event marks its product dirty so the
+//! refresher reloads it at once. Reloading from the database, rather than
+//! applying the event's numbers, keeps the cache right whatever order events
+//! arrive in.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use sqlx::MySqlPool;
+use tokio::sync::Notify;
+
+use crate::{domain::Product, products};
+
+/// Full reload period. Half the 1 s staleness bound leaves room for a slow
+/// query.
+pub const FULL_REFRESH: Duration = Duration::from_millis(500);
+
+/// Older than this, the cache is not trusted to refuse a request.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Default)]
+pub struct ProductCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: RwLock<State>,
+    dirty: std::sync::Mutex<HashSet<i64>>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    products: HashMap<i64, Product>,
+    /// When the last full reload finished; `None` until the first one.
+    loaded_at: Option<Instant>,
+}
+
+impl ProductCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, id: i64) -> Option<Product> {
+        self.read().products.get(&id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Product> {
+        let mut all: Vec<Product> = self.read().products.values().cloned().collect();
+        all.sort_by_key(|p| p.id);
+        all
+    }
+
+    /// Whether the last full reload is recent enough to answer from.
+    pub fn is_fresh(&self) -> bool {
+        self.read()
+            .loaded_at
+            .is_some_and(|at| at.elapsed() <= FRESH_FOR)
+    }
+
+    /// Stores a product this process just wrote (admin create/restock).
+    pub fn put(&self, product: Product) {
+        self.write().products.insert(product.id, product);
+    }
+
+    /// A stock-change event: reload this product as soon as possible.
+    pub fn mark_dirty(&self, product_id: i64) {
+        self.lock_dirty().insert(product_id);
+        self.inner.wake.notify_one();
+    }
+
+    /// Reloads every product.
+    pub async fn reload_all(&self, pool: &MySqlPool) -> sqlx::Result<()> {
+        // Dirty marks taken before the query are covered by its result.
+        self.lock_dirty().clear();
+        let all = products::list(pool).await?;
+        let mut state = self.write();
+        state.products = all.into_iter().map(|p| (p.id, p)).collect();
+        state.loaded_at = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn reload_dirty(&self, pool: &MySqlPool) -> sqlx::Result<()> {
+        let ids: Vec<i64> = self.lock_dirty().drain().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let fresh = products::get_many(pool, &ids).await;
+        let fresh = match fresh {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                // Keep them dirty for the next attempt.
+                self.lock_dirty().extend(ids);
+                return Err(e);
+            }
+        };
+        let mut state = self.write();
+        for product in fresh {
+            state.products.insert(product.id, product);
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves: full reloads on a timer, dirty
+    /// products as soon as they are marked.
+    pub async fn run_refresher(&self, pool: MySqlPool, shutdown: impl Future<Output = ()>) {
+        let mut full = tokio::time::interval(FULL_REFRESH);
+        full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            let result = tokio::select! {
+                _ = &mut shutdown => return,
+                _ = full.tick() => self.reload_all(&pool).await,
+                _ = self.inner.wake.notified() => self.reload_dirty(&pool).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "product cache refresh failed");
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere while holding it; the
+        // map itself is always whole, so keep serving it.
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_dirty(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.inner
+            .dirty
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

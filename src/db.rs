@@ -1,0 +1,91 @@
+//! MySQL/MariaDB: connection pool, database creation and migrations, and the
+//! error classification every writer shares.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{
+    MySql, MySqlPool,
+    migrate::{MigrateDatabase, Migrator},
+    mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions},
+};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long a request may wait for a pooled connection before the api answers
+/// 503: a dead database must fail fast, not hang the client.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Creates the database when missing, then opens a pool and migrates.
+#[tracing::instrument(skip(url))]
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    if !MySql::database_exists(url)
+        .await
+        .context("Failed to reach the database server")?
+    {
+        // Two processes starting together may both try: a lost race is fine.
+        if let Err(e) = MySql::create_database(url).await
+            && !MySql::database_exists(url).await.unwrap_or(false)
+        {
+            return Err(e).context("Failed to create the database");
+        }
+        tracing::info!("created database");
+    }
+    let pool = connect(url, max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Opens a pool without touching the schema.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    let options: MySqlConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .context("Failed to connect to the database")
+}
+
+/// Opens a pool lazily: connections are made on first use. Lets the api start
+/// (and answer readyz 503) while the database is down.
+pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    let options: MySqlConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
+    Ok(MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+/// Applies pending migrations; applying them again is a no-op.
+pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("Failed to migrate the database")
+}
+
+/// The server's error number (1062 duplicate key, 1213 deadlock, ...).
+pub fn error_number(err: &sqlx::Error) -> Option<u16> {
+    err.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
+        .map(|d| d.number())
+}
+
+/// Deadlocks (1213) and lock wait timeouts (1205) are normal under load: the
+/// whole transaction was rolled back and is to be retried.
+pub fn is_retryable(err: &sqlx::Error) -> bool {
+    matches!(error_number(err), Some(1213 | 1205))
+}
+
+/// The database could not be reached at all (as opposed to refusing a query).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+    )
+}

@@ -1,0 +1,53 @@
+//! The api's side of the events fanout: each replica consumes its own queue
+//! and reacts (cache refresh now; waking waiting requests later).
+
+use futures_util::StreamExt;
+use lapin::{options::BasicConsumeOptions, types::FieldTable};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    broker::{self, Broker, Event},
+    cache::ProductCache,
+};
+
+/// Consumes events until `shutdown`. Events are hints (the cache reloads from
+/// the database), so they are consumed without acks.
+pub async fn listen(
+    broker: Broker,
+    cache: ProductCache,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let channel = broker.connection().create_channel().await?;
+    let queue = broker::declare_event_queue(&channel).await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue,
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            None => return Ok(()),
+            Some(Ok(delivery)) => delivery,
+            Some(Err(e)) => {
+                // Auto-recovery brings the queue and consumer back.
+                channel.wait_for_recovery(e).await?;
+                continue;
+            }
+        };
+        match serde_json::from_slice::<Event>(&delivery.data) {
+            Ok(Event::StockChanged { product_id }) => cache.mark_dirty(product_id),
+            Ok(Event::JobFinished { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "undecodable event ignored"),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! RFC 9457 problem documents: what every 4xx/5xx answers with, and what a
+//! failed job stores as its `error`.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+
+/// Field name → messages, for 422 `validation_failed`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<FieldErrors>,
+}
+
+/// The machine-readable codes of DESIGN.md §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    MalformedJson,
+    UnsupportedMediaType,
+    ValidationFailed,
+    NotFound,
+    MethodNotAllowed,
+    Unauthorized,
+    InsufficientStock,
+    HoldNotFound,
+    HoldExpired,
+    HoldAlreadyUsed,
+    IdempotencyKeyReused,
+    PayloadTooLarge,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::MalformedJson => "malformed_json",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::ValidationFailed => "validation_failed",
+            Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::Unauthorized => "unauthorized",
+            Code::InsufficientStock => "insufficient_stock",
+            Code::HoldNotFound => "hold_not_found",
+            Code::HoldExpired => "hold_expired",
+            Code::HoldAlreadyUsed => "hold_already_used",
+            Code::IdempotencyKeyReused => "idempotency_key_reused",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::MalformedJson => StatusCode::BAD_REQUEST,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::ValidationFailed | Code::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::InsufficientStock
+            | Code::HoldNotFound
+            | Code::HoldExpired
+            | Code::HoldAlreadyUsed => StatusCode::CONFLICT,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Code::MalformedJson => "Malformed JSON",
+            Code::UnsupportedMediaType => "Unsupported media type",
+            Code::ValidationFailed => "Validation failed",
+            Code::NotFound => "Not found",
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::Unauthorized => "Unauthorized",
+            Code::InsufficientStock => "Insufficient stock",
+            Code::HoldNotFound => "Hold not found",
+            Code::HoldExpired => "Hold expired",
+            Code::HoldAlreadyUsed => "Hold already used",
+            Code::IdempotencyKeyReused => "Idempotency key reused",
+            Code::PayloadTooLarge => "Payload too large",
+            Code::Unavailable => "Service unavailable",
+            Code::Internal => "Internal server error",
+        }
+    }
+}
+
+impl Problem {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:flash-sale:problem:{}", code.as_str()),
+            title: code.title().to_owned(),
+            status: code.status().as_u16(),
+            detail: detail.into(),
+            code: code.as_str().to_owned(),
+            errors: None,
+        }
+    }
+
+    pub fn validation(errors: FieldErrors) -> Self {
+        let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+        let mut problem = Self::new(
+            Code::ValidationFailed,
+            format!("invalid field(s): {}", fields.join(", ")),
+        );
+        problem.errors = Some(errors);
+        problem
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_has_the_contract_fields() {
+        let p = Problem::new(Code::InsufficientStock, "only 2 left");
+        let v = serde_json::to_value(&p).expect("encode");
+        assert_eq!(v["status"], 409);
+        assert_eq!(v["code"], "insufficient_stock");
+        assert_eq!(v["type"], "urn:flash-sale:problem:insufficient_stock");
+        assert!(v.get("errors").is_none());
+    }
+
+    #[test]
+    fn validation_lists_fields() {
+        let mut errors = FieldErrors::new();
+        errors.insert("qty".into(), vec!["must be at least 1".into()]);
+        let v = serde_json::to_value(Problem::validation(errors)).expect("encode");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["errors"]["qty"][0], "must be at least 1");
+    }
+}

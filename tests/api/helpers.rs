@@ -1,0 +1,292 @@
+//! Test harness: each test gets its own database and RabbitMQ vhost, and
+//! starts the roles it needs in-process on a random port.
+
+use std::{process::Command, sync::Arc, time::Duration};
+
+use flash_sale::{broker::Broker, config::Settings, db, startup, telemetry};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+use sqlx::MySqlPool;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// The MySQL server the tests use, without a database name.
+fn server_url() -> String {
+    std::env::var("TEST_MYSQL_SERVER").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+fn amqp_server() -> String {
+    std::env::var("TEST_AMQP_SERVER").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".into())
+}
+
+/// A fresh database and vhost, dropped when the value is dropped.
+pub struct Isolation {
+    pub db_name: String,
+    pub vhost: String,
+}
+
+impl Isolation {
+    pub fn new() -> Self {
+        let tag = Uuid::new_v4().simple().to_string();
+        let iso = Self {
+            db_name: format!("fs_test_{}", &tag[..16]),
+            vhost: format!("fs-test-{}", &tag[..16]),
+        };
+        rabbitmqctl(&["add_vhost", &iso.vhost]);
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &iso.vhost,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        iso
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", server_url(), self.db_name)
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("{}/{}", amqp_server(), self.vhost)
+    }
+
+    /// Settings for this test's stack, with `extra` variables on top.
+    pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let database_url = self.database_url();
+        let amqp_url = self.amqp_url();
+        let mut vars: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url),
+            ("AMQP_URL".into(), amqp_url),
+            ("API_ADDR".into(), "127.0.0.1:0".into()),
+            ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+            ("PARTITIONS".into(), "4".into()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("test settings are valid")
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        rabbitmqctl(&["delete_vhost", &self.vhost]);
+        let url = server_url();
+        let db_name = self.db_name.clone();
+        // Drop runs inside the test's runtime; a blocking helper thread with
+        // its own runtime avoids nesting one.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let pool = MySqlPool::connect(&format!("{url}/mysql")).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS `{db_name}`"
+                )))
+                .execute(&pool)
+                .await?;
+                pool.close().await;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.db_name);
+        }
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed for the tests");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Which roles a test wants running.
+#[derive(Clone, Copy)]
+pub struct Roles {
+    pub apis: usize,
+    pub workers: usize,
+    pub scheduler: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self {
+            apis: 1,
+            workers: 1,
+            scheduler: false,
+        }
+    }
+}
+
+pub struct TestApp {
+    /// Base URL of each api replica, e.g. `http://127.0.0.1:41234`.
+    pub apis: Vec<String>,
+    pub client: Client,
+    pub pool: MySqlPool,
+    pub settings: Arc<Settings>,
+    pub broker: Broker,
+    pub shutdown: CancellationToken,
+    pub tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    pub isolation: Isolation,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Roles::default(), &[]).await
+}
+
+pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        telemetry::init(flash_sale::config::LogFormat::Text);
+    }
+    let isolation = Isolation::new();
+    let settings = Arc::new(isolation.settings(extra));
+    let pool = db::connect_and_migrate(&settings.database_url, 16)
+        .await
+        .expect("test database");
+    let broker = Broker::connect(&settings.amqp_url, settings.partitions, "test")
+        .await
+        .expect("test broker");
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut apis = Vec::new();
+    for _ in 0..roles.apis {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        apis.push(format!("http://{}", listener.local_addr().expect("addr")));
+        tasks.push(tokio::spawn(startup::run_api(
+            settings.clone(),
+            pool.clone(),
+            broker.clone(),
+            listener,
+            shutdown.clone(),
+        )));
+    }
+    for _ in 0..roles.workers {
+        // Each worker replica gets its own broker connection, as separate
+        // processes would.
+        let worker_broker = Broker::connect(&settings.amqp_url, settings.partitions, "test-worker")
+            .await
+            .expect("worker broker");
+        tasks.push(tokio::spawn(startup::run_worker(
+            pool.clone(),
+            worker_broker,
+            shutdown.clone(),
+        )));
+    }
+    if roles.scheduler {
+        tasks.push(tokio::spawn(startup::run_scheduler(shutdown.clone())));
+    }
+    TestApp {
+        apis,
+        client: Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        pool,
+        settings,
+        broker,
+        shutdown,
+        tasks,
+        isolation,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.apis[0], path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("admin POST")
+    }
+
+    /// Creates a product through the admin API and returns its id.
+    pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> i64 {
+        let response = self
+            .admin_post(
+                "/api/v1/admin/products",
+                &serde_json::json!({"name": name, "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("product json");
+        body["id"].as_i64().expect("product id")
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
+    }
+
+    /// Stops every role and waits for them to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.broker.close().await;
+        self.pool.close().await;
+    }
+}
+
+/// Reads a problem document and checks its status, content type and code.
+pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["code"], code, "problem code in {body}");
+    assert_eq!(body["status"], status);
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "problem lacks {field}: {body}");
+    }
+    body
+}

@@ -1,0 +1,5 @@
+//! Integration tests against real MariaDB and RabbitMQ. One binary, one
+//! module per capability.
+
+mod foundation;
+mod helpers;
