@@ -4,15 +4,16 @@
 CREATE TABLE IF NOT EXISTS holds (
     id BINARY(16) NOT NULL PRIMARY KEY,
     product_id BIGINT NOT NULL,
-    qty INT NOT NULL,
+    qty BIGINT NOT NULL,
     unit_price BIGINT NOT NULL,
     amount BIGINT NOT NULL,
-    status ENUM('active', 'used', 'expired') NOT NULL DEFAULT 'active',
+    status VARCHAR(16) NOT NULL DEFAULT 'active',
     expires_at DATETIME(3) NOT NULL,
     created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     KEY holds_expiry (status, expires_at, product_id),
     KEY holds_product_expiry (product_id, status, expires_at),
     CONSTRAINT holds_qty_positive CHECK (qty > 0),
-    CONSTRAINT holds_product_fk FOREIGN KEY (product_id) REFERENCES products (id)
+    CONSTRAINT holds_product_fk FOREIGN KEY (product_id) REFERENCES products (id),
+    CONSTRAINT holds_status_valid CHECK (status IN ('active', 'used', 'expired'))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

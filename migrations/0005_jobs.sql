@@ -4,12 +4,14 @@
 -- publish it again (jobs_stuck serves that relay and retention).
 CREATE TABLE IF NOT EXISTS jobs (
     id BINARY(16) NOT NULL PRIMARY KEY,
-    kind ENUM('hold', 'order', 'payment') NOT NULL,
-    status ENUM('queued', 'succeeded', 'failed') NOT NULL DEFAULT 'queued',
+    kind VARCHAR(16) NOT NULL,
+    status VARCHAR(16) NOT NULL DEFAULT 'queued',
     command TEXT NOT NULL,
     result TEXT NULL,
     error TEXT NULL,
     created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     completed_at DATETIME(3) NULL,
-    KEY jobs_stuck (status, created_at)
+    KEY jobs_stuck (status, created_at),
+    CONSTRAINT jobs_kind_valid CHECK (kind IN ('hold', 'order', 'payment')),
+    CONSTRAINT jobs_status_valid CHECK (status IN ('queued', 'succeeded', 'failed'))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -55,7 +55,7 @@ pub fn partition_for_uuid(id: Uuid, partitions: u16) -> u16 {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     StockChanged { product_id: i64 },
-    JobFinished { job_id: Uuid },
+    JobsFinished { job_ids: Vec<Uuid> },
 }
 
 /// One AMQP connection and a confirm-mode channel for publishing. Cheap to

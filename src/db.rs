@@ -89,3 +89,44 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             | sqlx::Error::Tls(_)
     )
 }
+
+/// Maps a snake_case serde enum to a `VARCHAR` column. sqlx's derive only
+/// accepts MySQL `ENUM` columns, and MariaDB reports our `utf8mb4_bin`
+/// VARCHARs as binary, so text enums go through `str` here.
+#[macro_export]
+macro_rules! text_column {
+    ($ty:ty) => {
+        impl sqlx::Type<sqlx::MySql> for $ty {
+            fn type_info() -> sqlx::mysql::MySqlTypeInfo {
+                <str as sqlx::Type<sqlx::MySql>>::type_info()
+            }
+            fn compatible(ty: &sqlx::mysql::MySqlTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::MySql>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::MySql> for $ty {
+            fn decode(
+                value: sqlx::mysql::MySqlValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::MySql>>::decode(value)?;
+                Ok(serde_json::from_value(serde_json::Value::String(
+                    text.to_owned(),
+                ))?)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::MySql> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut Vec<u8>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let text = match serde_json::to_value(self)? {
+                    serde_json::Value::String(text) => text,
+                    other => return Err(format!("not a text enum: {other}").into()),
+                };
+                <String as sqlx::Encode<sqlx::MySql>>::encode_by_ref(&text, buf)
+            }
+        }
+    };
+}

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     broker::{self, Broker, Event},
     cache::ProductCache,
+    waiters::JobWaiters,
 };
 
 /// Consumes events until `shutdown`. Events are hints (the cache reloads from
@@ -15,6 +16,7 @@ use crate::{
 pub async fn listen(
     broker: Broker,
     cache: ProductCache,
+    waiters: JobWaiters,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = broker.connection().create_channel().await?;
@@ -46,7 +48,11 @@ pub async fn listen(
         };
         match serde_json::from_slice::<Event>(&delivery.data) {
             Ok(Event::StockChanged { product_id }) => cache.mark_dirty(product_id),
-            Ok(Event::JobFinished { .. }) => {}
+            Ok(Event::JobsFinished { job_ids }) => {
+                for job_id in job_ids {
+                    waiters.finished(job_id);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "undecodable event ignored"),
         }
     }

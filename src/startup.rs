@@ -19,6 +19,7 @@ use crate::{
     domain::NewProduct,
     events, products,
     scheduler::Scheduler,
+    waiters::JobWaiters,
     worker::Worker,
 };
 
@@ -62,6 +63,7 @@ pub async fn run_api(
 ) -> anyhow::Result<()> {
     let (admin_token, webhook_secret) = settings.require_secrets()?;
     let cache = ProductCache::new();
+    let waiters = JobWaiters::new();
     if let Err(e) = cache.reload_all(&pool).await {
         tracing::warn!(error = %e, "product cache starts empty: database unreachable");
     }
@@ -70,9 +72,14 @@ pub async fn run_api(
         async move { cache.run_refresher(pool, shutdown.cancelled_owned()).await }
     });
     tokio::spawn({
-        let (broker, cache, shutdown) = (broker.clone(), cache.clone(), shutdown.clone());
+        let (broker, cache, waiters, shutdown) = (
+            broker.clone(),
+            cache.clone(),
+            waiters.clone(),
+            shutdown.clone(),
+        );
         async move {
-            if let Err(e) = events::listen(broker, cache, shutdown).await {
+            if let Err(e) = events::listen(broker, cache, waiters, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "event listener stopped");
             }
         }
@@ -81,6 +88,7 @@ pub async fn run_api(
         pool,
         broker,
         cache,
+        waiters,
         settings,
         admin_token,
         webhook_secret,
@@ -89,11 +97,18 @@ pub async fn run_api(
 }
 
 pub async fn run_worker(
+    settings: &Settings,
     pool: MySqlPool,
     broker: Broker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    Worker { pool, broker }.run(shutdown).await
+    Worker {
+        pool,
+        broker,
+        hold_ttl: settings.hold_ttl,
+    }
+    .run(shutdown)
+    .await
 }
 
 pub async fn run_scheduler(shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -2,9 +2,12 @@
 //! cache and the broker.
 
 mod auth;
+mod commands;
 mod error;
 mod health;
+mod holds;
 mod input;
+mod jobs;
 mod products;
 
 use std::{any::Any, sync::Arc};
@@ -30,6 +33,7 @@ use crate::{
     cache::ProductCache,
     config::{Secret, Settings},
     problem::{Code, Problem},
+    waiters::JobWaiters,
 };
 
 /// Everything a handler may touch. Cheap to clone.
@@ -38,6 +42,7 @@ pub struct AppState {
     pub pool: MySqlPool,
     pub broker: Broker,
     pub cache: ProductCache,
+    pub waiters: JobWaiters,
     pub settings: Arc<Settings>,
     pub admin_token: Secret,
     pub webhook_secret: Secret,
@@ -48,7 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/products", get(products::list))
         .route("/products/{id}", get(products::get))
         .route("/admin/products", post(products::create))
-        .route("/admin/products/{id}/restock", post(products::restock));
+        .route("/admin/products/{id}/restock", post(products::restock))
+        .route("/holds", post(holds::create))
+        .route("/holds/{id}", get(holds::get))
+        .route("/jobs/{id}", get(jobs::get));
 
     Router::new()
         .route("/healthz", get(health::healthz))

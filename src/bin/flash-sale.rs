@@ -50,8 +50,14 @@ async fn main() -> anyhow::Result<()> {
     let worker_pool = pool.clone();
     let settings = Arc::new(settings);
     let (api, worker, scheduler) = tokio::join!(
-        startup::run_api(settings, pool, broker.clone(), listener, stop.clone()),
-        startup::run_worker(worker_pool, broker.clone(), stop.clone()),
+        startup::run_api(
+            settings.clone(),
+            pool,
+            broker.clone(),
+            listener,
+            stop.clone()
+        ),
+        startup::run_worker(&settings, worker_pool, broker.clone(), stop.clone()),
         startup::run_scheduler(stop.clone()),
     );
     broker.close().await;

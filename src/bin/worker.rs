@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = startup::prepare_database(&settings, startup::WORKER_POOL_SIZE).await?;
     let broker = startup::connect_broker(&settings, "worker").await?;
     tracing::info!(partitions = settings.partitions, "worker consuming");
-    startup::run_worker(pool, broker.clone(), shutdown::on_signal()).await?;
+    startup::run_worker(&settings, pool, broker.clone(), shutdown::on_signal()).await?;
     broker.close().await;
     Ok(())
 }

@@ -189,11 +189,10 @@ pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
         let worker_broker = Broker::connect(&settings.amqp_url, settings.partitions, "test-worker")
             .await
             .expect("worker broker");
-        tasks.push(tokio::spawn(startup::run_worker(
-            pool.clone(),
-            worker_broker,
-            shutdown.clone(),
-        )));
+        let (settings, pool, shutdown) = (settings.clone(), pool.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            startup::run_worker(&settings, pool, worker_broker, shutdown).await
+        }));
     }
     if roles.scheduler {
         tasks.push(tokio::spawn(startup::run_scheduler(shutdown.clone())));

@@ -1,0 +1,219 @@
+//! What every asynchronous command shares: idempotency, recording the job,
+//! publishing with a confirm, and answering 202 (or the outcome, under
+//! `Prefer: wait`).
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{AppState, error::ApiError};
+use crate::{
+    commands::Command,
+    idempotency::{self, Claim, IdempotencyKey},
+    jobs::{self, JobKind, JobStatus},
+    time,
+    waiters::POLL_FALLBACK,
+};
+
+/// RFC 7240 `wait` is capped at 10 s by the contract.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// How a command's job and resource are named on the wire.
+fn resource(kind: JobKind) -> Option<(&'static str, &'static str)> {
+    match kind {
+        JobKind::Hold => Some(("hold_id", "/api/v1/holds")),
+        JobKind::Order => Some(("order_id", "/api/v1/orders")),
+        JobKind::Payment => None,
+    }
+}
+
+/// `Idempotency-Key`, validated; a bad one is a 422 on that header.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(|message| ApiError::field("Idempotency-Key", message))
+}
+
+/// `Prefer: wait=N`, capped at [`MAX_WAIT`]; `None` when absent or unusable.
+pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|pref| {
+            let (name, value) = pref.trim().split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            value.trim().trim_matches('"').parse::<u64>().ok()
+        })
+        .next()
+        .map(|secs| Duration::from_secs(secs).min(MAX_WAIT))
+}
+
+/// The client's idempotency key with the fingerprint of its request.
+pub struct Idempotent {
+    pub route: &'static str,
+    pub key: IdempotencyKey,
+    pub request: [u8; 32],
+}
+
+/// Records the job (claiming the idempotency key in the same transaction),
+/// publishes the command, then answers.
+pub async fn accept(
+    state: &AppState,
+    kind: JobKind,
+    command: Command,
+    idempotent: Option<Idempotent>,
+    wait: Option<Duration>,
+) -> Result<Response, ApiError> {
+    let job_id = command.job_id();
+    let mut tx = state.pool.begin().await?;
+    if let Some(i) = &idempotent {
+        match idempotency::claim(&mut tx, i.route, &i.key, i.request, job_id).await? {
+            Claim::New => {}
+            Claim::Repeat(existing) => {
+                tx.rollback().await?;
+                return answer(state, kind, existing, wait).await;
+            }
+            Claim::Reused => {
+                return Err(ApiError::new(
+                    crate::problem::Code::IdempotencyKeyReused,
+                    "this Idempotency-Key was used with a different request",
+                ));
+            }
+        }
+    }
+    jobs::insert(&mut tx, kind, &command, time::now()).await?;
+    tx.commit().await?;
+
+    let partition = command.partition(state.broker.partitions());
+    if let Err(e) = state
+        .broker
+        .publish_command(partition, &command.encode())
+        .await
+    {
+        // Not durable in the broker: take the job back so the 503 is true.
+        if let Err(withdraw) = jobs::withdraw(&state.pool, job_id).await {
+            tracing::error!(%job_id, error = %withdraw, "could not withdraw an unpublished job; the relay will publish it");
+        }
+        return Err(ApiError::Unavailable(e));
+    }
+    tracing::debug!(%job_id, ?kind, "command accepted");
+    answer(state, kind, job_id, wait).await
+}
+
+/// 202 with the job, or under `Prefer: wait` the outcome once committed.
+async fn answer(
+    state: &AppState,
+    kind: JobKind,
+    job_id: Uuid,
+    wait: Option<Duration>,
+) -> Result<Response, ApiError> {
+    let mut status = JobStatus::Queued;
+    if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+        let deadline = Instant::now() + wait;
+        let waiter = state.waiters.register(job_id);
+        loop {
+            let job = jobs::get(&state.pool, job_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format_args!("job {job_id}")))?;
+            status = job.status;
+            if status != JobStatus::Queued {
+                return Ok(finished(kind, job));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            waiter.wait(left.min(POLL_FALLBACK)).await;
+        }
+    }
+    Ok(accepted(kind, job_id, status))
+}
+
+fn accepted(kind: JobKind, job_id: Uuid, status: JobStatus) -> Response {
+    let mut body = json!({ "job_id": job_id, "kind": kind, "status": status });
+    if let Some((field, _)) = resource(kind) {
+        body[field] = json!(job_id);
+    }
+    let location = format!("/api/v1/jobs/{job_id}");
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// What a synchronous API would have answered.
+fn finished(kind: JobKind, job: jobs::Job) -> Response {
+    if let Some(problem) = job.error {
+        return problem.into_response();
+    }
+    let result = job.result.unwrap_or_default();
+    match resource(kind) {
+        Some((_, base)) => {
+            let location = format!("{base}/{}", job.job_id);
+            let mut response = (StatusCode::CREATED, Json(result)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        None => (
+            StatusCode::OK,
+            Json(json!({"job_id": job.job_id, "status": job.status, "result": result})),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn prefer_wait_is_parsed_and_capped() {
+        assert_eq!(prefer_wait(&headers(&[])), None);
+        assert_eq!(
+            prefer_wait(&headers(&[("prefer", "wait=3")])),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            prefer_wait(&headers(&[("prefer", "respond-async, wait=60")])),
+            Some(MAX_WAIT)
+        );
+        assert_eq!(prefer_wait(&headers(&[("prefer", "wait=soon")])), None);
+        assert_eq!(prefer_wait(&headers(&[("prefer", "return=minimal")])), None);
+    }
+
+    #[test]
+    fn idempotency_key_over_255_is_refused() {
+        let long: &'static str = Box::leak("k".repeat(256).into_boxed_str());
+        assert!(idempotency_key(&headers(&[("idempotency-key", long)])).is_err());
+        assert!(idempotency_key(&headers(&[("idempotency-key", "abc")])).is_ok());
+    }
+}

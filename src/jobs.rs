@@ -1,0 +1,174 @@
+//! Jobs: the client's handle on an asynchronous command, and the worker's
+//! exactly-once record.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
+use uuid::Uuid;
+
+use crate::{commands::Command, problem::Problem};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Hold,
+    Order,
+    Payment,
+}
+
+crate::text_column!(JobKind);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Succeeded,
+    Failed,
+}
+
+crate::text_column!(JobStatus);
+
+/// The job document of `GET /api/v1/jobs/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Job {
+    pub job_id: Uuid,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    pub result: Option<Value>,
+    pub error: Option<Problem>,
+    #[serde(serialize_with = "crate::time::millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::millis_opt")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    kind: JobKind,
+    status: JobStatus,
+    result: Option<String>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for Job {
+    fn from(row: JobRow) -> Self {
+        Job {
+            job_id: row.id,
+            kind: row.kind,
+            status: row.status,
+            // Written by the worker from typed values; unreadable JSON would
+            // be a bug, shown as null rather than failing the read.
+            result: row.result.and_then(|r| serde_json::from_str(&r).ok()),
+            error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
+            created_at: row.created_at,
+            completed_at: row.completed_at,
+        }
+    }
+}
+
+pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
+    let row: Option<JobRow> = sqlx::query_as(
+        "SELECT id, kind, status, result, error, created_at, completed_at FROM jobs WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Job::from))
+}
+
+/// Records a queued job with the command that will be published for it.
+pub async fn insert(
+    tx: &mut Transaction<'_, MySql>,
+    kind: JobKind,
+    command: &Command,
+    created_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, status, command, created_at) VALUES (?, ?, 'queued', ?, ?)",
+    )
+    .bind(command.job_id())
+    .bind(kind)
+    .bind(String::from_utf8_lossy(&command.encode()).into_owned())
+    .bind(created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Withdraws a job whose command could not be published, so a 503 really
+/// means nothing was accepted. A job the worker already decided stays.
+pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE job_id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM jobs WHERE id = ? AND status = 'queued'")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A decided job, written in the transaction of its effect.
+pub struct Outcome {
+    pub job_id: Uuid,
+    pub kind: JobKind,
+    pub result: Result<Value, Problem>,
+}
+
+/// Writes many outcomes with one statement.
+pub async fn complete_all(
+    tx: &mut Transaction<'_, MySql>,
+    outcomes: &[Outcome],
+    completed_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<MySql>::new(
+        "INSERT INTO jobs (id, kind, status, command, result, error, completed_at) ",
+    );
+    query.push_values(outcomes, |mut row, outcome| {
+        let (status, result, error) = match &outcome.result {
+            Ok(value) => (JobStatus::Succeeded, Some(value.to_string()), None),
+            Err(problem) => (JobStatus::Failed, None, serde_json::to_string(problem).ok()),
+        };
+        row.push_bind(outcome.job_id)
+            .push_bind(outcome.kind)
+            .push_bind(status)
+            .push_bind("")
+            .push_bind(result)
+            .push_bind(error)
+            .push_bind(completed_at);
+    });
+    // Only rows that exist are ever passed here (locked by the caller), so
+    // this always takes the update branch; VALUES() works on MySQL 8 and
+    // MariaDB alike.
+    query.push(
+        " ON DUPLICATE KEY UPDATE status = VALUES(status), result = VALUES(result), \
+         error = VALUES(error), completed_at = VALUES(completed_at)",
+    );
+    query.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Of `ids`, the jobs still queued, locked until the transaction ends. A job
+/// already decided (a redelivery or a duplicate publish) is left out, which
+/// is what makes every effect apply once.
+pub async fn lock_queued(tx: &mut Transaction<'_, MySql>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query =
+        QueryBuilder::<MySql>::new("SELECT id FROM jobs WHERE status = 'queued' AND id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(") FOR UPDATE");
+    query.build_query_scalar().fetch_all(&mut **tx).await
+}

@@ -1,0 +1,133 @@
+//! Hold commands of one product, decided in one transaction.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::json;
+use sqlx::{MySql, MySqlPool, QueryBuilder};
+use uuid::Uuid;
+
+use super::Decided;
+use crate::{
+    domain::LedgerReason,
+    jobs::{self, JobKind, Outcome},
+    problem::{Code, Problem},
+    time,
+};
+
+#[derive(Clone, Debug)]
+pub struct HoldRequest {
+    pub job_id: Uuid,
+    pub product_id: i64,
+    pub qty: i64,
+}
+
+/// Locks the product once, then grants or refuses each queued request in
+/// arrival order, writing holds, ledger rows and job outcomes with one
+/// statement each. Requests whose job is already decided (redelivery,
+/// duplicate publish) or unknown are skipped.
+pub async fn apply_holds(
+    pool: &MySqlPool,
+    product_id: i64,
+    requests: &[HoldRequest],
+    ttl: Duration,
+) -> sqlx::Result<Decided> {
+    let mut tx = pool.begin().await?;
+    let product: Option<(i64, i64)> =
+        sqlx::query_as("SELECT price, stock FROM products WHERE id = ? FOR UPDATE")
+            .bind(product_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let ids = super::unique_jobs(requests.iter().map(|r| &r.job_id));
+    let queued: HashSet<Uuid> = jobs::lock_queued(&mut tx, &ids)
+        .await?
+        .into_iter()
+        .collect();
+
+    let now = time::now();
+    let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let mut outcomes = Vec::new();
+    let mut granted = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stock = product.map(|(_, stock)| stock).unwrap_or(0);
+    for request in requests {
+        if !queued.contains(&request.job_id) || !seen.insert(request.job_id) {
+            continue;
+        }
+        let result = match product {
+            None => Err(Problem::new(
+                Code::NotFound,
+                format!("product {product_id} not found"),
+            )),
+            Some(_) if request.qty > stock => Err(Problem::new(
+                Code::InsufficientStock,
+                format!(
+                    "product {product_id} has {stock} left, {} requested",
+                    request.qty
+                ),
+            )),
+            Some((price, _)) => {
+                stock -= request.qty;
+                granted.push((request, price));
+                Ok(json!({
+                    "id": request.job_id,
+                    "product_id": product_id,
+                    "qty": request.qty,
+                    "unit_price": price,
+                    "amount": price * request.qty,
+                    "status": "active",
+                    "expires_at": time::format(&expires_at),
+                    "created_at": time::format(&now),
+                }))
+            }
+        };
+        outcomes.push(Outcome {
+            job_id: request.job_id,
+            kind: JobKind::Hold,
+            result,
+        });
+    }
+
+    if !granted.is_empty() {
+        let mut insert = QueryBuilder::<MySql>::new(
+            "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, expires_at, created_at, updated_at) ",
+        );
+        insert.push_values(&granted, |mut row, (request, price)| {
+            row.push_bind(request.job_id)
+                .push_bind(product_id)
+                .push_bind(request.qty)
+                .push_bind(*price)
+                .push_bind(*price * request.qty)
+                .push_bind("active")
+                .push_bind(expires_at)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.build().execute(&mut *tx).await?;
+
+        let mut ledger = QueryBuilder::<MySql>::new(
+            "INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) ",
+        );
+        ledger.push_values(&granted, |mut row, (request, _)| {
+            row.push_bind(product_id)
+                .push_bind(-request.qty)
+                .push_bind(LedgerReason::Hold.as_str())
+                .push_bind(request.job_id)
+                .push_bind(now);
+        });
+        ledger.build().execute(&mut *tx).await?;
+
+        sqlx::query("UPDATE products SET stock = ?, updated_at = ? WHERE id = ?")
+            .bind(stock)
+            .bind(now)
+            .bind(product_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    jobs::complete_all(&mut tx, &outcomes, now).await?;
+    tx.commit().await?;
+
+    Ok(Decided {
+        jobs: outcomes.iter().map(|o| o.job_id).collect(),
+        stock_changed: !granted.is_empty(),
+    })
+}

@@ -1,0 +1,307 @@
+//! The worker: consumes every partition queue and applies commands in locked
+//! MySQL transactions (DESIGN.md §5).
+//!
+//! Each partition has its own channel and consumer. Deliveries are taken in
+//! batches (whatever is ready, plus a short linger); the hold commands of one
+//! product in a batch are decided together in one transaction. Acks go out
+//! only after commit, events only after commit. Correctness rests on the row
+//! locks and the job rows, never on routing: any number of workers may
+//! consume any partition.
+
+mod holds;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
+use lapin::{
+    Channel, Consumer,
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use sqlx::MySqlPool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    broker::{self, Broker, Event},
+    commands::Command,
+    db,
+};
+
+pub use holds::{HoldRequest, apply_holds};
+
+/// Unacked deliveries per partition consumer: the ceiling of one batch.
+pub const PREFETCH: u16 = 512;
+/// Most commands decided in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// After the first delivery, how long to wait for more before deciding.
+const LINGER: Duration = Duration::from_millis(2);
+
+#[derive(Clone)]
+pub struct Worker {
+    pub pool: MySqlPool,
+    pub broker: Broker,
+    pub hold_ttl: Duration,
+}
+
+impl Worker {
+    /// Consumes every partition until `shutdown`, then finishes the batch in
+    /// hand and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let worker = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
+        for partition in 0..worker.broker.partitions() {
+            let (worker, shutdown) = (worker.clone(), shutdown.clone());
+            tasks.spawn(async move { worker.consume_partition(partition, shutdown).await });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "partition consumer failed");
+                shutdown.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn consume_partition(
+        &self,
+        partition: u16,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let channel = self.broker.connection().create_channel().await?;
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                broker::partition_queue(partition).into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = consumer.next() => next,
+            };
+            let first = match next {
+                None => break,
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => {
+                    channel.wait_for_recovery(e).await?;
+                    continue;
+                }
+            };
+            let batch = take_batch(&mut consumer, first).await;
+            self.process(batch, &shutdown).await;
+        }
+        // Let the last acks reach the broker before the channel closes
+        // (quorum queues have dropped acks sent just before a close).
+        let _ = tokio::time::timeout(Duration::from_secs(2), settle(&channel)).await;
+        Ok(())
+    }
+
+    /// Decides a batch and settles every delivery in it.
+    async fn process(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
+        let mut holds: Vec<(Delivery, HoldRequest)> = Vec::new();
+        for delivery in deliveries {
+            match Command::decode(&delivery.data) {
+                Ok(Command::Hold {
+                    job_id,
+                    product_id,
+                    qty,
+                }) => holds.push((
+                    delivery,
+                    HoldRequest {
+                        job_id,
+                        product_id,
+                        qty,
+                    },
+                )),
+                Err(e) => dead_letter(&delivery, &e.to_string()).await,
+            }
+        }
+
+        // Group by product, keeping arrival order inside each group.
+        let mut products: Vec<i64> = Vec::new();
+        for (_, hold) in &holds {
+            if !products.contains(&hold.product_id) {
+                products.push(hold.product_id);
+            }
+        }
+        for product_id in products {
+            let (deliveries, requests): (Vec<&Delivery>, Vec<HoldRequest>) = holds
+                .iter()
+                .filter(|(_, h)| h.product_id == product_id)
+                .map(|(d, h)| (d, h.clone()))
+                .unzip();
+            let applied = self
+                .with_retries(shutdown, || {
+                    apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
+                })
+                .await;
+            match applied {
+                Applied::Done(decided) => {
+                    ack_all(&deliveries).await;
+                    if decided.stock_changed {
+                        self.announce(Event::StockChanged { product_id }).await;
+                    }
+                    if !decided.jobs.is_empty() {
+                        self.announce(Event::JobsFinished {
+                            job_ids: decided.jobs,
+                        })
+                        .await;
+                    }
+                }
+                Applied::Failed => requeue_all(&deliveries).await,
+                // Unsettled deliveries return to the queue when the channel
+                // closes; the job rows make the redelivery harmless.
+                Applied::ShuttingDown => return,
+            }
+        }
+    }
+
+    /// Runs one transaction: deadlocks and lock-wait timeouts are retried at
+    /// once with backoff; an unreachable database is waited out (the messages
+    /// stay unacked, their delivery count untouched); any other error fails
+    /// the group, which is requeued and, if it keeps failing, dead-lettered
+    /// by the queue's delivery limit.
+    async fn with_retries<T, F, Fut>(&self, shutdown: &CancellationToken, mut run: F) -> Applied<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = sqlx::Result<T>>,
+    {
+        let mut outage = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .without_max_times()
+            .build();
+        loop {
+            let attempt = (&mut run)
+                .retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(2))
+                        .with_max_delay(Duration::from_millis(200))
+                        .with_max_times(30)
+                        .with_jitter(),
+                )
+                .when(db::is_retryable)
+                .notify(|e, wait| tracing::debug!(error = %e, ?wait, "lock conflict, retrying"))
+                .await;
+            match attempt {
+                Ok(value) => return Applied::Done(value),
+                Err(e) if db::is_unavailable(&e) => {
+                    let wait = outage.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %e, ?wait, "database unavailable, holding the batch");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Applied::ShuttingDown,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "batch failed; requeueing it");
+                    return Applied::Failed;
+                }
+            }
+        }
+    }
+
+    /// Events are hints for the api replicas; a lost one only delays a cache
+    /// refresh or a waiting request's fallback poll.
+    async fn announce(&self, event: Event) {
+        if let Err(e) = self.broker.publish_event(&event).await {
+            tracing::warn!(error = %format!("{e:#}"), "event not published");
+        }
+    }
+}
+
+enum Applied<T> {
+    Done(T),
+    Failed,
+    ShuttingDown,
+}
+
+/// What a committed transaction decided.
+#[derive(Debug, Default)]
+pub struct Decided {
+    /// Jobs whose outcome this transaction wrote.
+    pub jobs: Vec<Uuid>,
+    pub stock_changed: bool,
+}
+
+/// `first`, plus whatever else arrives within [`LINGER`], up to
+/// [`MAX_BATCH`].
+async fn take_batch(consumer: &mut Consumer, first: Delivery) -> Vec<Delivery> {
+    let mut batch = vec![first];
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(Ok(delivery))) => batch.push(delivery),
+            // An error or the end of the stream surfaces again on the next
+            // read in the main loop.
+            Ok(Some(Err(_)) | None) | Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Job ids of a batch without repeats, first occurrence kept.
+pub fn unique_jobs<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
+    let mut seen = HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(**id))
+        .copied()
+        .collect()
+}
+
+async fn ack_all(deliveries: &[&Delivery]) {
+    for delivery in deliveries {
+        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered and skipped");
+        }
+    }
+}
+
+async fn requeue_all(deliveries: &[&Delivery]) {
+    for delivery in deliveries {
+        let requeue = BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        };
+        if let Err(e) = delivery.nack(requeue).await {
+            tracing::warn!(error = %e, "nack failed");
+        }
+    }
+}
+
+/// Rejects without requeue: the queue's dead-letter exchange takes it, so a
+/// message the worker cannot use never blocks its partition.
+async fn dead_letter(delivery: &Delivery, why: &str) {
+    tracing::warn!(
+        why,
+        bytes = delivery.data.len(),
+        "dead-lettering an undecodable message"
+    );
+    let reject = BasicNackOptions {
+        requeue: false,
+        multiple: false,
+    };
+    if let Err(e) = delivery.nack(reject).await {
+        tracing::warn!(error = %e, "nack failed; the broker will redeliver");
+    }
+}
+
+/// A round trip on the channel: once it answers, every frame sent before it
+/// (our acks) has been processed by the broker.
+async fn settle(channel: &Channel) {
+    let _ = channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await;
+}
