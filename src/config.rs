@@ -43,6 +43,9 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     pub admin_token: Option<Secret>,
     pub log_format: LogFormat,
+    /// Mounts `POST /api/v1/baseline/holds`, the per-request locking design
+    /// that `loadgen` compares against. Off in production.
+    pub enable_baseline: bool,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/flash_sale";
@@ -95,6 +98,16 @@ impl Settings {
             Some(f) => bail!("LOG_FORMAT must be json or text, got {f:?}"),
         };
 
+        let enable_baseline = match get("ENABLE_BASELINE")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+        {
+            None => false,
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => true,
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
+            Some(v) => bail!("ENABLE_BASELINE must be true or false, got {v:?}"),
+        };
+
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             amqp_url: get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
@@ -106,6 +119,7 @@ impl Settings {
             webhook_secret: get("WEBHOOK_SECRET").map(Secret::new),
             admin_token: get("ADMIN_TOKEN").map(Secret::new),
             log_format,
+            enable_baseline,
         })
     }
 

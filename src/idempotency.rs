@@ -58,7 +58,11 @@ pub async fn claim(
     job_id: Uuid,
 ) -> sqlx::Result<Claim> {
     let key_hash = fingerprint(&[route, key.as_str()]);
-    let inserted = sqlx::query(
+    // The row lock taken here makes a concurrent claim of the same key wait
+    // for this transaction. Whose job the key names afterwards tells whether
+    // it is ours (affected-row counts are unreliable: sqlx asks MySQL for
+    // found rows, so an unchanged duplicate also counts 1).
+    sqlx::query(
         "INSERT INTO idempotency_keys (key_hash, route, idem_key, request_hash, job_id) \
          VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE key_hash = key_hash",
     )
@@ -68,18 +72,17 @@ pub async fn claim(
     .bind(&request[..])
     .bind(job_id)
     .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(Claim::New);
-    }
-    let (stored, existing): (Vec<u8>, Uuid) =
-        sqlx::query_as("SELECT request_hash, job_id FROM idempotency_keys WHERE key_hash = ?")
-            .bind(&key_hash[..])
-            .fetch_one(&mut **tx)
-            .await?;
-    Ok(if stored == request {
-        Claim::Repeat(existing)
+    .await?;
+    let (stored, owner): (Vec<u8>, Uuid) = sqlx::query_as(
+        "SELECT request_hash, job_id FROM idempotency_keys WHERE key_hash = ? FOR UPDATE",
+    )
+    .bind(&key_hash[..])
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(if owner == job_id {
+        Claim::New
+    } else if stored == request {
+        Claim::Repeat(owner)
     } else {
         Claim::Reused
     })

@@ -14,9 +14,12 @@ use uuid::Uuid;
 /// How often a waiter re-reads the job when no event has come.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(250);
 
+/// Per job: the wake-up shared by its waiters, and how many there are.
+type Registry = HashMap<Uuid, (Arc<Notify>, usize)>;
+
 #[derive(Clone, Default)]
 pub struct JobWaiters {
-    inner: Arc<Mutex<HashMap<Uuid, (Arc<Notify>, usize)>>>,
+    inner: Arc<Mutex<Registry>>,
 }
 
 /// A registration; dropping it unregisters.

@@ -13,10 +13,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{AppState, error::ApiError};
+use backon::{ExponentialBuilder, Retryable};
+
 use crate::{
     commands::Command,
+    db,
     idempotency::{self, Claim, IdempotencyKey},
     jobs::{self, JobKind, JobStatus},
+    problem::Code,
     time,
     waiters::POLL_FALLBACK,
 };
@@ -81,24 +85,25 @@ pub async fn accept(
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
     let job_id = command.job_id();
-    let mut tx = state.pool.begin().await?;
-    if let Some(i) = &idempotent {
-        match idempotency::claim(&mut tx, i.route, &i.key, i.request, job_id).await? {
-            Claim::New => {}
-            Claim::Repeat(existing) => {
-                tx.rollback().await?;
-                return answer(state, kind, existing, wait).await;
-            }
-            Claim::Reused => {
-                return Err(ApiError::new(
-                    crate::problem::Code::IdempotencyKeyReused,
-                    "this Idempotency-Key was used with a different request",
-                ));
-            }
+    let recorded = (|| record(state, kind, &command, idempotent.as_ref()))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(5))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .when(db::is_retryable)
+        .await?;
+    match recorded {
+        Claim::New => {}
+        Claim::Repeat(existing) => return answer(state, kind, existing, wait).await,
+        Claim::Reused => {
+            return Err(ApiError::new(
+                Code::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request",
+            ));
         }
     }
-    jobs::insert(&mut tx, kind, &command, time::now()).await?;
-    tx.commit().await?;
 
     let partition = command.partition(state.broker.partitions());
     if let Err(e) = state
@@ -114,6 +119,28 @@ pub async fn accept(
     }
     tracing::debug!(%job_id, ?kind, "command accepted");
     answer(state, kind, job_id, wait).await
+}
+
+/// Claims the idempotency key (if any) and records the queued job, in one
+/// transaction.
+async fn record(
+    state: &AppState,
+    kind: JobKind,
+    command: &Command,
+    idempotent: Option<&Idempotent>,
+) -> sqlx::Result<Claim> {
+    let mut tx = state.pool.begin().await?;
+    if let Some(i) = idempotent {
+        let claim =
+            idempotency::claim(&mut tx, i.route, &i.key, i.request, command.job_id()).await?;
+        if !matches!(claim, Claim::New) {
+            tx.rollback().await?;
+            return Ok(claim);
+        }
+    }
+    jobs::insert(&mut tx, kind, command, time::now()).await?;
+    tx.commit().await?;
+    Ok(Claim::New)
 }
 
 /// 202 with the job, or under `Prefer: wait` the outcome once committed.

@@ -9,7 +9,6 @@ use axum::{
     http::header,
 };
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::problem::{Code, FieldErrors};
@@ -17,10 +16,8 @@ use crate::problem::{Code, FieldErrors};
 /// DESIGN.md §3: bodies over 16 KiB are refused with 413.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// A request body that is a JSON object, with its raw bytes kept (webhook
-/// signatures and idempotency hashes are computed over them).
+/// A request body that is a JSON object.
 pub struct JsonObject {
-    pub raw: Bytes,
     pub fields: Map<String, Value>,
 }
 
@@ -45,7 +42,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             }
         })?;
         let fields = parse_object(&raw)?;
-        Ok(Self { raw, fields })
+        Ok(Self { fields })
     }
 }
 
@@ -164,17 +161,6 @@ impl<'a> Fields<'a> {
         Some(s.to_owned())
     }
 
-    pub fn uuid(&mut self, field: &str) -> Option<Uuid> {
-        let value = self.required(field)?;
-        match value.as_str().map(Uuid::try_parse) {
-            Some(Ok(id)) => Some(id),
-            _ => {
-                self.error(field, "must be a UUID string");
-                None
-            }
-        }
-    }
-
     /// Ok when no field failed.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
@@ -221,7 +207,6 @@ mod tests {
         let mut f = Fields::new(&map);
         assert_eq!(f.int("qty", 1..=10), Some(3));
         assert_eq!(f.string("name", 1..=5), Some("Émile".to_owned()));
-        assert!(f.uuid("id").is_some());
         assert!(f.finish().is_ok());
     }
 

@@ -2,6 +2,7 @@
 //! cache and the broker.
 
 mod auth;
+mod baseline;
 mod commands;
 mod error;
 mod health;
@@ -57,6 +58,11 @@ pub fn router(state: AppState) -> Router {
         .route("/holds", post(holds::create))
         .route("/holds/{id}", get(holds::get))
         .route("/jobs/{id}", get(jobs::get));
+    let v1 = if state.settings.enable_baseline {
+        v1.route("/baseline/holds", post(baseline::create))
+    } else {
+        v1
+    };
 
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -1000,6 +1000,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 DEFAULT_HOLD_TTL.as_secs()
             );
         }
+        if report.decided() == 0 {
+            eprintln!(
+                "warning: the {} run decided nothing (errors: {}); its numbers are meaningless",
+                mode.as_str(),
+                counts_text(&report.errors)
+            );
+        }
         runs.push(report);
     }
 

@@ -6,10 +6,7 @@ use std::{
 };
 
 use flash_sale::{
-    api::{self, AppState},
     broker::{self, Broker},
-    cache::ProductCache,
-    config::Secret,
     db,
 };
 use lapin::{options::QueueDeclareOptions, types::FieldTable};
@@ -340,19 +337,7 @@ async fn ready_is_503_when_the_database_points_nowhere() {
     .await;
     // Port 1 on loopback: nothing listens there.
     let dead_pool = db::connect_lazy("mysql://root@127.0.0.1:1/nowhere", 2).expect("lazy pool");
-    let state = AppState {
-        pool: dead_pool,
-        broker: app.broker.clone(),
-        cache: ProductCache::new(),
-        settings: app.settings.clone(),
-        admin_token: Secret::new(ADMIN_TOKEN),
-        webhook_secret: Secret::new("secret"),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(api::serve(listener, state, app.shutdown.clone()));
+    let base = app.serve_api_with(dead_pool, app.broker.clone()).await;
 
     let response = app
         .client
@@ -384,8 +369,6 @@ async fn ready_is_503_when_the_database_points_nowhere() {
         .expect("get");
     assert_problem(response, 503, "unavailable").await;
 
-    app.shutdown.cancel();
-    let _ = server.await;
     app.stop().await;
 }
 

@@ -3,7 +3,14 @@
 
 use std::{process::Command, sync::Arc, time::Duration};
 
-use flash_sale::{broker::Broker, config::Settings, db, startup, telemetry};
+use flash_sale::{
+    api::{self, AppState},
+    broker::Broker,
+    cache::ProductCache,
+    config::{Secret, Settings},
+    db, startup, telemetry,
+    waiters::JobWaiters,
+};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 use sqlx::MySqlPool;
@@ -184,15 +191,7 @@ pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
         )));
     }
     for _ in 0..roles.workers {
-        // Each worker replica gets its own broker connection, as separate
-        // processes would.
-        let worker_broker = Broker::connect(&settings.amqp_url, settings.partitions, "test-worker")
-            .await
-            .expect("worker broker");
-        let (settings, pool, shutdown) = (settings.clone(), pool.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            startup::run_worker(&settings, pool, worker_broker, shutdown).await
-        }));
+        tasks.push(start_worker(&settings, &pool, shutdown.clone()).await);
     }
     if roles.scheduler {
         tasks.push(tokio::spawn(startup::run_scheduler(shutdown.clone())));
@@ -212,22 +211,109 @@ pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// A worker replica with its own broker connection, as a separate process
+/// would have; it stops when `shutdown` is cancelled.
+pub async fn start_worker(
+    settings: &Arc<Settings>,
+    pool: &MySqlPool,
+    shutdown: CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let broker = Broker::connect(&settings.amqp_url, settings.partitions, "test-worker")
+        .await
+        .expect("worker broker");
+    let (settings, pool) = (settings.clone(), pool.clone());
+    tokio::spawn(async move {
+        let result = startup::run_worker(&settings, pool, broker.clone(), shutdown).await;
+        broker.close().await;
+        result
+    })
+}
+
 impl TestApp {
+    /// Starts one more worker replica for the rest of the test.
+    pub async fn add_worker(&mut self) {
+        let task = start_worker(&self.settings, &self.pool, self.shutdown.clone()).await;
+        self.tasks.push(task);
+    }
+
+    /// Serves one more api replica over the given pool and broker (which may
+    /// point at dead dependencies) and returns its base URL.
+    pub async fn serve_api_with(&self, pool: MySqlPool, broker: Broker) -> String {
+        let cache = ProductCache::new();
+        let _ = cache.reload_all(&pool).await;
+        let state = AppState {
+            pool,
+            broker,
+            cache,
+            waiters: JobWaiters::new(),
+            settings: self.settings.clone(),
+            admin_token: Secret::new(ADMIN_TOKEN),
+            webhook_secret: Secret::new(WEBHOOK_SECRET),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(api::serve(listener, state, self.shutdown.clone()));
+        base
+    }
+
+    /// Waits until no job is queued (every accepted command decided).
+    pub async fn wait_until_idle(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            let queued = self
+                .count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+                .await;
+            if queued == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{queued} jobs still queued after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// POST /api/v1/holds with optional extra headers.
+    pub async fn post_hold(&self, body: &Value, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.client.post(self.url("/api/v1/holds")).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("POST hold")
+    }
+
+    /// Products' stock, ledger sum and active-hold quantity, for guarantee 1
+    /// and 2 checks.
+    pub async fn stock_books(&self, product_id: i64) -> (i64, i64, i64) {
+        let stock: i64 = sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
+            .bind(product_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("stock");
+        let ledger: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(delta), 0) AS SIGNED) FROM stock_ledger WHERE product_id = ?",
+        )
+        .bind(product_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("ledger");
+        let held: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(qty), 0) AS SIGNED) FROM holds WHERE product_id = ? AND status = 'active'",
+        )
+        .bind(product_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("held");
+        (stock, ledger, held)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.apis[0], path)
     }
 
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.expect("GET")
-    }
-
-    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("POST")
     }
 
     pub async fn admin_post(&self, path: &str, body: &Value) -> Response {

@@ -1,0 +1,605 @@
+//! Holds through the whole pipeline: api → RabbitMQ → worker → MySQL.
+
+use std::{sync::Arc, time::Duration};
+
+use flash_sale::{
+    broker::{self, Broker},
+    commands::Command,
+    worker::{HoldRequest, apply_holds},
+};
+use futures_util::future::join_all;
+use lapin::{options::QueueDeclareOptions, types::FieldTable};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Roles, TestApp, assert_problem, spawn_app, spawn_with};
+
+const NO_WORKERS: Roles = Roles {
+    apis: 1,
+    workers: 0,
+    scheduler: false,
+};
+
+/// Fires `bodies` at POST /holds all at once; returns (granted job ids,
+/// immediate 409s, accepted job ids).
+async fn storm(app: &TestApp, bodies: Vec<Value>) -> (Vec<Uuid>, usize) {
+    let app = Arc::new(app);
+    let responses = join_all(bodies.iter().map(|body| {
+        let app = app.clone();
+        async move { app.post_hold(body, &[]).await }
+    }))
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused_at_once = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                let body: Value = response.json().await.expect("json");
+                accepted
+                    .push(Uuid::parse_str(body["job_id"].as_str().expect("job id")).expect("uuid"));
+            }
+            StatusCode::CONFLICT => {
+                assert_problem(response, 409, "insufficient_stock").await;
+                refused_at_once += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (accepted, refused_at_once)
+}
+
+async fn job(app: &TestApp, id: &str) -> Value {
+    let response = app.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("job json")
+}
+
+#[tokio::test]
+async fn a_storm_of_500_on_50_units_grants_exactly_50() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 2,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Storm", 1000, 50).await;
+    let bodies = (0..500)
+        .map(|_| json!({"product_id": product, "qty": 1}))
+        .collect();
+    let (accepted, refused_at_once) = storm(&app, bodies).await;
+    app.wait_until_idle().await;
+
+    let holds = app.count("SELECT COUNT(*) FROM holds").await;
+    let failed = app
+        .count("SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND error LIKE '%insufficient_stock%'")
+        .await;
+    let succeeded = app
+        .count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+        .await;
+    assert_eq!(holds, 50);
+    assert_eq!(succeeded, 50);
+    assert_eq!(failed + refused_at_once as i64, 450);
+    assert_eq!(accepted.len() + refused_at_once, 500);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            .await,
+        0
+    );
+    let (stock, ledger, held) = app.stock_books(product).await;
+    assert_eq!((stock, ledger, held), (0, 0, 50));
+    // One ledger row per grant plus the opening row.
+    assert_eq!(app.count("SELECT COUNT(*) FROM stock_ledger").await, 51);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_mixed_quantity_storm_leaves_less_than_the_smallest_quantity() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 2,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Mixed", 250, 173).await;
+    // Quantities 2..=5 in a fixed, shuffled-looking pattern.
+    let bodies = (0..300)
+        .map(|i| json!({"product_id": product, "qty": 2 + (i * 7 % 4)}))
+        .collect();
+    let (_, _) = storm(&app, bodies).await;
+    app.wait_until_idle().await;
+
+    let (stock, ledger, held) = app.stock_books(product).await;
+    assert!(stock < 2, "stock {stock} could still serve a qty-2 hold");
+    assert!(stock >= 0);
+    assert_eq!(ledger, stock);
+    assert_eq!(stock + held, 173);
+    let granted_qty: i64 = app
+        .count("SELECT CAST(COALESCE(SUM(qty), 0) AS SIGNED) FROM holds")
+        .await;
+    assert_eq!(granted_qty, 173 - stock);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_command_published_three_times_holds_once() {
+    let mut app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Thrice", 100, 10).await;
+    let response = app
+        .post_hold(&json!({"product_id": product, "qty": 3}), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.expect("json");
+    let job_id = body["job_id"].as_str().expect("job id").to_owned();
+
+    let command: String = sqlx::query_scalar("SELECT command FROM jobs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("command");
+    let command = Command::decode(command.as_bytes()).expect("stored command decodes");
+    let partition = command.partition(app.settings.partitions);
+    for _ in 0..2 {
+        app.broker
+            .publish_command(partition, &command.encode())
+            .await
+            .expect("duplicate publish");
+    }
+    app.add_worker().await;
+    app.wait_until_idle().await;
+    let first = job(&app, &job_id).await;
+    assert_eq!(first["status"], "succeeded");
+
+    // And once more after it is decided.
+    app.broker
+        .publish_command(partition, &command.encode())
+        .await
+        .expect("late duplicate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM stock_ledger").await, 2);
+    assert_eq!(app.stock_books(product).await, (7, 7, 3));
+    let again = job(&app, &job_id).await;
+    assert_eq!(again["completed_at"], first["completed_at"]);
+    assert_eq!(again["result"], first["result"]);
+    assert_partition_drained(&app, partition).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivery_after_commit_but_before_ack_changes_nothing() {
+    let mut app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Crash", 100, 5).await;
+    let response = app
+        .post_hold(&json!({"product_id": product, "qty": 2}), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.expect("json");
+    let job_id = Uuid::parse_str(body["job_id"].as_str().expect("id")).expect("uuid");
+
+    // A worker that committed and died before acking: the effect is in the
+    // database and the message is still in its queue.
+    let request = HoldRequest {
+        job_id,
+        product_id: product,
+        qty: 2,
+    };
+    let decided = apply_holds(&app.pool, product, &[request], app.settings.hold_ttl)
+        .await
+        .expect("commit");
+    assert_eq!(decided.jobs, vec![job_id]);
+    assert_eq!(app.stock_books(product).await, (3, 3, 2));
+
+    app.add_worker().await;
+    let partition = broker::partition_for_product(product, app.settings.partitions);
+    assert_partition_drained(&app, partition).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM stock_ledger").await, 2);
+    assert_eq!(app.stock_books(product).await, (3, 3, 2));
+    app.stop().await;
+}
+
+/// Waits until a partition queue is empty (every delivery acked).
+async fn assert_partition_drained(app: &TestApp, partition: u16) {
+    let channel = app
+        .broker
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    for _ in 0..200 {
+        let queue = channel
+            .queue_declare(
+                broker::partition_queue(partition).into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare");
+        if queue.message_count() == 0 {
+            // Unacked deliveries are not counted; give acks a moment too.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("partition {partition} never drained");
+}
+
+async fn dead_letter_count(app: &TestApp) -> u32 {
+    let channel = app
+        .broker
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    channel
+        .queue_declare(
+            broker::DEAD_LETTER_QUEUE.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare")
+        .message_count()
+}
+
+#[tokio::test]
+async fn a_garbage_message_is_dead_lettered_and_its_partition_keeps_flowing() {
+    let app = spawn_app().await;
+    let product = app.create_product("Poison", 100, 5).await;
+    let partition = broker::partition_for_product(product, app.settings.partitions);
+    for garbage in [
+        &b"not json"[..],
+        br#"{"type":"hold"}"#,
+        br#"{"type":"unknown_kind","job_id":"x"}"#,
+    ] {
+        app.broker
+            .publish_command(partition, garbage)
+            .await
+            .expect("publish garbage");
+    }
+    let response = app
+        .post_hold(
+            &json!({"product_id": product, "qty": 1}),
+            &[("prefer", "wait=10")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    for _ in 0..100 {
+        if dead_letter_count(&app).await == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead_letter_count(&app).await, 3);
+    assert_eq!(app.stock_books(product).await, (4, 4, 1));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_like_a_synchronous_api() {
+    let app = spawn_app().await;
+    let product = app.create_product("Waiting", 1250, 3).await;
+
+    let response = app
+        .post_hold(
+            &json!({"product_id": product, "qty": 2}),
+            &[("prefer", "wait=5")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let hold: Value = response.json().await.expect("hold");
+    let id = hold["id"].as_str().expect("id");
+    assert_eq!(location, format!("/api/v1/holds/{id}"));
+    assert_eq!(hold["product_id"], product);
+    assert_eq!(hold["qty"], 2);
+    assert_eq!(hold["unit_price"], 1250);
+    assert_eq!(hold["amount"], 2500);
+    assert_eq!(hold["status"], "active");
+    let created = chrono::DateTime::parse_from_rfc3339(hold["created_at"].as_str().expect("t"))
+        .expect("rfc3339");
+    let expires = chrono::DateTime::parse_from_rfc3339(hold["expires_at"].as_str().expect("t"))
+        .expect("rfc3339");
+    assert_eq!((expires - created).num_seconds(), 120);
+    assert!(hold["expires_at"].as_str().expect("t").ends_with('Z'));
+    assert_eq!(
+        hold["created_at"].as_str().expect("t").len(),
+        24,
+        "millisecond precision"
+    );
+
+    // The same hold through GET, and its job.
+    let read: Value = app.get(&location).await.json().await.expect("hold");
+    assert_eq!(read, hold);
+    let job = job(&app, id).await;
+    assert_eq!(job["kind"], "hold");
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["result"], hold);
+    assert_eq!(job["error"], Value::Null);
+
+    // The worker's refusal comes back as the problem itself. The cache may
+    // already know only 1 is left (immediate 409) or not (the worker's 409):
+    // both are the same problem.
+    let response = app
+        .post_hold(
+            &json!({"product_id": product, "qty": 2}),
+            &[("prefer", "wait=5")],
+        )
+        .await;
+    assert_problem(response, 409, "insufficient_stock").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_job_records_its_problem() {
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Refused", 100, 1).await;
+    // Two accepted while the cache still shows 1 left; only one can win.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .post_hold(&json!({"product_id": product, "qty": 1}), &[])
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "queued");
+        assert_eq!(body["kind"], "hold");
+        assert_eq!(body["hold_id"], body["job_id"]);
+        ids.push(body["job_id"].as_str().expect("id").to_owned());
+    }
+    // Queued: the job is visible, the hold is not yet.
+    let queued = job(&app, &ids[0]).await;
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["completed_at"], Value::Null);
+    assert_problem(
+        app.get(&format!("/api/v1/holds/{}", ids[0])).await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    let mut app = app;
+    app.add_worker().await;
+    app.wait_until_idle().await;
+    let first = job(&app, &ids[0]).await;
+    let second = job(&app, &ids[1]).await;
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(second["status"], "failed");
+    assert_eq!(second["result"], Value::Null);
+    assert_eq!(second["error"]["code"], "insufficient_stock");
+    assert_eq!(second["error"]["status"], 409);
+    assert!(second["completed_at"].is_string());
+    assert_problem(
+        app.get(&format!("/api/v1/holds/{}", ids[1])).await,
+        404,
+        "not_found",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sold_out_product_is_refused_from_the_cache_without_a_job() {
+    let app = spawn_app().await;
+    let product = app.create_product("Sold out", 100, 0).await;
+    for _ in 0..20 {
+        let response = app
+            .post_hold(&json!({"product_id": product, "qty": 1}), &[])
+            .await;
+        assert_problem(response, 409, "insufficient_stock").await;
+    }
+    let response = app
+        .post_hold(
+            &json!({"product_id": product, "qty": 1}),
+            &[("idempotency-key", "k-sold-out")],
+        )
+        .await;
+    assert_problem(response, 409, "insufficient_stock").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_hold_requests_get_their_problem_and_change_nothing() {
+    let app = spawn_app().await;
+    let product = app.create_product("Strict", 100, 50).await;
+    for (body, field) in [
+        (json!({"product_id": product, "qty": 0}), "qty"),
+        (json!({"product_id": product, "qty": 11}), "qty"),
+        (json!({"product_id": product, "qty": "1"}), "qty"),
+        (json!({"product_id": product, "qty": 1.5}), "qty"),
+        (json!({"product_id": product}), "qty"),
+        (json!({"qty": 1}), "product_id"),
+        (json!({"product_id": "1", "qty": 1}), "product_id"),
+        (json!({"product_id": -1, "qty": 1}), "product_id"),
+        (json!({"product_id": null, "qty": 1}), "product_id"),
+    ] {
+        let problem =
+            assert_problem(app.post_hold(&body, &[]).await, 422, "validation_failed").await;
+        assert!(problem["errors"][field].is_array(), "{body} → {problem}");
+    }
+    assert_problem(
+        app.post_hold(&json!({"product_id": 987654, "qty": 1}), &[])
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let long_key = "k".repeat(256);
+    let problem = assert_problem(
+        app.post_hold(
+            &json!({"product_id": product, "qty": 1}),
+            &[("idempotency-key", &long_key)],
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(problem["errors"]["Idempotency-Key"].is_array());
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/api/v1/holds"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_problem(
+        raw("{", "application/json").await.expect("post"),
+        400,
+        "malformed_json",
+    )
+    .await;
+    assert_problem(
+        raw("[]", "application/json").await.expect("post"),
+        400,
+        "malformed_json",
+    )
+    .await;
+    assert_problem(
+        raw(r#"{"product_id":1,"qty":1}"#, "text/plain")
+            .await
+            .expect("post"),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    for path in [
+        "/api/v1/jobs/nope",
+        "/api/v1/holds/123",
+        &format!("/api/v1/jobs/{}", Uuid::now_v7()),
+    ] {
+        assert_problem(app.get(path).await, 404, "not_found").await;
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 0);
+    assert_eq!(app.stock_books(product).await, (50, 50, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let app = spawn_app().await;
+    let product = app.create_product("Keyed", 100, 50).await;
+    let body = json!({"product_id": product, "qty": 2});
+
+    // Twenty concurrent requests with one key: one job.
+    let responses =
+        join_all((0..20).map(|_| app.post_hold(&body, &[("idempotency-key", "order-42")]))).await;
+    let mut job_ids = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("json");
+        job_ids.push(body["job_id"].as_str().expect("id").to_owned());
+    }
+    job_ids.dedup();
+    assert_eq!(job_ids.len(), 1, "{job_ids:?}");
+    app.wait_until_idle().await;
+
+    // A later repeat with Prefer: wait gets the final outcome of that job.
+    let response = app
+        .post_hold(
+            &body,
+            &[("idempotency-key", "order-42"), ("prefer", "wait=2")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let hold: Value = response.json().await.expect("json");
+    assert_eq!(hold["id"], job_ids[0].as_str());
+
+    // Same key, other body.
+    let response = app
+        .post_hold(
+            &json!({"product_id": product, "qty": 3}),
+            &[("idempotency-key", "order-42")],
+        )
+        .await;
+    assert_problem(response, 422, "idempotency_key_reused").await;
+    // Keys are exact: another case is another key.
+    let response = app
+        .post_hold(&body, &[("idempotency-key", "ORDER-42")])
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    app.wait_until_idle().await;
+
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 2);
+    assert_eq!(app.stock_books(product).await, (46, 46, 4));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
+    let app = spawn_with(
+        Roles {
+            apis: 0,
+            workers: 0,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = flash_sale::products::create(
+        &app.pool,
+        &flash_sale::domain::NewProduct {
+            name: "Outage".into(),
+            price: 100,
+            stock: 10,
+        },
+    )
+    .await
+    .expect("product")
+    .id;
+    // Broker gone: the job is withdrawn, the key released.
+    let dead_broker = Broker::connect(&app.settings.amqp_url, app.settings.partitions, "doomed")
+        .await
+        .expect("broker");
+    dead_broker.close().await;
+    let base = app.serve_api_with(app.pool.clone(), dead_broker).await;
+    let response = app
+        .client
+        .post(format!("{base}/api/v1/holds"))
+        .header("idempotency-key", "during-outage")
+        .json(&json!({"product_id": product, "qty": 1}))
+        .send()
+        .await
+        .expect("post");
+    assert_problem(response, 503, "unavailable").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
+
+    // Database gone.
+    let dead_pool =
+        flash_sale::db::connect_lazy("mysql://root@127.0.0.1:1/nowhere", 2).expect("lazy");
+    let base = app.serve_api_with(dead_pool, app.broker.clone()).await;
+    let response = app
+        .client
+        .post(format!("{base}/api/v1/holds"))
+        .json(&json!({"product_id": product, "qty": 1}))
+        .send()
+        .await
+        .expect("post");
+    assert_problem(response, 503, "unavailable").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+    let partition = broker::partition_for_product(product, app.settings.partitions);
+    assert_partition_drained(&app, partition).await;
+    app.stop().await;
+}
