@@ -15,22 +15,36 @@ pub enum Command {
         product_id: i64,
         qty: i64,
     },
+    /// Turn a hold into an order; the order's id is `job_id`.
+    Order { job_id: Uuid, hold_id: Uuid },
+    /// Apply the recorded payment event `job_id` (its id is the job's).
+    Payment { job_id: Uuid, order_id: Uuid },
+    /// Release a product's expired holds (published by the scheduler; it
+    /// has no job row).
+    Sweep { product_id: i64 },
 }
 
 impl Command {
-    pub fn job_id(&self) -> Uuid {
+    /// The job this command decides; sweeps have none.
+    pub fn job_id(&self) -> Option<Uuid> {
         match self {
-            Command::Hold { job_id, .. } => *job_id,
+            Command::Hold { job_id, .. }
+            | Command::Order { job_id, .. }
+            | Command::Payment { job_id, .. } => Some(*job_id),
+            Command::Sweep { .. } => None,
         }
     }
 
-    /// Holds are routed by product, so one consumer usually sees all of a hot
-    /// product's commands and can batch them.
+    /// Holds and sweeps are routed by product, so one consumer usually sees
+    /// all of a hot product's commands and can batch them; orders by hold,
+    /// payments by order.
     pub fn partition(&self, partitions: u16) -> u16 {
         match self {
-            Command::Hold { product_id, .. } => {
+            Command::Hold { product_id, .. } | Command::Sweep { product_id } => {
                 broker::partition_for_product(*product_id, partitions)
             }
+            Command::Order { hold_id, .. } => broker::partition_for_uuid(*hold_id, partitions),
+            Command::Payment { order_id, .. } => broker::partition_for_uuid(*order_id, partitions),
         }
     }
 

@@ -78,6 +78,15 @@ pub fn is_retryable(err: &sqlx::Error) -> bool {
     matches!(error_number(err), Some(1213 | 1205))
 }
 
+/// Backoff for retrying a transaction after a deadlock or lock-wait timeout.
+pub fn conflict_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(5))
+        .with_max_delay(Duration::from_millis(200))
+        .with_max_times(5)
+        .with_jitter()
+}
+
 /// The database could not be reached at all (as opposed to refusing a query).
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     matches!(

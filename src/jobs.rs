@@ -83,6 +83,7 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
 /// Records a queued job with the command that will be published for it.
 pub async fn insert(
     tx: &mut Transaction<'_, MySql>,
+    id: Uuid,
     kind: JobKind,
     command: &Command,
     created_at: DateTime<Utc>,
@@ -90,7 +91,7 @@ pub async fn insert(
     sqlx::query(
         "INSERT INTO jobs (id, kind, status, command, created_at) VALUES (?, ?, 'queued', ?, ?)",
     )
-    .bind(command.job_id())
+    .bind(id)
     .bind(kind)
     .bind(String::from_utf8_lossy(&command.encode()).into_owned())
     .bind(created_at)
@@ -103,6 +104,10 @@ pub async fn insert(
 /// means nothing was accepted. A job the worker already decided stays.
 pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM idempotency_keys WHERE job_id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM payment_events WHERE id = ? AND state = 'received'")
         .bind(id)
         .execute(pool)
         .await?;
@@ -171,4 +176,18 @@ pub async fn lock_queued(tx: &mut Transaction<'_, MySql>, ids: &[Uuid]) -> sqlx:
     }
     list.push_unseparated(") FOR UPDATE");
     query.build_query_scalar().fetch_all(&mut **tx).await
+}
+
+/// Replaces a decided job's result (a payment that waited for its order).
+pub async fn set_result(
+    tx: &mut Transaction<'_, MySql>,
+    id: Uuid,
+    result: &Value,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE jobs SET result = ? WHERE id = ?")
+        .bind(result.to_string())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -54,7 +54,9 @@ pub async fn create(pool: &MySqlPool, new: &NewProduct) -> anyhow::Result<Produc
         .context("Failed to insert the product")?
         .last_insert_id();
     let id = i64::try_from(id).context("product id out of range")?;
-    insert_ledger(&mut tx, id, new.stock, LedgerReason::Initial, None).await?;
+    insert_ledger(&mut tx, id, new.stock, LedgerReason::Initial, None)
+        .await
+        .context("Failed to write the stock ledger")?;
     tx.commit().await.context("Failed to commit")?;
     Ok(Product {
         id,
@@ -84,7 +86,9 @@ pub async fn restock(pool: &MySqlPool, id: i64, qty: i64) -> anyhow::Result<Opti
     .execute(&mut *tx)
     .await
     .context("Failed to add stock")?;
-    insert_ledger(&mut tx, id, qty, LedgerReason::Restock, None).await?;
+    insert_ledger(&mut tx, id, qty, LedgerReason::Restock, None)
+        .await
+        .context("Failed to write the stock ledger")?;
     tx.commit().await.context("Failed to commit")?;
     product.stock += qty;
     Ok(Some(product))
@@ -96,15 +100,14 @@ pub async fn insert_ledger(
     delta: i64,
     reason: LedgerReason,
     ref_id: Option<Uuid>,
-) -> anyhow::Result<()> {
+) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO stock_ledger (product_id, delta, reason, ref_id) VALUES (?, ?, ?, ?)")
         .bind(product_id)
         .bind(delta)
         .bind(reason.as_str())
         .bind(ref_id)
         .execute(&mut **tx)
-        .await
-        .context("Failed to write the stock ledger")?;
+        .await?;
     Ok(())
 }
 

@@ -11,8 +11,7 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use backon::{ExponentialBuilder, Retryable};
-use std::time::Duration;
+use backon::Retryable;
 use uuid::Uuid;
 
 use super::{
@@ -38,12 +37,7 @@ pub async fn create(State(state): State<AppState>, body: JsonObject) -> ApiResul
     };
     // A typical per-request service retries deadlocks a few times too.
     let hold = (|| hold_once(&state, product_id, qty))
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(5))
-                .with_max_times(3)
-                .with_jitter(),
-        )
+        .retry(db::conflict_backoff())
         .when(db::is_retryable)
         .await?;
     match hold {

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{AppState, error::ApiError};
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 
 use crate::{
     commands::Command,
@@ -75,28 +75,28 @@ pub struct Idempotent {
     pub request: [u8; 32],
 }
 
+/// A command about to be accepted, with the job that will report on it.
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub command: Command,
+}
+
 /// Records the job (claiming the idempotency key in the same transaction),
 /// publishes the command, then answers.
 pub async fn accept(
     state: &AppState,
-    kind: JobKind,
-    command: Command,
+    job: NewJob,
     idempotent: Option<Idempotent>,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
-    let job_id = command.job_id();
-    let recorded = (|| record(state, kind, &command, idempotent.as_ref()))
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(5))
-                .with_max_times(5)
-                .with_jitter(),
-        )
+    let recorded = (|| record(state, &job, idempotent.as_ref()))
+        .retry(db::conflict_backoff())
         .when(db::is_retryable)
         .await?;
     match recorded {
         Claim::New => {}
-        Claim::Repeat(existing) => return answer(state, kind, existing, wait).await,
+        Claim::Repeat(existing) => return answer(state, job.kind, existing, wait, None).await,
         Claim::Reused => {
             return Err(ApiError::new(
                 Code::IdempotencyKeyReused,
@@ -104,72 +104,79 @@ pub async fn accept(
             ));
         }
     }
+    publish(state, &job).await?;
+    answer(state, job.kind, job.id, wait, Some(JobStatus::Queued)).await
+}
 
-    let partition = command.partition(state.broker.partitions());
+/// Publishes a recorded job's command. If the broker does not confirm it,
+/// the job is withdrawn so the 503 is true: nothing was accepted.
+pub async fn publish(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
+    let partition = job.command.partition(state.broker.partitions());
     if let Err(e) = state
         .broker
-        .publish_command(partition, &command.encode())
+        .publish_command(partition, &job.command.encode())
         .await
     {
-        // Not durable in the broker: take the job back so the 503 is true.
-        if let Err(withdraw) = jobs::withdraw(&state.pool, job_id).await {
-            tracing::error!(%job_id, error = %withdraw, "could not withdraw an unpublished job; the relay will publish it");
+        if let Err(withdraw) = jobs::withdraw(&state.pool, job.id).await {
+            tracing::error!(job_id = %job.id, error = %withdraw, "could not withdraw an unpublished job; the relay will publish it");
         }
         return Err(ApiError::Unavailable(e));
     }
-    tracing::debug!(%job_id, ?kind, "command accepted");
-    answer(state, kind, job_id, wait).await
+    tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
+    Ok(())
 }
 
 /// Claims the idempotency key (if any) and records the queued job, in one
 /// transaction.
 async fn record(
     state: &AppState,
-    kind: JobKind,
-    command: &Command,
+    job: &NewJob,
     idempotent: Option<&Idempotent>,
 ) -> sqlx::Result<Claim> {
     let mut tx = state.pool.begin().await?;
     if let Some(i) = idempotent {
-        let claim =
-            idempotency::claim(&mut tx, i.route, &i.key, i.request, command.job_id()).await?;
+        let claim = idempotency::claim(&mut tx, i.route, &i.key, i.request, job.id).await?;
         if !matches!(claim, Claim::New) {
             tx.rollback().await?;
             return Ok(claim);
         }
     }
-    jobs::insert(&mut tx, kind, command, time::now()).await?;
+    jobs::insert(&mut tx, job.id, job.kind, &job.command, time::now()).await?;
     tx.commit().await?;
     Ok(Claim::New)
 }
 
 /// 202 with the job, or under `Prefer: wait` the outcome once committed.
-async fn answer(
+/// `known` is the job's status when the caller knows it (a job it just
+/// recorded); otherwise it is read.
+pub async fn answer(
     state: &AppState,
     kind: JobKind,
     job_id: Uuid,
     wait: Option<Duration>,
+    known: Option<JobStatus>,
 ) -> Result<Response, ApiError> {
-    let mut status = JobStatus::Queued;
-    if let Some(wait) = wait.filter(|w| !w.is_zero()) {
-        let deadline = Instant::now() + wait;
-        let waiter = state.waiters.register(job_id);
-        loop {
-            let job = jobs::get(&state.pool, job_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format_args!("job {job_id}")))?;
-            status = job.status;
-            if status != JobStatus::Queued {
-                return Ok(finished(kind, job));
+    let wait = wait.filter(|w| !w.is_zero());
+    if wait.is_none()
+        && let Some(status) = known
+    {
+        return Ok(accepted(kind, job_id, status));
+    }
+    let deadline = Instant::now() + wait.unwrap_or_default();
+    let waiter = wait.map(|_| state.waiters.register(job_id));
+    loop {
+        let job = jobs::get(&state.pool, job_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format_args!("job {job_id}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match &waiter {
+            Some(waiter) if job.status == JobStatus::Queued && !left.is_zero() => {
+                waiter.wait(left.min(POLL_FALLBACK)).await;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            waiter.wait(left.min(POLL_FALLBACK)).await;
+            Some(_) if job.status != JobStatus::Queued => return Ok(finished(kind, job)),
+            _ => return Ok(accepted(kind, job_id, job.status)),
         }
     }
-    Ok(accepted(kind, job_id, status))
 }
 
 fn accepted(kind: JobKind, job_id: Uuid, status: JobStatus) -> Response {

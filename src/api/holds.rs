@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     AppState,
-    commands::{Idempotent, accept, idempotency_key, prefer_wait},
+    commands::{Idempotent, NewJob, accept, idempotency_key, prefer_wait},
     error::{ApiError, ApiResult},
     input::{Fields, JsonObject},
     products::find,
@@ -56,24 +56,22 @@ pub async fn create(
         ));
     }
 
-    let command = Command::Hold {
-        job_id: Uuid::now_v7(),
-        product_id,
-        qty,
+    let id = Uuid::now_v7();
+    let job = NewJob {
+        id,
+        kind: JobKind::Hold,
+        command: Command::Hold {
+            job_id: id,
+            product_id,
+            qty,
+        },
     };
     let idempotent = key.map(|key| Idempotent {
         route: ROUTE,
         key,
         request: idempotency::fingerprint(&[&product_id.to_string(), &qty.to_string()]),
     });
-    accept(
-        &state,
-        JobKind::Hold,
-        command,
-        idempotent,
-        prefer_wait(&headers),
-    )
-    .await
+    accept(&state, job, idempotent, prefer_wait(&headers)).await
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Hold>> {

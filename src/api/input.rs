@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
-    http::header,
+    http::{HeaderMap, header},
 };
 use serde_json::{Map, Value};
 
@@ -15,6 +15,29 @@ use crate::problem::{Code, FieldErrors};
 
 /// DESIGN.md §3: bodies over 16 KiB are refused with 413.
 pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// A request body as bytes, refused with 413 past [`BODY_LIMIT`].
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        Code::PayloadTooLarge,
+                        format!("the body is over {BODY_LIMIT} bytes"),
+                    )
+                } else {
+                    ApiError::new(Code::MalformedJson, rejection.body_text())
+                }
+            })
+    }
+}
 
 /// A request body that is a JSON object.
 pub struct JsonObject {
@@ -25,25 +48,24 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(&req) {
-            return Err(ApiError::new(
-                Code::UnsupportedMediaType,
-                "send the body as Content-Type: application/json",
-            ));
-        }
-        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    Code::PayloadTooLarge,
-                    format!("the body is over {BODY_LIMIT} bytes"),
-                )
-            } else {
-                ApiError::new(Code::MalformedJson, rejection.body_text())
-            }
-        })?;
-        let fields = parse_object(&raw)?;
-        Ok(Self { fields })
+        let headers = req.headers().clone();
+        let RawBody(raw) = RawBody::from_request(req, state).await?;
+        Ok(Self {
+            fields: json_object(&headers, &raw)?,
+        })
     }
+}
+
+/// The body as a JSON object: 415 without a JSON content type, 400 when it
+/// is not JSON or not an object.
+pub fn json_object(headers: &HeaderMap, raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    parse_object(raw)
 }
 
 pub fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -60,8 +82,8 @@ pub fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn is_json(req: &Request) -> bool {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return false;
     };
     let Ok(value) = value.to_str() else {
@@ -159,6 +181,29 @@ impl<'a> Fields<'a> {
             return None;
         }
         Some(s.to_owned())
+    }
+
+    pub fn uuid(&mut self, field: &str) -> Option<uuid::Uuid> {
+        let value = self.required(field)?;
+        match value.as_str().map(uuid::Uuid::try_parse) {
+            Some(Ok(id)) => Some(id),
+            _ => {
+                self.error(field, "must be a UUID string");
+                None
+            }
+        }
+    }
+
+    /// A string that is one of `allowed`.
+    pub fn one_of(&mut self, field: &str, allowed: &[&'static str]) -> Option<&'static str> {
+        let value = self.required(field)?;
+        let found = value
+            .as_str()
+            .and_then(|s| allowed.iter().find(|a| **a == s).copied());
+        if found.is_none() {
+            self.error(field, format!("must be one of: {}", allowed.join(", ")));
+        }
+        found
     }
 
     /// Ok when no field failed.

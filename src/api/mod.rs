@@ -9,6 +9,8 @@ mod health;
 mod holds;
 mod input;
 mod jobs;
+mod orders;
+mod payments;
 mod products;
 
 use std::{any::Any, sync::Arc};
@@ -57,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/products/{id}/restock", post(products::restock))
         .route("/holds", post(holds::create))
         .route("/holds/{id}", get(holds::get))
+        .route("/orders", post(orders::create))
+        .route("/orders/{id}", get(orders::get))
+        .route("/payments/webhook", post(payments::webhook))
+        .route("/admin/payments", get(payments::list))
         .route("/jobs/{id}", get(jobs::get));
     let v1 = if state.settings.enable_baseline {
         v1.route("/baseline/holds", post(baseline::create))

@@ -128,6 +128,10 @@ pub async fn apply_holds(
 
     Ok(Decided {
         jobs: outcomes.iter().map(|o| o.job_id).collect(),
-        stock_changed: !granted.is_empty(),
+        changed_products: if granted.is_empty() {
+            Vec::new()
+        } else {
+            vec![product_id]
+        },
     })
 }

@@ -9,6 +9,9 @@
 //! consume any partition.
 
 mod holds;
+mod orders;
+mod payments;
+mod sweeps;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -32,6 +35,12 @@ use crate::{
 };
 
 pub use holds::{HoldRequest, apply_holds};
+pub use orders::{OrderApplied, apply_order};
+pub use payments::apply_payment;
+pub use sweeps::{SWEEP_BATCH, expire_holds};
+
+/// How long an order waits on the side for its hold's job.
+const HOLD_WAIT: Duration = Duration::from_secs(30);
 
 /// Unacked deliveries per partition consumer: the ceiling of one batch.
 pub const PREFETCH: u16 = 512;
@@ -70,7 +79,7 @@ impl Worker {
     }
 
     async fn consume_partition(
-        &self,
+        self: &Arc<Self>,
         partition: u16,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
@@ -109,27 +118,29 @@ impl Worker {
     }
 
     /// Decides a batch and settles every delivery in it.
-    async fn process(&self, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
+    async fn process(self: &Arc<Self>, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
         let mut holds: Vec<(Delivery, HoldRequest)> = Vec::new();
+        let mut others: Vec<(Delivery, Command)> = Vec::new();
         for delivery in deliveries {
             match Command::decode(&delivery.data) {
                 Ok(Command::Hold {
                     job_id,
                     product_id,
                     qty,
-                }) => holds.push((
-                    delivery,
-                    HoldRequest {
+                }) => {
+                    let request = HoldRequest {
                         job_id,
                         product_id,
                         qty,
-                    },
-                )),
+                    };
+                    holds.push((delivery, request));
+                }
+                Ok(command) => others.push((delivery, command)),
                 Err(e) => dead_letter(&delivery, &e.to_string()).await,
             }
         }
 
-        // Group by product, keeping arrival order inside each group.
+        // Holds: one transaction per product, arrival order kept inside it.
         let mut products: Vec<i64> = Vec::new();
         for (_, hold) in &holds {
             if !products.contains(&hold.product_id) {
@@ -147,25 +158,114 @@ impl Worker {
                     apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
                 })
                 .await;
-            match applied {
-                Applied::Done(decided) => {
-                    ack_all(&deliveries).await;
-                    if decided.stock_changed {
-                        self.announce(Event::StockChanged { product_id }).await;
-                    }
-                    if !decided.jobs.is_empty() {
-                        self.announce(Event::JobsFinished {
-                            job_ids: decided.jobs,
-                        })
-                        .await;
-                    }
-                }
-                Applied::Failed => requeue_all(&deliveries).await,
-                // Unsettled deliveries return to the queue when the channel
-                // closes; the job rows make the redelivery harmless.
-                Applied::ShuttingDown => return,
+            if !self.settle(&deliveries, applied).await {
+                return;
             }
         }
+
+        // Orders, payments and sweeps: one transaction each.
+        for (delivery, command) in others {
+            let applied = match command {
+                Command::Order { job_id, hold_id } => {
+                    match self
+                        .with_retries(shutdown, || apply_order(&self.pool, job_id, hold_id))
+                        .await
+                    {
+                        Applied::Done(OrderApplied::HoldPending) => {
+                            self.clone()
+                                .defer_order(delivery, job_id, hold_id, shutdown.clone());
+                            continue;
+                        }
+                        Applied::Done(OrderApplied::Decided(decided)) => Applied::Done(decided),
+                        Applied::Failed => Applied::Failed,
+                        Applied::ShuttingDown => Applied::ShuttingDown,
+                    }
+                }
+                Command::Payment { job_id, order_id } => {
+                    self.with_retries(shutdown, || apply_payment(&self.pool, job_id, order_id))
+                        .await
+                }
+                Command::Sweep { product_id } => {
+                    self.with_retries(shutdown, || expire_holds(&self.pool, product_id))
+                        .await
+                }
+                Command::Hold { .. } => continue,
+            };
+            if !self.settle(&[&delivery], applied).await {
+                return;
+            }
+        }
+    }
+
+    /// Acks (and announces) what committed, requeues what failed. False when
+    /// shutting down: the rest of the batch is left unsettled and comes back
+    /// when the channel closes; the job rows make that redelivery harmless.
+    async fn settle(&self, deliveries: &[&Delivery], applied: Applied<Decided>) -> bool {
+        match applied {
+            Applied::Done(decided) => {
+                ack_all(deliveries).await;
+                self.announce_decided(decided).await;
+                true
+            }
+            Applied::Failed => {
+                requeue_all(deliveries).await;
+                true
+            }
+            Applied::ShuttingDown => false,
+        }
+    }
+
+    async fn announce_decided(&self, decided: Decided) {
+        for product_id in decided.changed_products {
+            self.announce(Event::StockChanged { product_id }).await;
+        }
+        if !decided.jobs.is_empty() {
+            self.announce(Event::JobsFinished {
+                job_ids: decided.jobs,
+            })
+            .await;
+        }
+    }
+
+    /// An order whose hold is still queued waits for the hold's job without
+    /// holding up its partition: it is retried on the side with backoff,
+    /// its delivery unacked until decided. After [`HOLD_WAIT`] it goes back
+    /// to the queue (the hold's job may be waiting for the relay).
+    fn defer_order(
+        self: Arc<Self>,
+        delivery: Delivery,
+        job_id: Uuid,
+        hold_id: Uuid,
+        shutdown: CancellationToken,
+    ) {
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut backoff = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_secs(1))
+                .without_max_times()
+                .build();
+            while started.elapsed() < HOLD_WAIT {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(1));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let applied = match self
+                    .with_retries(&shutdown, || apply_order(&self.pool, job_id, hold_id))
+                    .await
+                {
+                    Applied::Done(OrderApplied::HoldPending) => continue,
+                    Applied::Done(OrderApplied::Decided(decided)) => Applied::Done(decided),
+                    Applied::Failed => Applied::Failed,
+                    Applied::ShuttingDown => Applied::ShuttingDown,
+                };
+                self.settle(&[&delivery], applied).await;
+                return;
+            }
+            tracing::warn!(%job_id, %hold_id, "hold still queued; order returned to its queue");
+            requeue_all(&[&delivery]).await;
+        });
     }
 
     /// Runs one transaction: deadlocks and lock-wait timeouts are retried at
@@ -233,7 +333,8 @@ enum Applied<T> {
 pub struct Decided {
     /// Jobs whose outcome this transaction wrote.
     pub jobs: Vec<Uuid>,
-    pub stock_changed: bool,
+    /// Products whose stock it changed.
+    pub changed_products: Vec<i64>,
 }
 
 /// `first`, plus whatever else arrives within [`LINGER`], up to

@@ -1,0 +1,120 @@
+//! The payment provider's webhook and the operators' list of events that
+//! need attention.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use backon::Retryable;
+use serde_json::json;
+
+use super::{
+    AppState,
+    auth::Admin,
+    commands::{NewJob, answer, publish},
+    error::{ApiError, ApiResult},
+    input::{Fields, RawBody, json_object},
+};
+use crate::{
+    db,
+    idempotency::MAX_KEY_CHARS,
+    jobs::{JobKind, JobStatus},
+    payments::{self, Delivery, EventState, PaymentStatus, Recorded},
+    problem::Code,
+    signature, time,
+};
+
+/// Most events one admin listing returns.
+const LIST_LIMIT: u32 = 1000;
+
+/// Signature first (before the body is even parsed), then the event is made
+/// durable (database row + confirmed publish) and acknowledged with 202.
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(raw): RawBody,
+) -> ApiResult<Response> {
+    let presented = headers.get("x-signature").and_then(|v| v.to_str().ok());
+    signature::verify(
+        state.webhook_secret.expose(),
+        presented,
+        &raw,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(|e| ApiError::new(Code::Unauthorized, e.to_string()))?;
+
+    let body = json_object(&headers, &raw)?;
+    let mut fields = Fields::new(&body);
+    let key = fields.string("idempotency_key", 1..=MAX_KEY_CHARS);
+    let order_id = fields.uuid("order_id");
+    let status = fields.one_of("status", &["success", "failed"]);
+    fields.finish()?;
+    let (Some(idempotency_key), Some(order_id), Some(status)) = (key, order_id, status) else {
+        return Err(ApiError::field("body", "incomplete"));
+    };
+    let delivery = Delivery {
+        idempotency_key,
+        order_id,
+        status: if status == "success" {
+            PaymentStatus::Success
+        } else {
+            PaymentStatus::Failed
+        },
+    };
+    let job_id = delivery.job_id();
+    let recorded = (|| payments::record(&state.pool, &delivery, time::now()))
+        .retry(db::conflict_backoff())
+        .when(db::is_retryable)
+        .await?;
+    match recorded {
+        Recorded::New => {
+            let job = NewJob {
+                id: job_id,
+                kind: JobKind::Payment,
+                command: delivery.command(),
+            };
+            publish(&state, &job).await?;
+            tracing::info!(%job_id, %order_id, status, "payment event accepted");
+            answer(
+                &state,
+                JobKind::Payment,
+                job_id,
+                None,
+                Some(JobStatus::Queued),
+            )
+            .await
+        }
+        Recorded::Repeat => answer(&state, JobKind::Payment, job_id, None, None).await,
+        Recorded::Reused => Err(ApiError::new(
+            Code::IdempotencyKeyReused,
+            "this idempotency_key was used with a different body",
+        )),
+    }
+}
+
+/// `GET /api/v1/admin/payments?state=unmatched|needs_refund|conflict`; all
+/// three when `state` is absent.
+pub async fn list(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let states: Vec<EventState> = match query.get("state").map(String::as_str) {
+        None => EventState::NEEDS_OPERATOR.to_vec(),
+        Some("unmatched") => vec![EventState::Unmatched],
+        Some("needs_refund") => vec![EventState::NeedsRefund],
+        Some("conflict") => vec![EventState::Conflict],
+        Some(_) => {
+            return Err(ApiError::field(
+                "state",
+                "must be one of: unmatched, needs_refund, conflict",
+            ));
+        }
+    };
+    let data = payments::list(&state.pool, &states, LIST_LIMIT).await?;
+    Ok(Json(json!({ "data": data })))
+}
