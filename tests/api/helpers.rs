@@ -308,6 +308,75 @@ impl TestApp {
         (stock, ledger, held)
     }
 
+    /// A granted hold's id (waits for the worker).
+    pub async fn granted_hold(&self, product_id: i64, qty: i64) -> String {
+        let response = self
+            .post_hold(
+                &serde_json::json!({"product_id": product_id, "qty": qty}),
+                &[("prefer", "wait=10")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "hold not granted");
+        let hold: Value = response.json().await.expect("hold json");
+        hold["id"].as_str().expect("hold id").to_owned()
+    }
+
+    /// POST /api/v1/orders with optional extra headers.
+    pub async fn post_order(&self, hold_id: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/api/v1/orders"))
+            .json(&serde_json::json!({ "hold_id": hold_id }));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("POST order")
+    }
+
+    /// A signed webhook delivery of `body` (exact bytes).
+    pub async fn webhook(&self, body: &str) -> Response {
+        let t = chrono::Utc::now().timestamp();
+        let signature = flash_sale::signature::sign(WEBHOOK_SECRET, t, body.as_bytes());
+        self.webhook_signed(body, Some(&signature)).await
+    }
+
+    pub async fn webhook_signed(&self, body: &str, signature: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/api/v1/payments/webhook"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("x-signature", signature);
+        }
+        request.send().await.expect("POST webhook")
+    }
+
+    /// Guarantee 1 for one product: stock ≥ 0 and stock + active holds +
+    /// pending/paid orders = everything ever stocked (opening + restocks).
+    pub async fn assert_stock_accounted(&self, product_id: i64) {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(delta), 0) AS SIGNED) FROM stock_ledger \
+             WHERE product_id = ? AND reason IN ('initial', 'restock')",
+        )
+        .bind(product_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("stocked");
+        let ordered: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(qty), 0) AS SIGNED) FROM orders \
+             WHERE product_id = ? AND status IN ('pending', 'paid')",
+        )
+        .bind(product_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("ordered");
+        let (stock, ledger, held) = self.stock_books(product_id).await;
+        assert!(stock >= 0);
+        assert_eq!(ledger, stock, "guarantee 2: ledger sum equals stock");
+        assert_eq!(stock + held + ordered, total, "guarantee 1");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.apis[0], path)
     }

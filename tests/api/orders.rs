@@ -1,0 +1,612 @@
+//! Orders from holds, and payment webhooks in every arrival order.
+
+use std::{sync::Arc, time::Duration};
+
+use flash_sale::{
+    payments,
+    worker::{HoldRequest, apply_holds, apply_payment},
+};
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{
+    ADMIN_TOKEN, Roles, TestApp, WEBHOOK_SECRET, assert_problem, spawn_app, spawn_with,
+};
+
+const NO_WORKERS: Roles = Roles {
+    apis: 1,
+    workers: 0,
+    scheduler: false,
+};
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("json body")
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    json_of(response).await
+}
+
+/// An order made from `hold_id`, waited for.
+async fn order(app: &TestApp, hold_id: &str) -> Value {
+    let response = app.post_order(hold_id, &[("prefer", "wait=10")]).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    json_of(response).await
+}
+
+fn payment(key: &str, order_id: &str, status: &str) -> String {
+    json!({"idempotency_key": key, "order_id": order_id, "status": status}).to_string()
+}
+
+/// Sends a webhook and waits until its job is decided; returns the job.
+async fn pay(app: &TestApp, key: &str, order_id: &str, status: &str) -> Value {
+    let response = app.webhook(&payment(key, order_id, status)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_of(response).await;
+    let job_id = body["job_id"].as_str().expect("job id").to_owned();
+    app.wait_until_idle().await;
+    get_json(app, &format!("/api/v1/jobs/{job_id}")).await
+}
+
+async fn admin_payments(app: &TestApp, state: &str) -> Vec<Value> {
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/admin/payments?state={state}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin payments");
+    assert_eq!(response.status(), StatusCode::OK);
+    json_of(response).await["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_hold_becomes_one_pending_order_and_the_hold_is_used() {
+    let app = spawn_app().await;
+    let product = app.create_product("Order me", 700, 10).await;
+    let hold_id = app.granted_hold(product, 3).await;
+
+    let response = app.post_order(&hold_id, &[("prefer", "wait=10")]).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let order = json_of(response).await;
+    let id = order["id"].as_str().expect("id");
+    assert_eq!(location, format!("/api/v1/orders/{id}"));
+    assert_eq!(order["hold_id"], hold_id.as_str());
+    assert_eq!(order["product_id"], product);
+    assert_eq!(order["qty"], 3);
+    assert_eq!(order["amount"], 2100);
+    assert_eq!(order["status"], "pending");
+    assert_eq!(get_json(&app, &location).await, order);
+
+    let hold = get_json(&app, &format!("/api/v1/holds/{hold_id}")).await;
+    assert_eq!(hold["status"], "used");
+    let job = get_json(&app, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["kind"], "order");
+    assert_eq!(job["result"], order);
+    app.assert_stock_accounted(product).await;
+    assert_eq!(app.stock_books(product).await.0, 7);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_orders_for_one_hold_make_exactly_one() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 2,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Contended", 100, 5).await;
+    let hold_id = app.granted_hold(product, 1).await;
+    let app = Arc::new(app);
+    let responses = join_all((0..50).map(|_| {
+        let (app, hold_id) = (app.clone(), hold_id.clone());
+        async move { app.post_order(&hold_id, &[]).await.status() }
+    }))
+    .await;
+    assert!(responses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    app.wait_until_idle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'order' AND status = 'succeeded'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'order' AND status = 'failed' AND error LIKE '%hold_already_used%'"
+        )
+        .await,
+        49
+    );
+    app.assert_stock_accounted(product).await;
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_hold_never_becomes_an_order() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: false,
+        },
+        &[("HOLD_TTL_SECS", "1")],
+    )
+    .await;
+    let product = app.create_product("Too late", 100, 5).await;
+    let hold_id = app.granted_hold(product, 2).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // No sweep runs here: the hold row still says active, its expiry decides.
+    let hold = get_json(&app, &format!("/api/v1/holds/{hold_id}")).await;
+    assert_eq!(hold["status"], "expired");
+    let response = app.post_order(&hold_id, &[("prefer", "wait=10")]).await;
+    assert_problem(response, 409, "hold_expired").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_hold_is_hold_not_found_and_a_bad_id_is_422() {
+    let app = spawn_app().await;
+    let response = app
+        .post_order(&Uuid::now_v7().to_string(), &[("prefer", "wait=10")])
+        .await;
+    assert_problem(response, 409, "hold_not_found").await;
+    for body in [json!({"hold_id": "nope"}), json!({}), json!({"hold_id": 5})] {
+        let response = app
+            .client
+            .post(app.url("/api/v1/orders"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert!(problem["errors"]["hold_id"].is_array());
+    }
+    assert_problem(app.get("/api/v1/orders/not-a-uuid").await, 404, "not_found").await;
+    assert_problem(
+        app.get(&format!("/api/v1/orders/{}", Uuid::now_v7())).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_sent_right_after_a_queued_hold_waits_for_it() {
+    let mut app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Eager", 300, 4).await;
+    let response = app
+        .post_hold(&json!({"product_id": product, "qty": 2}), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let hold_id = json_of(response).await["hold_id"]
+        .as_str()
+        .expect("hold id")
+        .to_owned();
+    let response = app
+        .post_order(&hold_id, &[("idempotency-key", "eager-1")])
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let order_id = json_of(response).await["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+
+    app.add_worker().await;
+    app.wait_until_idle().await;
+    let order = get_json(&app, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["hold_id"], hold_id.as_str());
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_missing_or_stale_signatures_are_401_and_change_nothing() {
+    let app = spawn_app().await;
+    let order_id = Uuid::now_v7().to_string();
+    let body = payment("sig-1", &order_id, "success");
+    let now = chrono::Utc::now().timestamp();
+    let sign =
+        |secret: &str, t: i64, body: &str| flash_sale::signature::sign(secret, t, body.as_bytes());
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("wrong secret", Some(sign("not-the-secret", now, &body))),
+        ("stale", Some(sign(WEBHOOK_SECRET, now - 301, &body))),
+        ("future", Some(sign(WEBHOOK_SECRET, now + 301, &body))),
+        (
+            "other body",
+            Some(sign(
+                WEBHOOK_SECRET,
+                now,
+                &payment("sig-1", &order_id, "failed"),
+            )),
+        ),
+        ("malformed", Some("t=abc,v1=zz".to_owned())),
+        ("no v1", Some(format!("t={now}"))),
+    ];
+    for (case, signature) in cases {
+        let response = app.webhook_signed(&body, signature.as_deref()).await;
+        let problem = assert_problem(response, 401, "unauthorized").await;
+        assert!(problem["detail"].is_string(), "{case}");
+    }
+    // The signature is checked before the body is even parsed.
+    let response = app.webhook_signed("{not json", None).await;
+    assert_problem(response, 401, "unauthorized").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_events").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signed_but_bad_webhook_bodies_get_their_problem() {
+    let app = spawn_app().await;
+    let order_id = Uuid::now_v7().to_string();
+    assert_problem(app.webhook("{not json").await, 400, "malformed_json").await;
+    for (body, field) in [
+        (
+            json!({"order_id": order_id, "status": "success"}),
+            "idempotency_key",
+        ),
+        (
+            json!({"idempotency_key": "k".repeat(256), "order_id": order_id, "status": "success"}),
+            "idempotency_key",
+        ),
+        (
+            json!({"idempotency_key": "k", "order_id": "x", "status": "success"}),
+            "order_id",
+        ),
+        (
+            json!({"idempotency_key": "k", "order_id": order_id, "status": "paid"}),
+            "status",
+        ),
+    ] {
+        let problem = assert_problem(
+            app.webhook(&body.to_string()).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert!(problem["errors"][field].is_array(), "{body}: {problem}");
+    }
+    // Signed, but not sent as JSON.
+    let body = payment("k-ct", &order_id, "success");
+    let t = chrono::Utc::now().timestamp();
+    let response = app
+        .client
+        .post(app.url("/api/v1/payments/webhook"))
+        .header("content-type", "text/plain")
+        .header(
+            "x-signature",
+            flash_sale::signature::sign(WEBHOOK_SECRET, t, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_problem(response, 415, "unsupported_media_type").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_events").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_identical_deliveries_have_one_job_and_one_effect() {
+    let app = spawn_app().await;
+    let product = app.create_product("Paid once", 100, 5).await;
+    let hold_id = app.granted_hold(product, 1).await;
+    let order_id = order(&app, &hold_id).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let body = payment("pay-once", &order_id, "success");
+    let responses = join_all((0..20).map(|_| app.webhook(&body))).await;
+    let mut job_ids = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        job_ids.push(
+            json_of(response).await["job_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    job_ids.dedup();
+    assert_eq!(job_ids, vec![payments::job_id("pay-once").to_string()]);
+    app.wait_until_idle().await;
+    let job = get_json(&app, &format!("/api/v1/jobs/{}", job_ids[0])).await;
+    assert_eq!(job["kind"], "payment");
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(
+        job["result"],
+        json!({"outcome": "applied", "order_status": "paid"})
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_events").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'payment'")
+            .await,
+        1
+    );
+    let order = get_json(&app, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["status"], "paid");
+
+    // A repeat after the fact: same job, nothing new.
+    let response = app.webhook(&body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let repeat = json_of(response).await;
+    assert_eq!(repeat["job_id"], job_ids[0].as_str());
+    assert_eq!(repeat["status"], "succeeded");
+    // Same key, another body.
+    let response = app.webhook(&payment("pay-once", &order_id, "failed")).await;
+    assert_problem(response, 422, "idempotency_key_reused").await;
+    app.wait_until_idle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_events").await, 1);
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_before_the_order_job_is_applied_when_the_order_is_made() {
+    let mut app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Early bird", 100, 5).await;
+    let response = app
+        .post_hold(&json!({"product_id": product, "qty": 2}), &[])
+        .await;
+    let hold_id = json_of(response).await["hold_id"]
+        .as_str()
+        .expect("hold")
+        .to_owned();
+    let response = app.post_order(&hold_id, &[]).await;
+    let order_id = json_of(response).await["order_id"]
+        .as_str()
+        .expect("order")
+        .to_owned();
+    let response = app.webhook(&payment("early-1", &order_id, "success")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let payment_job = payments::job_id("early-1");
+
+    // The hold is decided and the payment processed while the order's own
+    // job is still queued.
+    let hold = Uuid::parse_str(&hold_id).expect("uuid");
+    let request = HoldRequest {
+        job_id: hold,
+        product_id: product,
+        qty: 2,
+    };
+    apply_holds(&app.pool, product, &[request], app.settings.hold_ttl)
+        .await
+        .expect("hold");
+    let order_uuid = Uuid::parse_str(&order_id).expect("uuid");
+    apply_payment(&app.pool, payment_job, order_uuid)
+        .await
+        .expect("payment");
+    let job = get_json(&app, &format!("/api/v1/jobs/{payment_job}")).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(
+        job["result"],
+        json!({"outcome": "awaiting_order", "order_status": null})
+    );
+
+    // Now the worker runs the rest (the queued hold and payment messages are
+    // redeliveries of decided jobs; the order applies the payment).
+    app.add_worker().await;
+    app.wait_until_idle().await;
+    let order = get_json(&app, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["status"], "paid");
+    let job = get_json(&app, &format!("/api/v1/jobs/{payment_job}")).await;
+    assert_eq!(
+        job["result"],
+        json!({"outcome": "applied", "order_status": "paid"})
+    );
+    assert!(admin_payments(&app, "unmatched").await.is_empty());
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_then_success_stays_canceled_and_needs_a_refund() {
+    let app = spawn_app().await;
+    let product = app.create_product("Refund", 100, 5).await;
+    let hold_id = app.granted_hold(product, 2).await;
+    let order_id = order(&app, &hold_id).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(app.stock_books(product).await.0, 3);
+
+    let failed = pay(&app, "r-1", &order_id, "failed").await;
+    assert_eq!(
+        failed["result"],
+        json!({"outcome": "applied", "order_status": "canceled"})
+    );
+    // The stock is back, the hold expired.
+    assert_eq!(app.stock_books(product).await.0, 5);
+    let hold = get_json(&app, &format!("/api/v1/holds/{hold_id}")).await;
+    assert_eq!(hold["status"], "expired");
+
+    let success = pay(&app, "r-2", &order_id, "success").await;
+    assert_eq!(
+        success["result"],
+        json!({"outcome": "needs_refund", "order_status": "canceled"})
+    );
+    let order = get_json(&app, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["status"], "canceled");
+    let listed = admin_payments(&app, "needs_refund").await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["idempotency_key"], "r-2");
+    assert_eq!(listed[0]["order_id"], order_id.as_str());
+    assert_eq!(listed[0]["state"], "needs_refund");
+    assert!(listed[0]["reason"].is_string());
+    // Stock came back once, not twice.
+    assert_eq!(app.stock_books(product).await.0, 5);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM stock_ledger WHERE reason = 'payment_failed'")
+            .await,
+        1
+    );
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_after_paid_stays_paid_with_stock_unchanged() {
+    let app = spawn_app().await;
+    let product = app.create_product("Kept", 100, 5).await;
+    let hold_id = app.granted_hold(product, 1).await;
+    let order_id = order(&app, &hold_id).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let paid = pay(&app, "k-1", &order_id, "success").await;
+    assert_eq!(paid["result"]["order_status"], "paid");
+    let late = pay(&app, "k-2", &order_id, "failed").await;
+    assert_eq!(
+        late["result"],
+        json!({"outcome": "ignored", "order_status": "paid"})
+    );
+    let order = get_json(&app, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(order["status"], "paid");
+    assert_eq!(app.stock_books(product).await.0, 4);
+    let conflicts = admin_payments(&app, "conflict").await;
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0]["idempotency_key"], "k-2");
+    // A second success is a duplicate, not a new effect.
+    let again = pay(&app, "k-3", &order_id, "success").await;
+    assert_eq!(
+        again["result"],
+        json!({"outcome": "duplicate", "order_status": "paid"})
+    );
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_for_an_order_that_never_exists_is_unmatched() {
+    let app = spawn_app().await;
+    let ghost = Uuid::now_v7().to_string();
+    let job = pay(&app, "ghost-1", &ghost, "success").await;
+    assert_eq!(
+        job["result"],
+        json!({"outcome": "ignored", "order_status": null})
+    );
+
+    // An order refused (its hold does not exist) leaves its early payment
+    // unmatched too.
+    let response = app.post_order(&Uuid::now_v7().to_string(), &[]).await;
+    let order_id = json_of(response).await["order_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.wait_until_idle().await;
+    pay(&app, "ghost-2", &order_id, "success").await;
+
+    let unmatched = admin_payments(&app, "unmatched").await;
+    let keys: Vec<&str> = unmatched
+        .iter()
+        .filter_map(|e| e["idempotency_key"].as_str())
+        .collect();
+    assert_eq!(keys, vec!["ghost-1", "ghost-2"]);
+
+    // The listing is for operators only, and states are checked.
+    let response = app.get("/api/v1/admin/payments?state=unmatched").await;
+    assert_problem(response, 401, "unauthorized").await;
+    let response = app
+        .client
+        .get(app.url("/api/v1/admin/payments?state=everything"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_problem(response, 422, "validation_failed").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_whole_flow_in_any_mix_keeps_the_stock_books() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 2,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Mix", 100, 40).await;
+    let mut orders = Vec::new();
+    for _ in 0..12 {
+        let hold_id = app.granted_hold(product, 2).await;
+        orders.push(
+            order(&app, &hold_id).await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    // Four paid, four failed, four never paid; plus some stray events.
+    let app = Arc::new(app);
+    join_all(orders.iter().enumerate().map(|(i, order_id)| {
+        let app = app.clone();
+        async move {
+            let status = match i % 3 {
+                0 => Some("success"),
+                1 => Some("failed"),
+                _ => None,
+            };
+            if let Some(status) = status {
+                let body = payment(&format!("mix-{i}"), order_id, status);
+                assert_eq!(app.webhook(&body).await.status(), StatusCode::ACCEPTED);
+                // A conflicting second event for each.
+                let other = if status == "success" {
+                    "failed"
+                } else {
+                    "success"
+                };
+                let body = payment(&format!("mix-{i}-b"), order_id, other);
+                assert_eq!(app.webhook(&body).await.status(), StatusCode::ACCEPTED);
+            }
+        }
+    }))
+    .await;
+    app.wait_until_idle().await;
+    app.assert_stock_accounted(product).await;
+    // 12 orders of 2: 4 canceled gave 8 back.
+    assert_eq!(app.stock_books(product).await.0, 40 - 24 + 8);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'paid'")
+            .await,
+        4
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'canceled'")
+            .await,
+        4
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+            .await,
+        4
+    );
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+}
