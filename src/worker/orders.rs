@@ -56,7 +56,6 @@ pub async fn apply_order(
     .fetch_optional(&mut *tx)
     .await?;
     let now = time::now();
-    let refused = |code: Code, detail: String| Err(Problem::new(code, detail));
     let decision: Result<HoldRow, Problem> = match hold {
         None => {
             let hold_job: Option<JobStatus> =
@@ -68,15 +67,19 @@ pub async fn apply_order(
                 tx.rollback().await?;
                 return Ok(OrderApplied::HoldPending);
             }
-            refused(Code::HoldNotFound, format!("hold {hold_id} does not exist"))
+            Err(Problem::new(
+                Code::HoldNotFound,
+                format!("hold {hold_id} does not exist"),
+            ))
         }
-        Some(h) if taken.is_some() || h.status == HoldStatus::Used => refused(
+        Some(h) if taken.is_some() || h.status == HoldStatus::Used => Err(Problem::new(
             Code::HoldAlreadyUsed,
             format!("hold {hold_id} already became an order"),
-        ),
-        Some(h) if h.status == HoldStatus::Expired || h.expires_at <= now => {
-            refused(Code::HoldExpired, format!("hold {hold_id} expired"))
-        }
+        )),
+        Some(h) if h.status == HoldStatus::Expired || h.expires_at <= now => Err(Problem::new(
+            Code::HoldExpired,
+            format!("hold {hold_id} expired"),
+        )),
         Some(h) => Ok(h),
     };
 
