@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS payment_events (
     UNIQUE KEY payment_events_key (idempotency_key),
     KEY payment_events_order (order_id),
     KEY payment_events_state (state, created_at),
+    KEY payment_events_created (created_at),
     CONSTRAINT payment_events_status_valid CHECK (status IN ('success', 'failed')),
     CONSTRAINT payment_events_state_valid CHECK (state IN ('received', 'applied', 'duplicate', 'awaiting_order', 'needs_refund', 'ignored', 'unmatched', 'conflict'))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -43,6 +43,17 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     pub admin_token: Option<Secret>,
     pub log_format: LogFormat,
+    /// A job still queued this long after it was recorded (or last relayed)
+    /// is published again by the scheduler.
+    pub relay_after: Duration,
+    /// Finished jobs, idempotency keys and payment events older than this
+    /// are deleted (never under 24 h: keys must live at least that long).
+    pub retention: Duration,
+    /// How often the scheduler audits the stock books.
+    pub audit_interval: Duration,
+    /// Where the worker and scheduler serve `/metrics` (the api serves it on
+    /// its own port); `None` serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
     /// Mounts `POST /api/v1/baseline/holds`, the per-request locking design
     /// that `loadgen` compares against. Off in production.
     pub enable_baseline: bool,
@@ -98,6 +109,25 @@ impl Settings {
             Some(f) => bail!("LOG_FORMAT must be json or text, got {f:?}"),
         };
 
+        let relay_after_secs = parsed("RELAY_AFTER_SECS", 10)?;
+        if relay_after_secs == 0 {
+            bail!("RELAY_AFTER_SECS must be at least 1");
+        }
+        let retention_hours = parsed("RETENTION_HOURS", 7 * 24)?;
+        if retention_hours < 24 {
+            bail!("RETENTION_HOURS must be at least 24 (idempotency keys live 24 h)");
+        }
+        let audit_secs = parsed("AUDIT_INTERVAL_SECS", 30)?;
+        if audit_secs == 0 {
+            bail!("AUDIT_INTERVAL_SECS must be at least 1");
+        }
+        let metrics_addr = match get("METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(
+                v.parse()
+                    .with_context(|| format!("METRICS_ADDR must be host:port, got {v:?}"))?,
+            ),
+        };
         let enable_baseline = match get("ENABLE_BASELINE")
             .as_deref()
             .map(str::to_ascii_lowercase)
@@ -119,6 +149,10 @@ impl Settings {
             webhook_secret: get("WEBHOOK_SECRET").map(Secret::new),
             admin_token: get("ADMIN_TOKEN").map(Secret::new),
             log_format,
+            relay_after: Duration::from_secs(relay_after_secs),
+            retention: Duration::from_secs(retention_hours * 3600),
+            audit_interval: Duration::from_secs(audit_secs),
+            metrics_addr,
             enable_baseline,
         })
     }
@@ -171,6 +205,8 @@ mod tests {
         assert!(settings(&[("PARTITIONS", "0")]).is_err());
         assert!(settings(&[("HOLD_TTL_SECS", "0")]).is_err());
         assert!(settings(&[("LOG_FORMAT", "xml")]).is_err());
+        assert!(settings(&[("RETENTION_HOURS", "23")]).is_err());
+        assert!(settings(&[("METRICS_ADDR", "9100")]).is_err());
         assert!(settings(&[("API_ADDR", "nowhere")]).is_err());
     }
 

@@ -8,6 +8,7 @@
 //! the binaries in `src/bin` are thin `main`s over it.
 
 pub mod api;
+pub mod audit;
 pub mod broker;
 pub mod cache;
 pub mod commands;

@@ -18,7 +18,7 @@ use crate::{
     db,
     domain::NewProduct,
     events, products,
-    scheduler::Scheduler,
+    scheduler::{Scheduler, SchedulerStatus},
     waiters::JobWaiters,
     worker::Worker,
 };
@@ -111,8 +111,21 @@ pub async fn run_worker(
     .await
 }
 
-pub async fn run_scheduler(shutdown: CancellationToken) -> anyhow::Result<()> {
-    Scheduler.run(shutdown).await
+pub async fn run_scheduler(
+    settings: Arc<Settings>,
+    pool: MySqlPool,
+    broker: Broker,
+    status: Arc<SchedulerStatus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    Scheduler {
+        pool,
+        broker,
+        settings,
+        status,
+    }
+    .run(shutdown)
+    .await
 }
 
 pub const DEMO_PRODUCT: &str = "Limited edition sneaker";

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
 
     let stop = shutdown::on_signal();
     let worker_pool = pool.clone();
+    let scheduler_pool = pool.clone();
     let settings = Arc::new(settings);
     let (api, worker, scheduler) = tokio::join!(
         startup::run_api(
@@ -58,7 +59,13 @@ async fn main() -> anyhow::Result<()> {
             stop.clone()
         ),
         startup::run_worker(&settings, worker_pool, broker.clone(), stop.clone()),
-        startup::run_scheduler(stop.clone()),
+        startup::run_scheduler(
+            settings.clone(),
+            scheduler_pool,
+            broker.clone(),
+            Arc::default(),
+            stop.clone()
+        ),
     );
     broker.close().await;
     api.and(worker).and(scheduler)

@@ -1,12 +1,25 @@
 //! The scheduler role: `cargo run --bin scheduler`. Any number may run; one
 //! leads.
 
+use std::sync::Arc;
+
 use flash_sale::{config::Settings, shutdown, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
+    let settings = Arc::new(Settings::from_env()?);
     telemetry::init(settings.log_format);
-    let _pool = startup::prepare_database(&settings, startup::SCHEDULER_POOL_SIZE).await?;
-    startup::run_scheduler(shutdown::on_signal()).await
+    let pool = startup::prepare_database(&settings, startup::SCHEDULER_POOL_SIZE).await?;
+    let broker = startup::connect_broker(&settings, "scheduler").await?;
+    let status = Arc::default();
+    startup::run_scheduler(
+        settings,
+        pool,
+        broker.clone(),
+        status,
+        shutdown::on_signal(),
+    )
+    .await?;
+    broker.close().await;
+    Ok(())
 }

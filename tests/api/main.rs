@@ -5,3 +5,4 @@ mod foundation;
 mod helpers;
 mod holds;
 mod orders;
+mod scheduler;

@@ -562,33 +562,42 @@ async fn the_whole_flow_in_any_mix_keeps_the_stock_books() {
                 .to_owned(),
         );
     }
-    // Four paid, four failed, four never paid; plus some stray events.
+    // Four paid, four failed, four never paid, all at once; then a
+    // conflicting second event for each decided order, all at once. (Two
+    // events for one order in flight together may be applied in either
+    // order by two workers; each round is decided before the next.)
     let app = Arc::new(app);
-    join_all(orders.iter().enumerate().map(|(i, order_id)| {
-        let app = app.clone();
-        async move {
-            let status = match i % 3 {
-                0 => Some("success"),
-                1 => Some("failed"),
-                _ => None,
-            };
-            if let Some(status) = status {
-                let body = payment(&format!("mix-{i}"), order_id, status);
-                assert_eq!(app.webhook(&body).await.status(), StatusCode::ACCEPTED);
-                // A conflicting second event for each.
-                let other = if status == "success" {
-                    "failed"
-                } else {
-                    "success"
-                };
-                let body = payment(&format!("mix-{i}-b"), order_id, other);
-                assert_eq!(app.webhook(&body).await.status(), StatusCode::ACCEPTED);
+    let status_of = |i: usize| match i % 3 {
+        0 => Some(("success", "failed")),
+        1 => Some(("failed", "success")),
+        _ => None,
+    };
+    for round in 0..2 {
+        join_all(orders.iter().enumerate().map(|(i, order_id)| {
+            let app = app.clone();
+            async move {
+                if let Some((first, second)) = status_of(i) {
+                    let status = if round == 0 { first } else { second };
+                    let body = payment(&format!("mix-{i}-{round}"), order_id, status);
+                    assert_eq!(app.webhook(&body).await.status(), StatusCode::ACCEPTED);
+                }
             }
-        }
-    }))
-    .await;
+        }))
+        .await;
+        app.wait_until_idle().await;
+    }
     app.wait_until_idle().await;
     app.assert_stock_accounted(product).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_events WHERE state = 'conflict'")
+            .await,
+        4
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_events WHERE state = 'needs_refund'")
+            .await,
+        4
+    );
     // 12 orders of 2: 4 canceled gave 8 back.
     assert_eq!(app.stock_books(product).await.0, 40 - 24 + 8);
     assert_eq!(

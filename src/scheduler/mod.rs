@@ -1,0 +1,150 @@
+//! The scheduler: what must happen when nobody asks. Any number of replicas
+//! run; the one holding the MySQL leader lock acts, the others stand by and
+//! retry the lock every [`STANDBY_RETRY`].
+
+mod duties;
+mod leader;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use sqlx::MySqlPool;
+use tokio::time::{MissedTickBehavior, interval};
+use tokio_util::sync::CancellationToken;
+
+pub use duties::{apply_retention, publish_sweeps, relay_stuck_jobs};
+pub use leader::lock_name;
+
+use crate::{audit, broker::Broker, config::Settings};
+
+/// How often a standby tries to take the lock.
+pub const STANDBY_RETRY: Duration = Duration::from_secs(1);
+/// How often the leader checks it still holds the lock.
+const LEADER_CHECK: Duration = Duration::from_secs(1);
+const RELAY_EVERY: Duration = Duration::from_secs(2);
+const RETENTION_EVERY: Duration = Duration::from_secs(300);
+
+/// What a scheduler replica is doing; shared with whoever started it.
+#[derive(Debug, Default)]
+pub struct SchedulerStatus {
+    pub leader: AtomicBool,
+    pub sweeps_published: AtomicU64,
+    pub jobs_relayed: AtomicU64,
+    pub audits: AtomicU64,
+}
+
+pub struct Scheduler {
+    pub pool: MySqlPool,
+    pub broker: Broker,
+    pub settings: Arc<Settings>,
+    pub status: Arc<SchedulerStatus>,
+}
+
+impl Scheduler {
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
+            .fetch_one(&self.pool)
+            .await?;
+        let name = lock_name(database.as_deref().unwrap_or_default());
+        loop {
+            let leadership = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                leadership = self.wait_for_leadership(&name) => leadership,
+            };
+            tracing::info!(lock = %name, "scheduler is the leader");
+            self.set_leader(true);
+            self.lead(leadership, &shutdown).await;
+            self.set_leader(false);
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            tracing::warn!("scheduler lost the leader lock; standing by");
+        }
+    }
+
+    fn set_leader(&self, leader: bool) {
+        self.status.leader.store(leader, Ordering::SeqCst);
+        metrics::gauge!("flash_scheduler_leader").set(if leader { 1.0 } else { 0.0 });
+    }
+
+    async fn wait_for_leadership(&self, name: &str) -> leader::Leadership {
+        loop {
+            match leader::try_acquire(&self.pool, name).await {
+                Ok(Some(leadership)) => return leadership,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "leader lock attempt failed"),
+            }
+            tokio::time::sleep(STANDBY_RETRY).await;
+        }
+    }
+
+    /// Runs the duties until the lock is lost or shutdown (which releases it).
+    async fn lead(&self, mut leadership: leader::Leadership, shutdown: &CancellationToken) {
+        let mut check = ticker(LEADER_CHECK);
+        let mut sweep = ticker(self.settings.sweep_interval);
+        let mut relay = ticker(RELAY_EVERY);
+        let mut retention = ticker(RETENTION_EVERY);
+        let mut audit = ticker(self.settings.audit_interval);
+        let mut recent_sweeps = HashMap::new();
+        // A product swept this recently is not swept again yet: twice the
+        // interval keeps expiry within the 2 s promise at the default 500 ms.
+        let debounce = self.settings.sweep_interval * 2;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    leadership.release().await;
+                    return;
+                }
+                _ = check.tick() => {
+                    if !leadership.still_held().await {
+                        return;
+                    }
+                }
+                _ = sweep.tick() => {
+                    match publish_sweeps(&self.pool, &self.broker, &mut recent_sweeps, debounce).await {
+                        Ok(n) => {
+                            self.status.sweeps_published.fetch_add(n as u64, Ordering::Relaxed);
+                            metrics::counter!("flash_sweeps_published_total").increment(n as u64);
+                        }
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "expiry sweep failed"),
+                    }
+                }
+                _ = relay.tick() => {
+                    match relay_stuck_jobs(&self.pool, &self.broker, self.settings.relay_after).await {
+                        Ok(n) => {
+                            self.status.jobs_relayed.fetch_add(n as u64, Ordering::Relaxed);
+                            metrics::counter!("flash_jobs_relayed_total").increment(n as u64);
+                        }
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay failed"),
+                    }
+                }
+                _ = retention.tick() => {
+                    match apply_retention(&self.pool, self.settings.retention).await {
+                        Ok(n) => metrics::counter!("flash_retention_deleted_total").increment(n),
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "retention failed"),
+                    }
+                }
+                _ = audit.tick() => {
+                    match audit::run(&self.pool).await {
+                        Ok(_) => {
+                            self.status.audits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "stock audit failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut ticker = interval(every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}

@@ -1,0 +1,376 @@
+//! The scheduler: expiry without reads, leader election, the relay,
+//! retention and the stock audit.
+
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use flash_sale::{
+    audit,
+    commands::Command,
+    jobs::{self, JobKind},
+    scheduler::apply_retention,
+    time,
+    worker::{HoldRequest, apply_holds},
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{Roles, TestApp, spawn_with};
+
+const WORKER_AND_SCHEDULER: Roles = Roles {
+    apis: 1,
+    workers: 1,
+    scheduler: true,
+};
+
+/// Grants `count` holds of `qty` directly through the worker's code path
+/// (queued job rows, then one batched transaction), without the api.
+async fn grant_directly(app: &TestApp, product_id: i64, count: usize, qty: i64) -> Vec<Uuid> {
+    let mut requests = Vec::new();
+    let mut tx = app.pool.begin().await.expect("tx");
+    for _ in 0..count {
+        let job_id = Uuid::now_v7();
+        let command = Command::Hold {
+            job_id,
+            product_id,
+            qty,
+        };
+        jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
+            .await
+            .expect("job");
+        requests.push(HoldRequest {
+            job_id,
+            product_id,
+            qty,
+        });
+    }
+    tx.commit().await.expect("commit");
+    apply_holds(&app.pool, product_id, &requests, app.settings.hold_ttl)
+        .await
+        .expect("grant");
+    requests.iter().map(|r| r.job_id).collect()
+}
+
+async fn latest_expiry(app: &TestApp, product_id: i64) -> DateTime<Utc> {
+    sqlx::query_scalar("SELECT MAX(expires_at) FROM holds WHERE product_id = ?")
+        .bind(product_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("expiry")
+}
+
+/// Waits (reading the database, never the api) until the product's stock is
+/// `expected`; returns how long after `since` that was.
+async fn stock_back_after(
+    app: &TestApp,
+    product_id: i64,
+    expected: i64,
+    since: DateTime<Utc>,
+) -> chrono::Duration {
+    let started = Instant::now();
+    loop {
+        let (stock, _, _) = app.stock_books(product_id).await;
+        if stock == expected {
+            return Utc::now() - since;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "stock stuck at {stock}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn expired_holds_return_their_stock_within_two_seconds_without_any_read() {
+    let app = spawn_with(WORKER_AND_SCHEDULER, &[("HOLD_TTL_SECS", "1")]).await;
+    let product = app.create_product("Fleeting", 100, 10).await;
+    for _ in 0..3 {
+        app.granted_hold(product, 2).await;
+    }
+    assert_eq!(app.stock_books(product).await.0, 4);
+    let expires_at = latest_expiry(&app, product).await;
+    let lag = stock_back_after(&app, product, 10, expires_at).await;
+    assert!(
+        lag <= chrono::Duration::milliseconds(2000),
+        "stock came back {lag} after expiry"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM holds WHERE status = 'expired'")
+            .await,
+        3
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM stock_ledger WHERE reason = 'hold_expired'")
+            .await,
+        3
+    );
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hold_turned_into_an_order_before_expiry_stays_used() {
+    let app = spawn_with(WORKER_AND_SCHEDULER, &[("HOLD_TTL_SECS", "2")]).await;
+    let product = app.create_product("Just in time", 100, 5).await;
+    let hold_id = app.granted_hold(product, 2).await;
+    let expiring = app.granted_hold(product, 1).await;
+    let response = app.post_order(&hold_id, &[("prefer", "wait=10")]).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let expires_at = latest_expiry(&app, product).await;
+    // The other hold is released; the used one keeps its stock.
+    stock_back_after(&app, product, 3, expires_at).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = |id: &str| {
+        let id = Uuid::parse_str(id).expect("uuid");
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM holds WHERE id = ?")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .expect("status")
+        }
+    };
+    assert_eq!(status(&hold_id).await, "used");
+    assert_eq!(status(&expiring).await, "expired");
+    assert_eq!(app.stock_books(product).await.0, 3);
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_holds_expiring_at_once_are_all_released() {
+    let app = spawn_with(WORKER_AND_SCHEDULER, &[("HOLD_TTL_SECS", "1")]).await;
+    let product = app.create_product("Crowd", 100, 1500).await;
+    grant_directly(&app, product, 1000, 1).await;
+    assert_eq!(app.stock_books(product).await, (500, 500, 1000));
+    let expires_at = latest_expiry(&app, product).await;
+    stock_back_after(&app, product, 1500, expires_at).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM holds WHERE status = 'expired'")
+            .await,
+        1000
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM stock_ledger WHERE reason = 'hold_expired'")
+            .await,
+        1000
+    );
+    assert_eq!(app.stock_books(product).await, (1500, 1500, 0));
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_of_two_schedulers_leads_and_the_other_takes_over_within_five_seconds() {
+    let mut app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: false,
+        },
+        &[("HOLD_TTL_SECS", "1")],
+    )
+    .await;
+    let product = app.create_product("Leaders", 100, 100).await;
+    let (a, stop_a) = app.start_scheduler().await;
+    let (b, stop_b) = app.start_scheduler().await;
+    let started = Instant::now();
+    while !a.leader.load(Ordering::SeqCst) && !b.leader.load(Ordering::SeqCst) {
+        assert!(started.elapsed() < Duration::from_secs(5), "nobody leads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (leader, standby, stop_leader) = if a.leader.load(Ordering::SeqCst) {
+        (a, b, stop_a)
+    } else {
+        (b, a, stop_b)
+    };
+
+    // Expiring holds give the leader sweeps to publish, one product at a time.
+    for round in 0..3 {
+        grant_directly(&app, product, 5, 1).await;
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        assert!(leader.leader.load(Ordering::SeqCst), "round {round}");
+        assert!(!standby.leader.load(Ordering::SeqCst), "round {round}");
+    }
+    assert!(leader.sweeps_published.load(Ordering::SeqCst) >= 1);
+    assert_eq!(standby.sweeps_published.load(Ordering::SeqCst), 0);
+
+    stop_leader.cancel();
+    let stopped = Instant::now();
+    while !standby.leader.load(Ordering::SeqCst) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "the standby did not take over within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it does the work now.
+    grant_directly(&app, product, 5, 1).await;
+    let expires_at = latest_expiry(&app, product).await;
+    stock_back_after(&app, product, 100, expires_at).await;
+    assert!(standby.sweeps_published.load(Ordering::SeqCst) >= 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_stacks_on_one_server_each_have_their_own_leader() {
+    let no_roles = Roles {
+        apis: 0,
+        workers: 0,
+        scheduler: false,
+    };
+    let mut first = spawn_with(no_roles, &[]).await;
+    let mut second = spawn_with(no_roles, &[]).await;
+    let (a, _) = first.start_scheduler().await;
+    let (b, _) = second.start_scheduler().await;
+    let started = Instant::now();
+    while !(a.leader.load(Ordering::SeqCst) && b.leader.load(Ordering::SeqCst)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "both stacks must lead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_whose_publish_was_lost_is_relayed_and_completes_once() {
+    let app = spawn_with(WORKER_AND_SCHEDULER, &[("RELAY_AFTER_SECS", "1")]).await;
+    let product = app.create_product("Lost", 100, 5).await;
+    let job_id = Uuid::now_v7();
+    let command = Command::Hold {
+        job_id,
+        product_id: product,
+        qty: 2,
+    };
+    // Recorded, never published: what a crash between commit and publish
+    // leaves behind.
+    let mut tx = app.pool.begin().await.expect("tx");
+    jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
+        .await
+        .expect("job");
+    tx.commit().await.expect("commit");
+
+    app.wait_until_idle().await;
+    let job: Value = app
+        .get(&format!("/api/v1/jobs/{job_id}"))
+        .await
+        .json()
+        .await
+        .expect("job");
+    assert_eq!(job["status"], "succeeded");
+    // Relayed again later or not, it applied once.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM stock_ledger WHERE reason = 'hold'")
+            .await,
+        1
+    );
+    assert_eq!(app.stock_books(product).await.0, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_reports_a_corrupted_ledger_row() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let good = app.create_product("Good books", 100, 5).await;
+    let bad = app.create_product("Cooked books", 100, 5).await;
+    app.granted_hold(bad, 2).await;
+    assert!(audit::run(&app.pool).await.expect("audit").is_empty());
+
+    sqlx::query(
+        "UPDATE stock_ledger SET delta = delta + 7 WHERE product_id = ? AND reason = 'hold'",
+    )
+    .bind(bad)
+    .execute(&app.pool)
+    .await
+    .expect("corrupt");
+    let report = audit::run(&app.pool).await.expect("audit");
+    assert_eq!(report.len(), 1);
+    let (books, problems) = &report[0];
+    assert_eq!(books.product_id, bad);
+    assert_eq!((books.stock, books.ledger, books.held), (3, 10, 2));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("ledger sum 10 differs from stock 3")),
+        "{problems:?}"
+    );
+    assert!(report.iter().all(|(b, _)| b.product_id != good));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_only_what_is_old_and_finished() {
+    let app = spawn_with(
+        Roles {
+            apis: 0,
+            workers: 0,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let old = time::now() - chrono::Duration::days(8);
+    let recent = time::now() - chrono::Duration::hours(1);
+    for (status, created, completed) in [
+        ("succeeded", old, Some(old)),
+        ("failed", old, Some(old)),
+        ("queued", old, None),
+        ("succeeded", recent, Some(recent)),
+    ] {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, status, command, created_at, completed_at) VALUES (?, 'hold', ?, '{}', ?, ?)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(status)
+        .bind(created)
+        .bind(completed)
+        .execute(&app.pool)
+        .await
+        .expect("job");
+    }
+    for (key, created) in [("old", old), ("new", recent)] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (key_hash, route, idem_key, request_hash, job_id, created_at) \
+             VALUES (?, 'holds', ?, ?, ?, ?)",
+        )
+        .bind(&flash_sale::idempotency::fingerprint(&[key])[..])
+        .bind(key)
+        .bind(&[0u8; 32][..])
+        .bind(Uuid::now_v7())
+        .bind(created)
+        .execute(&app.pool)
+        .await
+        .expect("key");
+    }
+    let deleted = apply_retention(&app.pool, app.settings.retention)
+        .await
+        .expect("retention");
+    assert_eq!(deleted, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 1);
+    app.stop().await;
+}
