@@ -65,6 +65,10 @@ pub enum Event {
 pub struct Broker {
     connection: Arc<Connection>,
     publisher: Channel,
+    /// Events are hints (the cache re-reads the database, waiters poll as a
+    /// fallback): published without confirms, so a worker never waits on
+    /// them.
+    events: Channel,
     partitions: u16,
 }
 
@@ -94,9 +98,14 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .context("Failed to enable publisher confirms")?;
+        let events = connection
+            .create_channel()
+            .await
+            .context("Failed to open the events channel")?;
         Ok(Self {
             connection: Arc::new(connection),
             publisher,
+            events,
             partitions,
         })
     }
@@ -121,10 +130,21 @@ impl Broker {
             .await
     }
 
-    /// Publishes an event to every api replica.
+    /// Publishes an event to every api replica, without waiting for a
+    /// confirm.
     pub async fn publish_event(&self, event: &Event) -> anyhow::Result<()> {
         let body = serde_json::to_vec(event).context("Failed to encode an event")?;
-        self.publish(EVENTS_EXCHANGE, "", &body).await
+        self.events
+            .basic_publish(
+                EVENTS_EXCHANGE.into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_content_type("application/json".into()),
+            )
+            .await
+            .context("Failed to publish an event")?;
+        Ok(())
     }
 
     async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {

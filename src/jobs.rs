@@ -100,6 +100,33 @@ pub async fn insert(
     Ok(())
 }
 
+/// A job to record as queued.
+#[derive(Clone, Debug)]
+pub struct NewRow {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub command: Command,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records many queued jobs with one statement (one commit).
+pub async fn insert_many(pool: &MySqlPool, rows: &[NewRow]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut query =
+        QueryBuilder::<MySql>::new("INSERT INTO jobs (id, kind, status, command, created_at) ");
+    query.push_values(rows, |mut row, job| {
+        row.push_bind(job.id)
+            .push_bind(job.kind)
+            .push_bind("queued")
+            .push_bind(String::from_utf8_lossy(&job.command.encode()).into_owned())
+            .push_bind(job.created_at);
+    });
+    query.build().execute(pool).await?;
+    Ok(())
+}
+
 /// Withdraws a job whose command could not be published, so a 503 really
 /// means nothing was accepted. A job the worker already decided stays.
 pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<()> {

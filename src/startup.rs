@@ -13,13 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState},
     broker::Broker,
-    cache::ProductCache,
     config::Settings,
     db,
     domain::NewProduct,
     events, products,
     scheduler::{Scheduler, SchedulerStatus},
-    waiters::JobWaiters,
     worker::Worker,
 };
 
@@ -61,21 +59,19 @@ pub async fn run_api(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (admin_token, webhook_secret) = settings.require_secrets()?;
-    let cache = ProductCache::new();
-    let waiters = JobWaiters::new();
-    if let Err(e) = cache.reload_all(&pool).await {
+    let state = AppState::new(pool, broker, settings)?;
+    if let Err(e) = state.cache.reload_all(&state.pool).await {
         tracing::warn!(error = %e, "product cache starts empty: database unreachable");
     }
     tokio::spawn({
-        let (cache, pool, shutdown) = (cache.clone(), pool.clone(), shutdown.clone());
+        let (cache, pool, shutdown) = (state.cache.clone(), state.pool.clone(), shutdown.clone());
         async move { cache.run_refresher(pool, shutdown.cancelled_owned()).await }
     });
     tokio::spawn({
         let (broker, cache, waiters, shutdown) = (
-            broker.clone(),
-            cache.clone(),
-            waiters.clone(),
+            state.broker.clone(),
+            state.cache.clone(),
+            state.waiters.clone(),
             shutdown.clone(),
         );
         async move {
@@ -84,15 +80,6 @@ pub async fn run_api(
             }
         }
     });
-    let state = AppState {
-        pool,
-        broker,
-        cache,
-        waiters,
-        settings,
-        admin_token,
-        webhook_secret,
-    };
     api::serve(listener, state, shutdown).await
 }
 

@@ -90,10 +90,19 @@ pub async fn accept(
     idempotent: Option<Idempotent>,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
-    let recorded = (|| record(state, &job, idempotent.as_ref()))
-        .retry(db::conflict_backoff())
-        .when(db::is_retryable)
-        .await?;
+    let recorded = match &idempotent {
+        // The common case joins the next batched insert.
+        None => {
+            state.recorder.record(&job).await?;
+            Claim::New
+        }
+        Some(idempotent) => {
+            (|| record(state, &job, idempotent))
+                .retry(db::conflict_backoff())
+                .when(db::is_retryable)
+                .await?
+        }
+    };
     match recorded {
         Claim::New => {}
         Claim::Repeat(existing) => return answer(state, job.kind, existing, wait, None).await,
@@ -126,20 +135,15 @@ pub async fn publish(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Claims the idempotency key (if any) and records the queued job, in one
+/// Claims the idempotency key and records the queued job, in one
 /// transaction.
-async fn record(
-    state: &AppState,
-    job: &NewJob,
-    idempotent: Option<&Idempotent>,
-) -> sqlx::Result<Claim> {
+async fn record(state: &AppState, job: &NewJob, idempotent: &Idempotent) -> sqlx::Result<Claim> {
     let mut tx = state.pool.begin().await?;
-    if let Some(i) = idempotent {
-        let claim = idempotency::claim(&mut tx, i.route, &i.key, i.request, job.id).await?;
-        if !matches!(claim, Claim::New) {
-            tx.rollback().await?;
-            return Ok(claim);
-        }
+    let i = idempotent;
+    let claim = idempotency::claim(&mut tx, i.route, &i.key, i.request, job.id).await?;
+    if !matches!(claim, Claim::New) {
+        tx.rollback().await?;
+        return Ok(claim);
     }
     jobs::insert(&mut tx, job.id, job.kind, &job.command, time::now()).await?;
     tx.commit().await?;

@@ -12,6 +12,7 @@ mod jobs;
 mod orders;
 mod payments;
 mod products;
+mod recorder;
 
 use std::{any::Any, sync::Arc};
 
@@ -30,6 +31,7 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 pub use auth::constant_time_eq;
 pub use error::{ApiError, ApiResult};
 pub use input::BODY_LIMIT;
+pub use recorder::JobRecorder;
 
 use crate::{
     broker::Broker,
@@ -46,9 +48,28 @@ pub struct AppState {
     pub broker: Broker,
     pub cache: ProductCache,
     pub waiters: JobWaiters,
+    pub recorder: JobRecorder,
     pub settings: Arc<Settings>,
     pub admin_token: Secret,
     pub webhook_secret: Secret,
+}
+
+impl AppState {
+    /// State over these dependencies, with an empty cache and no waiters;
+    /// starts the job recorder.
+    pub fn new(pool: MySqlPool, broker: Broker, settings: Arc<Settings>) -> anyhow::Result<Self> {
+        let (admin_token, webhook_secret) = settings.require_secrets()?;
+        Ok(Self {
+            recorder: JobRecorder::start(pool.clone()),
+            pool,
+            broker,
+            cache: ProductCache::new(),
+            waiters: JobWaiters::new(),
+            settings,
+            admin_token,
+            webhook_secret,
+        })
+    }
 }
 
 pub fn router(state: AppState) -> Router {

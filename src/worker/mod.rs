@@ -153,14 +153,17 @@ impl Worker {
                 .filter(|(_, h)| h.product_id == product_id)
                 .map(|(d, h)| (d, h.clone()))
                 .unzip();
+            let started = Instant::now();
             let applied = self
                 .with_retries(shutdown, || {
                     apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
                 })
                 .await;
+            let committed = started.elapsed();
             if !self.settle(&deliveries, applied).await {
                 return;
             }
+            tracing::debug!(product_id, size = requests.len(), ?committed, settled = ?started.elapsed(), "hold batch");
         }
 
         // Orders, payments and sweeps: one transaction each.
@@ -362,9 +365,13 @@ pub fn unique_jobs<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
         .collect()
 }
 
+/// Acks concurrently: the frames leave together instead of one await each.
 async fn ack_all(deliveries: &[&Delivery]) {
-    for delivery in deliveries {
-        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+    let acks = deliveries
+        .iter()
+        .map(|delivery| delivery.ack(BasicAckOptions::default()));
+    for result in futures_util::future::join_all(acks).await {
+        if let Err(e) = result {
             tracing::warn!(error = %e, "ack failed; the message will be redelivered and skipped");
         }
     }

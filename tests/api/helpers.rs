@@ -6,12 +6,10 @@ use std::{process::Command, sync::Arc, time::Duration};
 use flash_sale::{
     api::{self, AppState},
     broker::Broker,
-    cache::ProductCache,
-    config::{Secret, Settings},
+    config::Settings,
     db,
     scheduler::SchedulerStatus,
     startup, telemetry,
-    waiters::JobWaiters,
 };
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
@@ -247,17 +245,8 @@ impl TestApp {
     /// Serves one more api replica over the given pool and broker (which may
     /// point at dead dependencies) and returns its base URL.
     pub async fn serve_api_with(&self, pool: MySqlPool, broker: Broker) -> String {
-        let cache = ProductCache::new();
-        let _ = cache.reload_all(&pool).await;
-        let state = AppState {
-            pool,
-            broker,
-            cache,
-            waiters: JobWaiters::new(),
-            settings: self.settings.clone(),
-            admin_token: Secret::new(ADMIN_TOKEN),
-            webhook_secret: Secret::new(WEBHOOK_SECRET),
-        };
+        let state = AppState::new(pool, broker, self.settings.clone()).expect("state");
+        let _ = state.cache.reload_all(&state.pool).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(api::serve(listener, state, self.shutdown.clone()));

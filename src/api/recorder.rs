@@ -1,0 +1,86 @@
+//! Batches the api's job inserts across concurrent requests: whatever is
+//! waiting goes in one multi-row INSERT (one commit, one fsync) instead of a
+//! transaction per request. At low load a batch is a single row and nothing
+//! waits; under a crowd the batches grow by themselves.
+
+use sqlx::MySqlPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{commands::NewJob, error::ApiError};
+use crate::{db, jobs, time};
+
+/// Most rows in one INSERT.
+const MAX_BATCH: usize = 512;
+/// Requests waiting for a batch slot before `record` itself waits.
+const QUEUE: usize = 4096;
+
+type Reply = Result<(), Failure>;
+
+#[derive(Clone, Debug)]
+struct Failure {
+    unavailable: bool,
+    message: String,
+}
+
+struct Pending {
+    row: jobs::NewRow,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Clone)]
+pub struct JobRecorder {
+    sender: mpsc::Sender<Pending>,
+}
+
+impl JobRecorder {
+    /// Starts the batching task; it ends when the last clone is dropped.
+    pub fn start(pool: MySqlPool) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, receiver));
+        Self { sender }
+    }
+
+    /// Records `job` as queued; returns once its row is committed.
+    pub async fn record(&self, job: &NewJob) -> Result<(), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            row: jobs::NewRow {
+                id: job.id,
+                kind: job.kind,
+                command: job.command.clone(),
+                created_at: time::now(),
+            },
+            reply,
+        };
+        let gone = || ApiError::Internal(anyhow::anyhow!("the job recorder stopped"));
+        self.sender.send(pending).await.map_err(|_| gone())?;
+        match answer.await.map_err(|_| gone())? {
+            Ok(()) => Ok(()),
+            Err(f) if f.unavailable => Err(ApiError::Unavailable(anyhow::anyhow!(f.message))),
+            Err(f) => Err(ApiError::Internal(anyhow::anyhow!(f.message))),
+        }
+    }
+}
+
+async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<jobs::NewRow> = batch.iter().map(|p| p.row.clone()).collect();
+        let result = jobs::insert_many(&pool, &rows).await.map_err(|e| Failure {
+            unavailable: db::is_unavailable(&e),
+            message: format!("Failed to record {} jobs: {e}", rows.len()),
+        });
+        metrics::histogram!("flash_api_job_insert_batch_size").record(rows.len() as f64);
+        for pending in batch {
+            // The request may have gone away; its job is recorded regardless
+            // and, unpublished, is withdrawn by nobody: the relay publishes it.
+            let _ = pending.reply.send(result.clone());
+        }
+    }
+}
