@@ -158,33 +158,61 @@ pub async fn complete_all(
     outcomes: &[Outcome],
     completed_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    if outcomes.is_empty() {
-        return Ok(());
+    let succeeded: Vec<(Uuid, JobKind, String)> = outcomes
+        .iter()
+        .filter_map(|o| match &o.result {
+            Ok(value) => Some((o.job_id, o.kind, value.to_string())),
+            Err(_) => None,
+        })
+        .collect();
+    if !succeeded.is_empty() {
+        let mut query = QueryBuilder::<MySql>::new(
+            "INSERT INTO jobs (id, kind, status, command, result, completed_at) ",
+        );
+        query.push_values(&succeeded, |mut row, (id, kind, result)| {
+            row.push_bind(*id)
+                .push_bind(*kind)
+                .push_bind(JobStatus::Succeeded)
+                .push_bind("")
+                .push_bind(result)
+                .push_bind(completed_at);
+        });
+        // Only rows that exist are passed here (locked by the caller), so this
+        // always takes the update branch; VALUES() works on MySQL 8 and
+        // MariaDB alike.
+        query.push(
+            " ON DUPLICATE KEY UPDATE status = VALUES(status), result = VALUES(result), \
+             completed_at = VALUES(completed_at)",
+        );
+        query.build().execute(&mut **tx).await?;
     }
-    let mut query = QueryBuilder::<MySql>::new(
-        "INSERT INTO jobs (id, kind, status, command, result, error, completed_at) ",
-    );
-    query.push_values(outcomes, |mut row, outcome| {
-        let (status, result, error) = match &outcome.result {
-            Ok(value) => (JobStatus::Succeeded, Some(value.to_string()), None),
-            Err(problem) => (JobStatus::Failed, None, serde_json::to_string(problem).ok()),
-        };
-        row.push_bind(outcome.job_id)
-            .push_bind(outcome.kind)
-            .push_bind(status)
-            .push_bind("")
-            .push_bind(result)
+
+    // Refusals repeat the same problem (a sold-out product refuses a crowd
+    // with one message): one UPDATE per distinct problem, not a row each.
+    let mut refused: Vec<(String, Vec<Uuid>)> = Vec::new();
+    for outcome in outcomes {
+        if let Err(problem) = &outcome.result {
+            let error = serde_json::to_string(problem).unwrap_or_default();
+            match refused.iter_mut().find(|(e, _)| *e == error) {
+                Some((_, ids)) => ids.push(outcome.job_id),
+                None => refused.push((error, vec![outcome.job_id])),
+            }
+        }
+    }
+    for (error, ids) in refused {
+        let mut query = QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'failed', error = ");
+        query
             .push_bind(error)
-            .push_bind(completed_at);
-    });
-    // Only rows that exist are ever passed here (locked by the caller), so
-    // this always takes the update branch; VALUES() works on MySQL 8 and
-    // MariaDB alike.
-    query.push(
-        " ON DUPLICATE KEY UPDATE status = VALUES(status), result = VALUES(result), \
-         error = VALUES(error), completed_at = VALUES(completed_at)",
-    );
-    query.build().execute(&mut **tx).await?;
+            .push(", completed_at = ")
+            .push_bind(completed_at)
+            .push(" WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        list.push_unseparated(")");
+        query.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

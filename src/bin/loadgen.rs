@@ -681,8 +681,19 @@ async fn poll_jobs(api: &Api, mut pending: Vec<String>, start: Instant) -> PollO
         poll_errors: BTreeMap::new(),
         gave_up_at: start,
     };
+    // Job ids are UUIDv7, so sorting them orders the jobs by creation, and
+    // jobs finish roughly in that order. Each round polls the oldest
+    // unfinished ones a window at a time and stops at the first window with
+    // a job still queued: the poller then costs the stack a trickle of reads
+    // instead of competing with the worker it is measuring.
+    pending.sort();
+    pending.dedup();
+    let mut pending: std::collections::VecDeque<String> = pending.into();
     while !pending.is_empty() && Instant::now() < deadline {
-        let round: Vec<(String, Poll, Instant)> = stream::iter(pending.drain(..))
+        let window: Vec<String> = (0..POLL_CONCURRENCY.min(pending.len()))
+            .filter_map(|_| pending.pop_front())
+            .collect();
+        let mut results: Vec<(String, Poll, Instant)> = stream::iter(window)
             .map(|job_id| async move {
                 let poll = api.poll_job(&job_id).await;
                 (job_id, poll, Instant::now())
@@ -690,21 +701,27 @@ async fn poll_jobs(api: &Api, mut pending: Vec<String>, start: Instant) -> PollO
             .buffer_unordered(POLL_CONCURRENCY)
             .collect()
             .await;
-        for (job_id, poll, seen) in round {
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut still_pending = Vec::new();
+        for (job_id, poll, seen) in results {
             match poll {
                 Poll::Final(doc) => {
                     outcome.finals.push(doc);
                     outcome.last_final = Some(outcome.last_final.map_or(seen, |t| t.max(seen)));
                 }
-                Poll::Pending => pending.push(job_id),
+                Poll::Pending => still_pending.push(job_id),
                 Poll::Missing => outcome.missing += 1,
                 Poll::Retry(key) => {
                     bump(&mut outcome.poll_errors, key);
-                    pending.push(job_id);
+                    still_pending.push(job_id);
                 }
             }
         }
-        if !pending.is_empty() {
+        let stalled = !still_pending.is_empty();
+        for job_id in still_pending.into_iter().rev() {
+            pending.push_front(job_id);
+        }
+        if stalled {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }

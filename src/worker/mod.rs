@@ -43,9 +43,9 @@ pub use sweeps::{SWEEP_BATCH, expire_holds};
 const HOLD_WAIT: Duration = Duration::from_secs(30);
 
 /// Unacked deliveries per partition consumer: the ceiling of one batch.
-pub const PREFETCH: u16 = 512;
+pub const PREFETCH: u16 = 1024;
 /// Most commands decided in one transaction.
-pub const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 512;
 /// After the first delivery, how long to wait for more before deciding.
 const LINGER: Duration = Duration::from_millis(2);
 
@@ -159,11 +159,12 @@ impl Worker {
                     apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
                 })
                 .await;
-            let committed = started.elapsed();
+            metrics::histogram!("flash_worker_hold_batch_size").record(requests.len() as f64);
+            metrics::histogram!("flash_worker_hold_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
             if !self.settle(&deliveries, applied).await {
                 return;
             }
-            tracing::debug!(product_id, size = requests.len(), ?committed, settled = ?started.elapsed(), "hold batch");
         }
 
         // Orders, payments and sweeps: one transaction each.
