@@ -14,6 +14,7 @@ pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod dead_letters;
 pub mod domain;
 pub mod events;
 pub mod holds;

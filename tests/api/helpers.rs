@@ -242,6 +242,16 @@ impl TestApp {
         self.tasks.push(task);
     }
 
+    /// Starts a worker replica that stops (gracefully) when the returned
+    /// token is cancelled; the handle ends when it has stopped.
+    pub async fn add_stoppable_worker(
+        &self,
+    ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        let stop = self.shutdown.child_token();
+        let task = start_worker(&self.settings, &self.pool, stop.clone()).await;
+        (stop, task)
+    }
+
     /// Serves one more api replica over the given pool and broker (which may
     /// point at dead dependencies) and returns its base URL.
     pub async fn serve_api_with(&self, pool: MySqlPool, broker: Broker) -> String {

@@ -5,4 +5,5 @@ mod foundation;
 mod helpers;
 mod holds;
 mod orders;
+mod reliability;
 mod scheduler;

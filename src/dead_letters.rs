@@ -1,0 +1,143 @@
+//! The dead-letter queue, for operators: what is in it, and sending what can
+//! be decoded back to its partition once the cause is fixed.
+
+use anyhow::Context;
+use lapin::{
+    Channel,
+    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+};
+use serde::Serialize;
+
+use crate::{
+    broker::{Broker, DEAD_LETTER_QUEUE},
+    commands::Command,
+};
+
+/// Characters of a body shown in a listing.
+const SHOWN: usize = 200;
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetter {
+    /// Why the broker dead-lettered it (`rejected`, `delivery_limit`, …).
+    pub reason: Option<String>,
+    /// The queue it came from.
+    pub queue: Option<String>,
+    /// The body as text, cut to 200 characters.
+    pub body: String,
+    /// Whether the worker can decode it (a re-drive sends only these).
+    pub decodable: bool,
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Redrive {
+    pub redriven: usize,
+    /// Undecodable messages left in the queue.
+    pub kept: usize,
+    /// Undecodable messages removed (with `drop_undecodable`).
+    pub dropped: usize,
+}
+
+/// Messages in the dead-letter queue.
+pub async fn count(broker: &Broker) -> anyhow::Result<u32> {
+    let channel = broker.connection().create_channel().await?;
+    let depth = depth(&channel, DEAD_LETTER_QUEUE).await;
+    let _ = channel.close(200, "done".into()).await;
+    depth
+}
+
+/// A queue's ready messages (a passive declare: the queue must exist).
+pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("queue {queue} does not exist"))?;
+    Ok(declared.message_count())
+}
+
+/// Up to `limit` dead letters, oldest first, left in the queue: they are
+/// fetched without acks and return when the channel closes.
+pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let channel = broker.connection().create_channel().await?;
+    let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
+    let mut letters = Vec::new();
+    for _ in 0..available.min(limit) {
+        let Some(message) = channel
+            .basic_get(DEAD_LETTER_QUEUE.into(), BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let delivery = &message.delivery;
+        let header = |name: &str| {
+            delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(name))
+                .and_then(|v| match v {
+                    AMQPValue::LongString(s) => Some(s.to_string()),
+                    AMQPValue::ShortString(s) => Some(s.to_string()),
+                    _ => None,
+                })
+        };
+        letters.push(DeadLetter {
+            reason: header("x-first-death-reason"),
+            queue: header("x-first-death-queue"),
+            body: String::from_utf8_lossy(&delivery.data)
+                .chars()
+                .take(SHOWN)
+                .collect(),
+            decodable: Command::decode(&delivery.data).is_ok(),
+        });
+    }
+    let _ = channel.close(200, "listed".into()).await;
+    Ok(letters)
+}
+
+/// Sends up to `limit` decodable dead letters back to their partition
+/// (confirmed before each is removed). Undecodable ones stay, or are
+/// removed with `drop_undecodable`. Re-driving is safe: the worker applies
+/// each job once whatever it receives.
+pub async fn redrive(
+    broker: &Broker,
+    limit: usize,
+    drop_undecodable: bool,
+) -> anyhow::Result<Redrive> {
+    let channel = broker.connection().create_channel().await?;
+    let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
+    let mut report = Redrive::default();
+    for _ in 0..available.min(limit) {
+        let Some(message) = channel
+            .basic_get(DEAD_LETTER_QUEUE.into(), BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        match Command::decode(&delivery.data) {
+            Ok(command) => {
+                broker
+                    .publish_command(command.partition(broker.partitions()), &command.encode())
+                    .await?;
+                delivery.ack(BasicAckOptions::default()).await?;
+                report.redriven += 1;
+            }
+            Err(_) if drop_undecodable => {
+                delivery.ack(BasicAckOptions::default()).await?;
+                report.dropped += 1;
+            }
+            // Left unacked: back in the queue when the channel closes.
+            Err(_) => report.kept += 1,
+        }
+    }
+    let _ = channel.close(200, "redriven".into()).await;
+    Ok(report)
+}

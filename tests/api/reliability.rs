@@ -1,0 +1,185 @@
+//! Faults: workers stopped mid-storm, poison messages.
+
+use std::{sync::Arc, time::Duration};
+
+use flash_sale::{
+    broker,
+    commands::Command,
+    dead_letters,
+    jobs::{self, JobKind},
+    time,
+};
+use futures_util::future::join_all;
+use lapin::{BasicProperties, options::BasicPublishOptions};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Roles, spawn_with};
+
+#[tokio::test]
+async fn a_worker_stopped_mid_storm_loses_and_doubles_nothing() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 0,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Interrupted", 100, 150).await;
+    let (stop, first) = app.add_stoppable_worker().await;
+    let app = Arc::new(app);
+    let storm = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            join_all((0..400).map(|_| {
+                let app = app.clone();
+                async move {
+                    app.post_hold(&json!({"product_id": product, "qty": 1}), &[])
+                        .await
+                        .status()
+                }
+            }))
+            .await
+        })
+    };
+    // Stop the worker while the storm is on; it finishes the batch in hand.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), first)
+        .await
+        .expect("the worker stops within 15 s")
+        .expect("worker task")
+        .expect("worker result");
+    let statuses = storm.await.expect("storm");
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count() as i64;
+    let refused_at_once = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count() as i64;
+    assert_eq!(accepted + refused_at_once, 400);
+
+    // A fresh worker takes over what was left (unacked messages came back).
+    let (_, _second) = app.add_stoppable_worker().await;
+    app.wait_until_idle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, accepted);
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 150);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+            .await,
+        150
+    );
+    // Never applied twice: one ledger row per hold.
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM (SELECT ref_id FROM stock_ledger WHERE reason = 'hold' \
+             GROUP BY ref_id HAVING COUNT(*) > 1) doubled"
+        )
+        .await,
+        0
+    );
+    assert_eq!(app.stock_books(product).await, (0, 0, 150));
+    app.assert_stock_accounted(product).await;
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_the_decodable_ones_redriven() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Second chance", 100, 5).await;
+    // A valid command that ended in the dead-letter queue (as after too many
+    // failed deliveries) with its job still queued…
+    let job_id = uuid::Uuid::now_v7();
+    let command = Command::Hold {
+        job_id,
+        product_id: product,
+        qty: 2,
+    };
+    let mut tx = app.pool.begin().await.expect("tx");
+    jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
+        .await
+        .expect("job");
+    tx.commit().await.expect("commit");
+    let channel = app
+        .broker
+        .connection()
+        .create_channel()
+        .await
+        .expect("channel");
+    channel
+        .basic_publish(
+            broker::DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &command.encode(),
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    // …and garbage the worker rejects.
+    app.broker
+        .publish_command(0, b"\xff not a command")
+        .await
+        .expect("garbage");
+    let mut waited = 0;
+    while dead_letters::count(&app.broker).await.expect("count") < 2 {
+        waited += 1;
+        assert!(waited < 200, "dead letters never arrived");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let letters = dead_letters::list(&app.broker, 10).await.expect("list");
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters.iter().filter(|l| l.decodable).count(), 1);
+    let garbage = letters
+        .iter()
+        .find(|l| !l.decodable)
+        .expect("garbage listed");
+    assert_eq!(garbage.reason.as_deref(), Some("rejected"));
+    // Listing removed nothing.
+    assert_eq!(dead_letters::count(&app.broker).await.expect("count"), 2);
+
+    let report = dead_letters::redrive(&app.broker, 100, false)
+        .await
+        .expect("redrive");
+    assert_eq!(
+        report,
+        dead_letters::Redrive {
+            redriven: 1,
+            kept: 1,
+            dropped: 0
+        }
+    );
+    app.wait_until_idle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(app.stock_books(product).await, (3, 3, 2));
+    assert_eq!(dead_letters::count(&app.broker).await.expect("count"), 1);
+
+    let report = dead_letters::redrive(&app.broker, 100, true)
+        .await
+        .expect("drop");
+    assert_eq!(
+        report,
+        dead_letters::Redrive {
+            redriven: 0,
+            kept: 0,
+            dropped: 1
+        }
+    );
+    assert_eq!(dead_letters::count(&app.broker).await.expect("count"), 0);
+    app.stop().await;
+}
