@@ -25,6 +25,12 @@ pub const FULL_REFRESH: Duration = Duration::from_millis(500);
 /// Older than this, the cache is not trusted to refuse a request.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
+/// Stock per product, as this replica last saw it.
+fn observe(product: &Product) {
+    metrics::gauge!("flash_product_stock", "product_id" => product.id.to_string())
+        .set(product.stock as f64);
+}
+
 #[derive(Clone, Default)]
 pub struct ProductCache {
     inner: Arc<Inner>,
@@ -68,6 +74,7 @@ impl ProductCache {
 
     /// Stores a product this process just wrote (admin create/restock).
     pub fn put(&self, product: Product) {
+        observe(&product);
         self.write().products.insert(product.id, product);
     }
 
@@ -82,6 +89,7 @@ impl ProductCache {
         // Dirty marks taken before the query are covered by its result.
         self.lock_dirty().clear();
         let all = products::list(pool).await?;
+        all.iter().for_each(observe);
         let mut state = self.write();
         state.products = all.into_iter().map(|p| (p.id, p)).collect();
         state.loaded_at = Some(Instant::now());
@@ -104,6 +112,7 @@ impl ProductCache {
         };
         let mut state = self.write();
         for product in fresh {
+            observe(&product);
             state.products.insert(product.id, product);
         }
         Ok(())

@@ -19,6 +19,16 @@ pub enum JobKind {
 
 crate::text_column!(JobKind);
 
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Hold => "hold",
+            JobKind::Order => "order",
+            JobKind::Payment => "payment",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {

@@ -51,6 +51,20 @@ fn startup_backoff() -> ExponentialBuilder {
         .with_max_times(20)
 }
 
+/// Serves `/metrics` on `METRICS_ADDR` when set (worker and scheduler; the
+/// api serves it on its own port).
+pub fn serve_metrics(settings: &Settings, shutdown: &CancellationToken) {
+    crate::telemetry::metrics();
+    if let Some(addr) = settings.metrics_addr {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::metrics::serve(addr, shutdown).await {
+                tracing::error!(error = %format!("{e:#}"), "metrics listener failed");
+            }
+        });
+    }
+}
+
 /// Runs the api on `listener` until `shutdown`.
 pub async fn run_api(
     settings: Arc<Settings>,
@@ -59,6 +73,7 @@ pub async fn run_api(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::telemetry::metrics();
     let state = AppState::new(pool, broker, settings)?;
     if let Err(e) = state.cache.reload_all(&state.pool).await {
         tracing::warn!(error = %e, "product cache starts empty: database unreachable");

@@ -9,6 +9,7 @@ mod health;
 mod holds;
 mod input;
 mod jobs;
+pub mod metrics;
 mod orders;
 mod payments;
 mod products;
@@ -94,10 +95,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", v1)
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .with_state(state)

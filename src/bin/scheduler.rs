@@ -9,17 +9,12 @@ use flash_sale::{config::Settings, shutdown, startup, telemetry};
 async fn main() -> anyhow::Result<()> {
     let settings = Arc::new(Settings::from_env()?);
     telemetry::init(settings.log_format);
+    let stop = shutdown::on_signal();
+    startup::serve_metrics(&settings, &stop);
     let pool = startup::prepare_database(&settings, startup::SCHEDULER_POOL_SIZE).await?;
     let broker = startup::connect_broker(&settings, "scheduler").await?;
     let status = Arc::default();
-    startup::run_scheduler(
-        settings,
-        pool,
-        broker.clone(),
-        status,
-        shutdown::on_signal(),
-    )
-    .await?;
+    startup::run_scheduler(settings, pool, broker.clone(), status, stop).await?;
     broker.close().await;
     Ok(())
 }

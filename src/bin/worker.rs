@@ -6,10 +6,12 @@ use flash_sale::{config::Settings, shutdown, startup, telemetry};
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(settings.log_format);
+    let stop = shutdown::on_signal();
+    startup::serve_metrics(&settings, &stop);
     let pool = startup::prepare_database(&settings, startup::WORKER_POOL_SIZE).await?;
     let broker = startup::connect_broker(&settings, "worker").await?;
     tracing::info!(partitions = settings.partitions, "worker consuming");
-    startup::run_worker(&settings, pool, broker.clone(), shutdown::on_signal()).await?;
+    startup::run_worker(&settings, pool, broker.clone(), stop).await?;
     broker.close().await;
     Ok(())
 }

@@ -128,6 +128,7 @@ pub async fn apply_holds(
 
     Ok(Decided {
         jobs: outcomes.iter().map(|o| o.job_id).collect(),
+        outcomes: Decided::outcomes_of(&outcomes),
         changed_products: if granted.is_empty() {
             Vec::new()
         } else {

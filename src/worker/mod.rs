@@ -32,6 +32,7 @@ use crate::{
     broker::{self, Broker, Event},
     commands::Command,
     db,
+    jobs::{self, JobKind},
 };
 
 pub use holds::{HoldRequest, apply_holds};
@@ -220,6 +221,7 @@ impl Worker {
     }
 
     async fn announce_decided(&self, decided: Decided) {
+        decided.record_metrics();
         for product_id in decided.changed_products {
             self.announce(Event::StockChanged { product_id }).await;
         }
@@ -297,7 +299,10 @@ impl Worker {
                         .with_jitter(),
                 )
                 .when(db::is_retryable)
-                .notify(|e, wait| tracing::debug!(error = %e, ?wait, "lock conflict, retrying"))
+                .notify(|e, wait| {
+                    metrics::counter!("flash_worker_lock_retries_total").increment(1);
+                    tracing::debug!(error = %e, ?wait, "lock conflict, retrying");
+                })
                 .await;
             match attempt {
                 Ok(value) => return Applied::Done(value),
@@ -339,6 +344,36 @@ pub struct Decided {
     pub jobs: Vec<Uuid>,
     /// Products whose stock it changed.
     pub changed_products: Vec<i64>,
+    /// Each job it decided: kind and whether it succeeded (for metrics).
+    pub outcomes: Vec<(Uuid, JobKind, bool)>,
+}
+
+impl Decided {
+    pub fn outcomes_of(outcomes: &[jobs::Outcome]) -> Vec<(Uuid, JobKind, bool)> {
+        outcomes
+            .iter()
+            .map(|o| (o.job_id, o.kind, o.result.is_ok()))
+            .collect()
+    }
+
+    /// Jobs by kind and outcome, and enqueue-to-commit latency (hold and
+    /// order ids are UUIDv7: their creation time is in the id).
+    fn record_metrics(&self) {
+        let now = chrono::Utc::now();
+        for (id, kind, succeeded) in &self.outcomes {
+            let kind = kind.as_str();
+            let outcome = if *succeeded { "succeeded" } else { "failed" };
+            metrics::counter!("flash_jobs_total", "kind" => kind, "outcome" => outcome)
+                .increment(1);
+            if let Some((secs, nanos)) = id.get_timestamp().map(|t| t.to_unix())
+                && let Some(created) = chrono::DateTime::from_timestamp(secs as i64, nanos)
+            {
+                let latency = (now - created).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                metrics::histogram!("flash_job_commit_latency_seconds", "kind" => kind)
+                    .record(latency.max(0.0));
+            }
+        }
+    }
 }
 
 /// `first`, plus whatever else arrives within [`LINGER`], up to

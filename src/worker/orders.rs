@@ -85,7 +85,7 @@ pub async fn apply_order(
 
     let mut decided = Decided {
         jobs: vec![job_id],
-        changed_products: Vec::new(),
+        ..Decided::default()
     };
     let result = match decision {
         Ok(hold) => {
@@ -123,6 +123,7 @@ pub async fn apply_order(
     }];
     jobs::complete_all(&mut tx, &outcomes, now).await?;
     tx.commit().await?;
+    decided.outcomes = Decided::outcomes_of(&outcomes);
     Ok(OrderApplied::Decided(decided))
 }
 

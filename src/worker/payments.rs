@@ -93,6 +93,7 @@ pub async fn apply_payment(
     tx.commit().await?;
     Ok(Decided {
         jobs: vec![job_id],
+        outcomes: Decided::outcomes_of(&outcomes),
         changed_products: order
             .filter(|_| stock_changed)
             .map(|o| o.product_id)

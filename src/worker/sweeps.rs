@@ -22,8 +22,8 @@ pub async fn expire_holds(pool: &MySqlPool, product_id: i64) -> sqlx::Result<Dec
     for _ in 0..MAX_ROUNDS {
         let mut tx = pool.begin().await?;
         let now = time::now();
-        let expired: Vec<(Uuid, i64)> = sqlx::query_as(
-            "SELECT id, qty FROM holds WHERE product_id = ? AND status = 'active' AND expires_at <= ? \
+        let expired: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT id, qty, expires_at FROM holds WHERE product_id = ? AND status = 'active' AND expires_at <= ? \
              ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
         )
         .bind(product_id)
@@ -43,13 +43,13 @@ pub async fn expire_holds(pool: &MySqlPool, product_id: i64) -> sqlx::Result<Dec
             QueryBuilder::<MySql>::new("UPDATE holds SET status = 'expired', updated_at = ");
         update.push_bind(now).push(" WHERE id IN (");
         let mut ids = update.separated(", ");
-        for (id, _) in &expired {
+        for (id, _, _) in &expired {
             ids.push_bind(*id);
         }
         ids.push_unseparated(")");
         update.build().execute(&mut *tx).await?;
 
-        let returned: i64 = expired.iter().map(|(_, qty)| qty).sum();
+        let returned: i64 = expired.iter().map(|(_, qty, _)| qty).sum();
         sqlx::query("UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?")
             .bind(returned)
             .bind(now)
@@ -60,7 +60,7 @@ pub async fn expire_holds(pool: &MySqlPool, product_id: i64) -> sqlx::Result<Dec
         let mut ledger = QueryBuilder::<MySql>::new(
             "INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) ",
         );
-        ledger.push_values(&expired, |mut row, (id, qty)| {
+        ledger.push_values(&expired, |mut row, (id, qty, _)| {
             row.push_bind(product_id)
                 .push_bind(*qty)
                 .push_bind(LedgerReason::HoldExpired.as_str())
@@ -69,6 +69,14 @@ pub async fn expire_holds(pool: &MySqlPool, product_id: i64) -> sqlx::Result<Dec
         });
         ledger.build().execute(&mut *tx).await?;
         tx.commit().await?;
+        // How late each hold was released after its expiry (the promise is
+        // within 2 s).
+        let released = time::now();
+        for (_, _, expires_at) in &expired {
+            let lag = (released - *expires_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("flash_expiry_lag_seconds").record(lag);
+        }
+        metrics::counter!("flash_holds_expired_total").increment(expired.len() as u64);
 
         if !decided.changed_products.contains(&product_id) {
             decided.changed_products.push(product_id);

@@ -454,3 +454,32 @@ async fn settings_used_by_the_harness_are_isolated() {
     let _ = Arc::clone(&app.settings);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_jobs() {
+    let app = spawn_app().await;
+    let product = app.create_product("Counted", 100, 5).await;
+    app.granted_hold(product, 1).await;
+    app.get(&format!("/api/v1/products/{product}")).await;
+    app.get("/nope").await;
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("metrics text");
+    let has = |needle: &str| {
+        text.lines()
+            .any(|line| !line.starts_with('#') && line.contains(needle))
+    };
+    assert!(
+        has(r#"flash_http_requests_total{method="POST",route="/api/v1/holds",status="201"}"#),
+        "{text}"
+    );
+    assert!(has(r#"route="/api/v1/products/{id}",status="200""#));
+    assert!(has(r#"route="unmatched",status="404""#));
+    assert!(has("flash_http_request_duration_seconds_bucket"));
+    assert!(has(r#"flash_jobs_total{kind="hold",outcome="succeeded"}"#));
+    assert!(has("flash_job_commit_latency_seconds_bucket"));
+    assert!(has("flash_worker_hold_batch_size_count"));
+    assert!(has("flash_product_stock"));
+    app.stop().await;
+}
