@@ -8,7 +8,7 @@ pub const MAX_PRICE: i64 = 1_000_000_000_000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
 pub const MAX_NAME_CHARS: usize = 255;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
     pub name: String,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{commands::Command, problem::Problem};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Hold,
@@ -29,7 +29,7 @@ impl JobKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -40,11 +40,13 @@ pub enum JobStatus {
 crate::text_column!(JobStatus);
 
 /// The job document of `GET /api/v1/jobs/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub job_id: Uuid,
     pub kind: JobKind,
     pub status: JobStatus,
+    /// The created hold or order, or the payment outcome.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub error: Option<Problem>,
     #[serde(serialize_with = "crate::time::millis")]

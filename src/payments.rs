@@ -19,7 +19,7 @@ pub fn job_id(idempotency_key: &str) -> Uuid {
     Uuid::new_v5(&JOB_NAMESPACE, idempotency_key.as_bytes())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Success,
@@ -29,7 +29,7 @@ pub enum PaymentStatus {
 crate::text_column!(PaymentStatus);
 
 /// What became of an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventState {
     /// Recorded; the worker has not decided it yet.
@@ -58,7 +58,7 @@ impl EventState {
     ];
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PaymentEvent {
     pub job_id: Uuid,
     pub idempotency_key: String,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Field name → messages, for 422 `validation_failed`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -27,6 +27,10 @@ use crate::{
     time,
 };
 
+#[utoipa::path(post, path = "/api/v1/baseline/holds", tag = "benchmark",
+    description = "The per-request locking design, for benchmarks only (ENABLE_BASELINE=true).",
+    request_body = super::docs::CreateHold,
+    responses((status = 201, body = Hold), (status = 409, body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create(State(state): State<AppState>, body: JsonObject) -> ApiResult<Response> {
     let mut fields = Fields::new(&body.fields);
     let product_id = fields.int("product_id", 1..=i64::MAX);

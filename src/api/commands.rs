@@ -84,6 +84,7 @@ pub struct NewJob {
 
 /// Records the job (claiming the idempotency key in the same transaction),
 /// publishes the command, then answers.
+#[tracing::instrument(skip_all, fields(job_id = %job.id, kind = job.kind.as_str()))]
 pub async fn accept(
     state: &AppState,
     job: NewJob,
@@ -119,6 +120,7 @@ pub async fn accept(
 
 /// Publishes a recorded job's command. If the broker does not confirm it,
 /// the job is withdrawn so the 503 is true: nothing was accepted.
+#[tracing::instrument(skip_all, fields(job_id = %job.id))]
 pub async fn publish(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
     let partition = job.command.partition(state.broker.partitions());
     if let Err(e) = state

@@ -1,5 +1,7 @@
 //! `POST /api/v1/holds` and `GET /api/v1/holds/{id}`.
 
+use super::docs::{Accepted, CreateHold};
+use crate::problem::Problem;
 use axum::{
     Json,
     extract::{Path, State},
@@ -25,6 +27,14 @@ use crate::{
 
 const ROUTE: &str = "holds";
 
+#[utoipa::path(post, path = "/api/v1/holds", tag = "holds",
+    request_body = CreateHold,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters"),
+      ("Prefer" = Option<String>, Header, description = "wait=N (N ≤ 10): answer with the outcome if ready in time")),
+    responses((status = 202, body = Accepted, description = "Queued; Location: /api/v1/jobs/{job_id}"),
+      (status = 201, body = Hold, description = "Granted (Prefer: wait)"),
+      (status = 409, description = "insufficient_stock", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed or idempotency_key_reused", body = Problem, content_type = "application/problem+json"),
+      (status = 503, description = "Database or broker down; nothing accepted", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -74,6 +84,9 @@ pub async fn create(
     accept(&state, job, idempotent, prefer_wait(&headers)).await
 }
 
+#[utoipa::path(get, path = "/api/v1/holds/{id}", tag = "holds",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Hold), (status = 404, description = "Unknown hold (or its job still queued)", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Hold>> {
     let id = parse_uuid(&id, "hold")?;
     let hold = holds::get(&state.pool, id)

@@ -4,6 +4,7 @@
 mod auth;
 mod baseline;
 mod commands;
+mod docs;
 mod error;
 mod health;
 mod holds;
@@ -22,12 +23,13 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{Method, StatusCode, Uri},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use sqlx::MySqlPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use auth::constant_time_eq;
 pub use error::{ApiError, ApiResult};
@@ -53,6 +55,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub admin_token: Secret,
     pub webhook_secret: Secret,
+    /// The OpenAPI document, rendered once when the router is built.
+    pub openapi: Arc<serde_json::Value>,
 }
 
 impl AppState {
@@ -69,34 +73,55 @@ impl AppState {
             settings,
             admin_token,
             webhook_secret,
+            openapi: Arc::default(),
         })
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/products", get(products::list))
-        .route("/products/{id}", get(products::get))
-        .route("/admin/products", post(products::create))
-        .route("/admin/products/{id}/restock", post(products::restock))
-        .route("/holds", post(holds::create))
-        .route("/holds/{id}", get(holds::get))
-        .route("/orders", post(orders::create))
-        .route("/orders/{id}", get(orders::get))
-        .route("/payments/webhook", post(payments::webhook))
-        .route("/admin/payments", get(payments::list))
-        .route("/jobs/{id}", get(jobs::get));
-    let v1 = if state.settings.enable_baseline {
-        v1.route("/baseline/holds", post(baseline::create))
+/// Every route, each registered with its OpenAPI operation.
+fn routes(enable_baseline: bool) -> OpenApiRouter<AppState> {
+    let routes = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::render))
+        .routes(routes!(docs::openapi))
+        .routes(routes!(products::list))
+        .routes(routes!(products::get))
+        .routes(routes!(products::create))
+        .routes(routes!(products::restock))
+        .routes(routes!(payments::list))
+        .routes(routes!(holds::create))
+        .routes(routes!(holds::get))
+        .routes(routes!(orders::create))
+        .routes(routes!(orders::get))
+        .routes(routes!(payments::webhook))
+        .routes(routes!(jobs::get));
+    if enable_baseline {
+        routes.routes(routes!(baseline::create))
     } else {
-        v1
-    };
+        routes
+    }
+}
 
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
-        .nest("/api/v1", v1)
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "flash-sale",
+        description = "Flash-sale checkout: stock holds, orders and payment webhooks. Errors are RFC 9457 problem documents with a machine-readable `code`."
+    ),
+    components(schemas(crate::problem::Problem))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of every mounted route.
+pub fn openapi_document(enable_baseline: bool) -> utoipa::openapi::OpenApi {
+    routes(enable_baseline).split_for_parts().1
+}
+
+pub fn router(mut state: AppState) -> Router {
+    let (router, document) = routes(state.settings.enable_baseline).split_for_parts();
+    state.openapi = Arc::new(serde_json::to_value(&document).unwrap_or_default());
+    router
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -1,5 +1,7 @@
 //! `POST /api/v1/orders` and `GET /api/v1/orders/{id}`.
 
+use super::docs::{Accepted, CreateOrder};
+use crate::problem::Problem;
 use axum::{
     Json,
     extract::{Path, State},
@@ -27,6 +29,11 @@ const ROUTE: &str = "orders";
 /// Every decision (hold missing, expired, used) is the worker's, under the
 /// hold's row lock: a hold whose own job is still queued cannot be judged
 /// here.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+    request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header), ("Prefer" = Option<String>, Header)),
+    responses((status = 202, body = Accepted), (status = 201, body = Order, description = "Created (Prefer: wait)"),
+      (status = 409, description = "hold_not_found, hold_expired or hold_already_used", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -56,6 +63,9 @@ pub async fn create(
     accept(&state, job, idempotent, prefer_wait(&headers)).await
 }
 
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Order), (status = 404, description = "Unknown order", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Order>> {
     let id = parse_uuid(&id, "order")?;
     let order = orders::get(&state.pool, id)

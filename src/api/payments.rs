@@ -1,6 +1,8 @@
 //! The payment provider's webhook and the operators' list of events that
 //! need attention.
 
+use super::docs::{Accepted, PaymentEventList, PaymentWebhook};
+use crate::problem::Problem;
 use std::collections::HashMap;
 
 use axum::{
@@ -33,6 +35,11 @@ const LIST_LIMIT: u32 = 1000;
 
 /// Signature first (before the body is even parsed), then the event is made
 /// durable (database row + confirmed publish) and acknowledged with 202.
+#[utoipa::path(post, path = "/api/v1/payments/webhook", tag = "payments",
+    request_body = PaymentWebhook,
+    params(("X-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, \"<t>.<raw body>\")>")),
+    responses((status = 202, body = Accepted, description = "Durable; applied by a worker"),
+      (status = 401, description = "Missing, wrong or stale signature", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed or idempotency_key_reused", body = Problem, content_type = "application/problem+json")))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -98,6 +105,10 @@ pub async fn webhook(
 
 /// `GET /api/v1/admin/payments?state=unmatched|needs_refund|conflict`; all
 /// three when `state` is absent.
+#[utoipa::path(get, path = "/api/v1/admin/payments", tag = "admin",
+    params(("state" = Option<String>, Query, description = "unmatched | needs_refund | conflict (all three when absent)"),
+      ("Authorization" = String, Header, description = "Bearer $ADMIN_TOKEN")),
+    responses((status = 200, body = PaymentEventList), (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     _admin: Admin,
     State(state): State<AppState>,

@@ -1,5 +1,7 @@
 //! Product reads (from the cache) and admin writes.
 
+use super::docs::{CreateProduct, ProductList, Restock};
+use crate::problem::Problem;
 use axum::{
     Json,
     extract::{Path, State},
@@ -20,6 +22,8 @@ use crate::{
     products,
 };
 
+#[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    responses((status = 200, body = ProductList)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let data = if state.cache.is_fresh() {
         state.cache.list()
@@ -29,6 +33,9 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse>
     Ok(Json(json!({ "data": data })))
 }
 
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Product), (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -60,6 +67,11 @@ pub fn parse_product_id(raw: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::not_found(format_args!("product {raw:?}")))
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin",
+    request_body = CreateProduct,
+    params(("Authorization" = String, Header, description = "Bearer $ADMIN_TOKEN")),
+    responses((status = 201, body = Product), (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"), (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+      (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Over 16 KiB", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     _admin: Admin,
     State(state): State<AppState>,
@@ -85,6 +97,11 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/products/{id}/restock", tag = "admin",
+    request_body = Restock,
+    params(("id" = i64, Path), ("Authorization" = String, Header, description = "Bearer $ADMIN_TOKEN")),
+    responses((status = 200, body = Product), (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+      (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn restock(
     _admin: Admin,
     State(state): State<AppState>,

@@ -25,6 +25,7 @@ pub struct HoldRequest {
 /// arrival order, writing holds, ledger rows and job outcomes with one
 /// statement each. Requests whose job is already decided (redelivery,
 /// duplicate publish) or unknown are skipped.
+#[tracing::instrument(skip(pool, requests, ttl), fields(jobs = requests.len()))]
 pub async fn apply_holds(
     pool: &MySqlPool,
     product_id: i64,

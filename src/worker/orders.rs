@@ -34,6 +34,7 @@ struct HoldRow {
 
 /// Lock order: the order's job row, the order (by hold), the hold, then the
 /// product only if an early `failed` payment gives stock back.
+#[tracing::instrument(skip(pool), fields(job_id = %job_id, hold_id = %hold_id))]
 pub async fn apply_order(
     pool: &MySqlPool,
     job_id: Uuid,

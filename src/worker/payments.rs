@@ -51,6 +51,7 @@ pub async fn lock_order_job(
 
 /// The payment job: apply event `job_id` to its order, or keep it for the
 /// order's own job, or mark it unmatched.
+#[tracing::instrument(skip(pool), fields(job_id = %job_id, order_id = %order_id))]
 pub async fn apply_payment(
     pool: &MySqlPool,
     job_id: Uuid,

@@ -17,6 +17,7 @@ const MAX_ROUNDS: usize = 20;
 /// locked by an order transaction are skipped (`SKIP LOCKED`): that order
 /// either uses the hold or, finding it past expiry, refuses, and the next
 /// sweep takes it. Lock order: holds, then product.
+#[tracing::instrument(skip(pool))]
 pub async fn expire_holds(pool: &MySqlPool, product_id: i64) -> sqlx::Result<Decided> {
     let mut decided = Decided::default();
     for _ in 0..MAX_ROUNDS {

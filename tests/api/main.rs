@@ -4,6 +4,7 @@
 mod foundation;
 mod helpers;
 mod holds;
+mod openapi;
 mod orders;
 mod reliability;
 mod scheduler;
