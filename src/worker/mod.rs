@@ -433,6 +433,7 @@ async fn dead_letter(delivery: &Delivery, why: &str) {
         bytes = delivery.data.len(),
         "dead-lettering an undecodable message"
     );
+    metrics::counter!("flash_worker_dead_lettered_total").increment(1);
     let reject = BasicNackOptions {
         requeue: false,
         multiple: false,

@@ -481,5 +481,19 @@ async fn metrics_count_requests_and_jobs() {
     assert!(has("flash_job_commit_latency_seconds_bucket"));
     assert!(has("flash_worker_hold_batch_size_count"));
     assert!(has("flash_product_stock"));
+    // A message no worker can decode is counted as it is dead-lettered.
+    app.broker
+        .publish_command(0, b"garbage")
+        .await
+        .expect("publish");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app.get("/metrics").await.text().await.expect("metrics");
+        if text.contains("flash_worker_dead_lettered_total") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(text.contains("flash_worker_dead_lettered_total"));
     app.stop().await;
 }
