@@ -25,6 +25,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
        target/release/worker \
        target/release/scheduler \
        target/release/flash-sale \
+       target/release/admin \
+       target/release/loadgen \
        /out/
 
 # ---- runtime ---------------------------------------------------------------
