@@ -11,13 +11,33 @@ use crate::{
     waiters::JobWaiters,
 };
 
-/// Consumes events until `shutdown`. Events are hints (the cache reloads from
-/// the database), so they are consumed without acks.
+/// Consumes events until `shutdown`, subscribing again whenever the
+/// subscription ends or fails (a broker restart). Events are hints (the
+/// cache reloads from the database, waiters poll too), so they are consumed
+/// without acks and a gap only delays them.
 pub async fn listen(
     broker: Broker,
     cache: ProductCache,
     waiters: JobWaiters,
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = subscribe(&broker, &cache, &waiters, &shutdown).await {
+            tracing::warn!(error = %format!("{e:#}"), "event subscription failed; subscribing again");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+    Ok(())
+}
+
+async fn subscribe(
+    broker: &Broker,
+    cache: &ProductCache,
+    waiters: &JobWaiters,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = broker.connection().create_channel().await?;
     let queue = broker::declare_event_queue(&channel).await?;

@@ -47,6 +47,8 @@ const HOLD_WAIT: Duration = Duration::from_secs(30);
 pub const PREFETCH: u16 = 1024;
 /// Most commands decided in one transaction.
 pub const MAX_BATCH: usize = 512;
+/// Pause before replacing a consumer that ended or failed.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// After the first delivery, how long to wait for more before deciding.
 const LINGER: Duration = Duration::from_millis(2);
 
@@ -72,17 +74,41 @@ impl Worker {
             let result = done.map_err(anyhow::Error::from).and_then(|r| r);
             if let Err(e) = result {
                 tracing::error!(error = %format!("{e:#}"), "partition consumer failed");
-                shutdown.cancel();
                 first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Consumes one partition until shutdown. A consumer that ends or fails
+    /// (a broker restart the connection could not recover from, a channel
+    /// closed by the broker) is replaced after a pause, so a partition is
+    /// never silently abandoned.
     async fn consume_partition(
         self: &Arc<Self>,
         partition: u16,
         shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        while !shutdown.is_cancelled() {
+            match self.consume_session(partition, &shutdown).await {
+                Ok(()) if shutdown.is_cancelled() => break,
+                Ok(()) => tracing::warn!(partition, "consumer ended; subscribing again"),
+                Err(e) => {
+                    tracing::warn!(partition, error = %format!("{e:#}"), "consumer failed; subscribing again");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn consume_session(
+        self: &Arc<Self>,
+        partition: u16,
+        shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let channel = self.broker.connection().create_channel().await?;
         channel
@@ -110,7 +136,7 @@ impl Worker {
                 }
             };
             let batch = take_batch(&mut consumer, first).await;
-            self.process(batch, &shutdown).await;
+            self.process(batch, shutdown).await;
         }
         // Let the last acks reach the broker before the channel closes
         // (quorum queues have dropped acks sent just before a close).
