@@ -66,8 +66,7 @@ pub struct Broker {
     connection: Arc<Connection>,
     publisher: Channel,
     /// Events are hints (the cache re-reads the database, waiters poll as a
-    /// fallback): published without confirms, so a worker never waits on
-    /// them.
+    /// fallback): confirmed like every publish, but nobody waits on them.
     events: Channel,
     partitions: u16,
 }
@@ -102,6 +101,10 @@ impl Broker {
             .create_channel()
             .await
             .context("Failed to open the events channel")?;
+        events
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("Failed to enable confirms on the events channel")?;
         Ok(Self {
             connection: Arc::new(connection),
             publisher,
@@ -130,20 +133,30 @@ impl Broker {
             .await
     }
 
-    /// Publishes an event to every api replica, without waiting for a
-    /// confirm.
+    /// Publishes an event to every api replica. Its confirm is checked off
+    /// the caller's path: a worker never waits on a hint.
     pub async fn publish_event(&self, event: &Event) -> anyhow::Result<()> {
         let body = serde_json::to_vec(event).context("Failed to encode an event")?;
-        self.events
+        let confirm = self
+            .events
             .basic_publish(
                 EVENTS_EXCHANGE.into(),
                 "".into(),
                 BasicPublishOptions::default(),
                 &body,
-                BasicProperties::default().with_content_type("application/json".into()),
+                BasicProperties::default()
+                    .with_delivery_mode(PERSISTENT)
+                    .with_content_type("application/json".into()),
             )
             .await
             .context("Failed to publish an event")?;
+        tokio::spawn(async move {
+            match confirm.await {
+                Ok(c) if c.is_ack() => {}
+                Ok(_) => tracing::warn!("event refused by the broker (nack)"),
+                Err(e) => tracing::warn!(error = %e, "event confirm lost"),
+            }
+        });
         Ok(())
     }
 
@@ -268,9 +281,12 @@ fn long_string(value: &str) -> AMQPValue {
 /// Declares this process's own event queue (exclusive, deleted with the
 /// connection) bound to the events fanout, and returns its name.
 pub async fn declare_event_queue(channel: &Channel) -> anyhow::Result<ShortString> {
+    // Named by us, not by the server: lapin's recovery re-declares queues by
+    // name after a broker restart, and the broker refuses `amq.gen-*` names.
+    let name = format!("{EVENTS_EXCHANGE}.{}", Uuid::new_v4().simple());
     let queue = channel
         .queue_declare(
-            "".into(),
+            name.as_str().into(),
             QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,

@@ -139,22 +139,80 @@ pub async fn insert_many(pool: &MySqlPool, rows: &[NewRow]) -> sqlx::Result<()> 
     Ok(())
 }
 
-/// Withdraws a job whose command could not be published, so a 503 really
-/// means nothing was accepted. A job the worker already decided stays.
-pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE job_id = ?")
+/// What [`withdraw`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// The job was still queued and is gone: nothing was accepted.
+    Withdrawn,
+    /// A worker already decided it: the command did reach the broker (only
+    /// its confirm was lost), so it was accepted after all.
+    AlreadyDecided,
+}
+
+/// Withdraws a job whose command the broker did not confirm, so a 503 is
+/// true. Locks in the worker's order (payment event, then job).
+pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Withdrawal> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT id FROM payment_events WHERE id = ? FOR UPDATE")
         .bind(id)
-        .execute(pool)
+        .fetch_optional(&mut *tx)
         .await?;
+    let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND status = 'queued'")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        let decided: Option<JobStatus> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        if decided.is_some() {
+            return Ok(Withdrawal::AlreadyDecided);
+        }
+        return Ok(Withdrawal::Withdrawn);
+    }
     sqlx::query("DELETE FROM payment_events WHERE id = ? AND state = 'received'")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM jobs WHERE id = ? AND status = 'queued'")
+    sqlx::query("DELETE FROM idempotency_keys WHERE job_id = ?")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(Withdrawal::Withdrawn)
+}
+
+/// Of `ids`, those with a job row.
+pub async fn existing(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = QueryBuilder::<MySql>::new("SELECT id FROM jobs WHERE id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+    query.build_query_scalar().fetch_all(pool).await
+}
+
+/// Removes jobs still queued (recorded by an insert whose answer was lost
+/// with its connection); jobs a worker already decided stay.
+pub async fn withdraw_queued(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut query =
+        QueryBuilder::<MySql>::new("DELETE FROM jobs WHERE status = 'queued' AND id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+    Ok(query.build().execute(pool).await?.rows_affected())
 }
 
 /// A decided job, written in the transaction of its effect.
@@ -178,24 +236,25 @@ pub async fn complete_all(
         })
         .collect();
     if !succeeded.is_empty() {
-        let mut query = QueryBuilder::<MySql>::new(
-            "INSERT INTO jobs (id, kind, status, command, result, completed_at) ",
-        );
-        query.push_values(&succeeded, |mut row, (id, kind, result)| {
-            row.push_bind(*id)
-                .push_bind(*kind)
-                .push_bind(JobStatus::Succeeded)
-                .push_bind("")
-                .push_bind(result)
-                .push_bind(completed_at);
-        });
-        // Only rows that exist are passed here (locked by the caller), so this
-        // always takes the update branch; VALUES() works on MySQL 8 and
-        // MariaDB alike.
-        query.push(
-            " ON DUPLICATE KEY UPDATE status = VALUES(status), result = VALUES(result), \
-             completed_at = VALUES(completed_at)",
-        );
+        // An UPDATE by primary key takes record locks only; an INSERT … ON
+        // DUPLICATE KEY UPDATE would take gap locks too, and deadlock with
+        // the api inserting new jobs at the end of the same index.
+        let mut query =
+            QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'succeeded', completed_at = ");
+        query.push_bind(completed_at).push(", result = CASE id");
+        for (id, _, result) in &succeeded {
+            query
+                .push(" WHEN ")
+                .push_bind(*id)
+                .push(" THEN ")
+                .push_bind(result.as_str());
+        }
+        query.push(" END WHERE id IN (");
+        let mut list = query.separated(", ");
+        for (id, _, _) in &succeeded {
+            list.push_bind(*id);
+        }
+        list.push_unseparated(")");
         query.build().execute(&mut **tx).await?;
     }
 

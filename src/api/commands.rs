@@ -25,6 +25,10 @@ use crate::{
     waiters::POLL_FALLBACK,
 };
 
+/// How long a publish may wait for the broker's confirm before the request
+/// gives up (and withdraws its job).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// RFC 7240 `wait` is capped at 10 s by the contract.
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
@@ -119,22 +123,75 @@ pub async fn accept(
 }
 
 /// Publishes a recorded job's command. If the broker does not confirm it,
-/// the job is withdrawn so the 503 is true: nothing was accepted.
+/// the job is withdrawn so the 503 is true: nothing was accepted. If a
+/// worker already decided it (the message got through, only the confirm was
+/// lost), it was accepted after all and the caller answers as usual.
 #[tracing::instrument(skip_all, fields(job_id = %job.id))]
 pub async fn publish(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
     let partition = job.command.partition(state.broker.partitions());
-    if let Err(e) = state
-        .broker
-        .publish_command(partition, &job.command.encode())
-        .await
-    {
-        if let Err(withdraw) = jobs::withdraw(&state.pool, job.id).await {
-            tracing::error!(job_id = %job.id, error = %withdraw, "could not withdraw an unpublished job; the relay will publish it");
+    let published = tokio::time::timeout(
+        PUBLISH_TIMEOUT,
+        state
+            .broker
+            .publish_command(partition, &job.command.encode()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "no publish confirm within {PUBLISH_TIMEOUT:?}"
+        ))
+    });
+    let Err(e) = published else {
+        tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
+        return Ok(());
+    };
+    let withdrawal = (|| jobs::withdraw(&state.pool, job.id))
+        .retry(db::conflict_backoff())
+        .when(db::is_retryable)
+        .await;
+    match withdrawal {
+        Ok(jobs::Withdrawal::AlreadyDecided) => {
+            tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "publish confirm lost, but the job was applied");
+            Ok(())
         }
-        return Err(ApiError::Unavailable(e));
+        Ok(jobs::Withdrawal::Withdrawn) => Err(ApiError::Unavailable(e)),
+        Err(withdraw) => {
+            tracing::warn!(job_id = %job.id, error = %withdraw, "withdrawing an unconfirmed job once the database answers");
+            withdraw_later(state.pool.clone(), vec![job.id]);
+            Err(ApiError::Unavailable(e))
+        }
     }
-    tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
-    Ok(())
+}
+
+/// How long [`withdraw_later`] keeps trying.
+const WITHDRAW_FOR: Duration = Duration::from_secs(120);
+
+/// Withdraws jobs the client was told were not accepted, retrying while the
+/// database is unreachable. The relay may publish one first if the outage
+/// outlasts `RELAY_AFTER_SECS`; that job then applies despite its 503, which
+/// is logged.
+pub fn withdraw_later(pool: sqlx::MySqlPool, ids: Vec<Uuid>) {
+    tokio::spawn(async move {
+        let withdrawn = (|| jobs::withdraw_queued(&pool, &ids))
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_total_delay(Some(WITHDRAW_FOR))
+                    .without_max_times(),
+            )
+            .await;
+        match withdrawn {
+            Ok(n) => tracing::info!(
+                withdrawn = n,
+                of = ids.len(),
+                "jobs answered 503 withdrawn (the rest were never recorded, or a worker had applied them)"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, count = ids.len(), "could not withdraw jobs answered 503")
+            }
+        }
+    });
 }
 
 /// Claims the idempotency key and records the queued job, in one

@@ -71,12 +71,22 @@ pub fn classify(err: anyhow::Error) -> ApiError {
     }
 }
 
+fn log_allowed() -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp();
+    LAST.swap(now, Ordering::Relaxed) != now
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Problem(problem) => problem.into_response(),
             ApiError::Unavailable(err) => {
-                tracing::warn!(error = %format!("{err:#}"), "dependency unavailable");
+                // An outage fails every request; one line a second says so.
+                if log_allowed() {
+                    tracing::warn!(error = %format!("{err:#}"), "dependency unavailable (logged at most once a second)");
+                }
                 Problem::new(
                     Code::Unavailable,
                     "a dependency is unavailable; nothing was accepted, retry later",

@@ -3,11 +3,44 @@
 //! transaction per request. At low load a batch is a single row and nothing
 //! waits; under a crowd the batches grow by themselves.
 
+use backon::Retryable;
 use sqlx::MySqlPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{commands::NewJob, error::ApiError};
 use crate::{db, jobs, time};
+
+/// An INSERT that failed may still have committed: a connection that broke
+/// before the server's answer loses only the answer. Which rows exist is
+/// asked again on a fresh connection; if even that fails, the rows are
+/// withdrawn in the background once the database answers, so the 503 the
+/// requests get stays true.
+async fn settle_failed_insert(
+    pool: &MySqlPool,
+    rows: &[jobs::NewRow],
+    error: sqlx::Error,
+) -> (Vec<uuid::Uuid>, Failure) {
+    let failure = Failure {
+        unavailable: db::is_unavailable(&error),
+        message: format!("Failed to record {} jobs: {error}", rows.len()),
+    };
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    match jobs::existing(pool, &ids).await {
+        Ok(present) => {
+            if !present.is_empty() {
+                tracing::warn!(
+                    count = present.len(),
+                    "job insert answer lost, but the rows committed"
+                );
+            }
+            (present, failure)
+        }
+        Err(_) => {
+            super::commands::withdraw_later(pool.clone(), ids);
+            (Vec::new(), failure)
+        }
+    }
+}
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
@@ -72,15 +105,25 @@ async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
             }
         }
         let rows: Vec<jobs::NewRow> = batch.iter().map(|p| p.row.clone()).collect();
-        let result = jobs::insert_many(&pool, &rows).await.map_err(|e| Failure {
-            unavailable: db::is_unavailable(&e),
-            message: format!("Failed to record {} jobs: {e}", rows.len()),
-        });
         metrics::histogram!("flash_api_job_insert_batch_size").record(rows.len() as f64);
+        // A deadlock rolled the whole statement back: run it again.
+        let inserted = (|| jobs::insert_many(&pool, &rows))
+            .retry(db::conflict_backoff())
+            .when(db::is_retryable)
+            .await;
+        let recorded = match inserted {
+            Ok(()) => None,
+            Err(e) => Some(settle_failed_insert(&pool, &rows, e).await),
+        };
         for pending in batch {
-            // The request may have gone away; its job is recorded regardless
-            // and, unpublished, is withdrawn by nobody: the relay publishes it.
-            let _ = pending.reply.send(result.clone());
+            let reply = match &recorded {
+                None => Ok(()),
+                Some((present, _)) if present.contains(&pending.row.id) => Ok(()),
+                Some((_, failure)) => Err(failure.clone()),
+            };
+            // A request that went away leaves a recorded job behind; the
+            // relay publishes it, as after any lost publish.
+            let _ = pending.reply.send(reply);
         }
     }
 }

@@ -183,3 +183,56 @@ async fn dead_letters_are_listed_and_the_decodable_ones_redriven() {
     assert_eq!(dead_letters::count(&app.broker).await.expect("count"), 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn withdrawing_a_job_tells_a_lost_confirm_from_a_lost_publish() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: false,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Withdrawn", 100, 5).await;
+    // Applied by a worker: the publish got through, only its confirm was lost.
+    let hold = app.granted_hold(product, 1).await;
+    let hold = uuid::Uuid::parse_str(&hold).expect("uuid");
+    assert_eq!(
+        jobs::withdraw(&app.pool, hold).await.expect("withdraw"),
+        jobs::Withdrawal::AlreadyDecided
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+
+    // Still queued (never published): withdrawn with its idempotency key.
+    let job_id = uuid::Uuid::now_v7();
+    let command = Command::Hold {
+        job_id,
+        product_id: product,
+        qty: 1,
+    };
+    let mut tx = app.pool.begin().await.expect("tx");
+    jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
+        .await
+        .expect("job");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        jobs::withdraw(&app.pool, job_id).await.expect("withdraw"),
+        jobs::Withdrawal::Withdrawn
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
+    // A command for a withdrawn job that reaches a worker anyway changes
+    // nothing.
+    app.broker
+        .publish_command(
+            command.partition(app.settings.partitions),
+            &command.encode(),
+        )
+        .await
+        .expect("publish");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(app.stock_books(product).await.0, 4);
+    app.stop().await;
+}
