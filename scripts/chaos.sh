@@ -19,7 +19,7 @@
 # while it runs.
 #
 # Knobs (environment): CHAOS_PORT (first port tried, 18181), CHAOS_CLIENTS
-# (128), CHAOS_REQUESTS (30000), CHAOS_MAX_RUNS (6 loadgen runs at most),
+# (128), CHAOS_REQUESTS (30000), CHAOS_MAX_RUNS (10 loadgen runs at most),
 # CHAOS_SKIP_BUILD=1, CHAOS_CI_WAIT_SECS (3600), CHAOS_KEEP_DB=1 (keep the
 # database and vhost for inspection).
 set -uo pipefail
@@ -31,7 +31,7 @@ LOCK=/tmp/chaos.lock
 CI_LOG=/tmp/ci-check.log
 CLIENTS=${CHAOS_CLIENTS:-128}
 REQUESTS=${CHAOS_REQUESTS:-30000}
-MAX_RUNS=${CHAOS_MAX_RUNS:-6}
+MAX_RUNS=${CHAOS_MAX_RUNS:-10}
 START_EPOCH=$(date +%s)
 
 TMP=$(mktemp -d /tmp/chaos.XXXXXX)
@@ -179,6 +179,7 @@ export ADMIN_TOKEN="chaos-admin-$STAMP-$RANDOM$RANDOM"
 export WEBHOOK_SECRET="chaos-webhook-$STAMP-$RANDOM$RANDOM"
 export API_ADDR="127.0.0.1:$PORT"
 export HOLD_TTL_SECS=300 RUST_LOG=warn PARTITIONS=16 RELAY_AFTER_SECS=5
+export NO_COLOR=1 # plain text logs
 unset LOG_FORMAT ENABLE_BASELINE
 
 sql() { "${MYSQL[@]}" "$DB" -e "$1"; }
@@ -300,18 +301,24 @@ load_loop() {
     done
 }
 
-# Waits until a loadgen run is in flight (its product made, its burst or
-# polling under way), so that the next fault happens under load.
-wait_load_active() {
-    local i
-    for _ in $(seq 1 600); do
+# Waits until a loadgen run newer than $LAST_FAULT_RUN is in its burst (its
+# product made, its POSTs under way, not yet polling), so that every fault
+# lands in a different run while requests are arriving. A burst of 30000
+# requests lasts only a few seconds, hence the polling at 50 ms.
+LAST_FAULT_RUN=0
+wait_burst() {
+    local i err
+    for _ in $(seq 1 1200); do
         i=$(cat "$TMP/load.current" 2>/dev/null || echo 0)
-        if [ "$i" != 0 ] && [ ! -e "$TMP/loadgen.$i.rc" ] \
-            && grep -q '^pipeline:' "$TMP/loadgen.$i.err" 2>/dev/null; then
+        err=$TMP/loadgen.$i.err
+        if [ "$i" -gt "$LAST_FAULT_RUN" ] && [ ! -e "$TMP/loadgen.$i.rc" ] \
+            && grep -q '^pipeline: [0-9]* requests' "$err" 2>/dev/null \
+            && ! grep -q '^pipeline: polling' "$err" 2>/dev/null; then
+            LAST_FAULT_RUN=$i
             return 0
         fi
         kill -0 "$LOAD_PID" 2>/dev/null || return 1
-        sleep 0.1
+        sleep 0.05
     done
     return 1
 }
@@ -326,7 +333,7 @@ kill_worker() { # slot delay
     local old=${WORKER_PIDS[$1]}
     local run
     run=$(cat "$TMP/load.current")
-    kill -KILL "$old"
+    kill -KILL "$old" || log "worker $old was already gone before its kill"
     wait "$old" 2>/dev/null
     KILLS=$((KILLS + 1))
     [ "$2" != 0 ] && sleep "$2"
@@ -365,19 +372,19 @@ load_loop &
 LOAD_PID=$!
 log "load loop started (pid $LOAD_PID): loadgen --mode pipeline --clients $CLIENTS --requests $REQUESTS, back to back until the faults are done"
 
-step() { # pause action...
+step() { # seconds-into-the-burst action...: one fault per loadgen run
+    if ! wait_burst; then
+        log "no loadgen burst under way (the load loop ended?); fault anyway"
+    fi
     sleep "$1"
     shift
-    if ! wait_load_active; then
-        log "no loadgen run in flight (the load loop ended?); fault anyway"
-    fi
     "$@"
 }
-step 2 kill_worker 0 1
-step 3 restart_rabbitmq
-step 4 kill_worker 1 0
-step 3 restart_mariadb
-step 4 kill_worker 0 1
+step 1.0 kill_worker 0 1
+step 0.3 restart_rabbitmq
+step 1.0 kill_worker 1 0
+step 0.5 restart_mariadb
+step 1.5 kill_worker 0 1
 touch "$TMP/faults.done"
 log "faults done: $KILLS worker kills, $RABBIT_RESTARTS RabbitMQ restarts, $MARIADB_RESTARTS MariaDB restarts; waiting for the load to end"
 wait "$LOAD_PID"
@@ -435,10 +442,10 @@ log "partition messages $PARTITION_MSGS, dead letters $DEAD_LETTERS"
 
 FAILS=0
 REPORT=()
-check() { # name value pass(0|1) [detail]
-    local verdict=PASS
-    [ "$3" = 1 ] || { verdict=FAIL; FAILS=$((FAILS + 1)); }
-    REPORT+=("$(printf '%-4s  %-58s %s%s' "$verdict" "$1" "$2" "${4:+  ($4)}")")
+check() { # name value pass(0|1) [detail] [detail shown only on FAIL]
+    local verdict=PASS detail=${4:-}
+    [ "$3" = 1 ] || { verdict=FAIL; FAILS=$((FAILS + 1)); detail=${5:-$detail}; }
+    REPORT+=("$(printf '%-4s  %-58s %s%s' "$verdict" "$1" "$2" "${detail:+  ($detail)}")")
 }
 info() { REPORT+=("$(printf 'INFO  %-58s %s' "$1" "$2")"); }
 is() { [ "$1" = "$2" ] && echo 1 || echo 0; }
@@ -450,7 +457,7 @@ check "accepted jobs (rows in jobs)" "$ACCEPTED" "$([ "${ACCEPTED:-0}" -gt 0 ] &
 check "finished jobs (status <> queued)" "$FINISHED" "$(is "$FINISHED" "$ACCEPTED")" "of $ACCEPTED"
 check "jobs left queued" "$QUEUED_LEFT" "$(is "$QUEUED_LEFT" 0)"
 info "jobs by kind/status" "$(sql "SELECT CONCAT(kind, ':', status, '=', COUNT(*)) FROM jobs GROUP BY kind, status" | paste -sd' ')"
-info "failed jobs by error code" "$(sql "SELECT CONCAT(COALESCE(JSON_VALUE(error, '\$.code'), 'none'), '=', COUNT(*)) FROM jobs WHERE status = 'failed' GROUP BY 1" | paste -sd' ')"
+info "failed jobs by error code" "$(sql "SELECT CONCAT(c, '=', n) FROM (SELECT COALESCE(JSON_VALUE(error, '\$.code'), 'none') AS c, COUNT(*) AS n FROM jobs WHERE status = 'failed' GROUP BY c) t" | paste -sd' ')"
 
 DOUBLE=$(sql "SELECT COUNT(*) FROM (SELECT ref_id FROM stock_ledger WHERE reason = 'hold' GROUP BY ref_id HAVING COUNT(*) > 1) t")
 check "holds applied twice (ledger ref_id with >1 hold row)" "$DOUBLE" "$(is "$DOUBLE" 0)"
@@ -506,8 +513,8 @@ for i in $(seq 1 "$RUNS"); do
     info "loadgen run $i errors" "$(tr ',' ' ' <<<"$errors")"
     check "loadgen run $i unfinished jobs" "$unfinished" "$(is "$unfinished" 0)"
     check "loadgen run $i granted = holds in DB for product $prod" "$granted = $db_holds" "$(is "$granted" "$db_holds")"
-    check "loadgen run $i 202s = hold jobs in DB for product $prod" "$seen_202 = $db_jobs" "$(is "$seen_202" "$db_jobs")" \
-        "a job without a 202 was accepted behind a 503/transport error"
+    check "loadgen run $i 202s = hold jobs in DB for product $prod" "$seen_202 = $db_jobs" "$(is "$seen_202" "$db_jobs")" "" \
+        "jobs recorded without a 202 to the client: accepted behind a 503/transport error?"
 done
 [ "$RUNS" -gt 0 ] || check "loadgen runs" 0 0
 
