@@ -2,7 +2,7 @@
 # chaos.sh: a chaos run of the real binaries (DESIGN.md §4 guarantees under
 # faults). Builds target/release/{api,worker,scheduler,loadgen}, starts 1 api,
 # 2 workers and 1 scheduler on a fresh database and a fresh RabbitMQ vhost,
-# plants poison messages, drives `loadgen --mode pipeline` and meanwhile
+# plants poison messages, drives `loadgen --mode pipeline --flow holds` and meanwhile
 # SIGKILLs workers, restarts RabbitMQ and restarts MariaDB. Then it waits for
 # the stack to settle and checks the books from the rows themselves.
 #
@@ -289,7 +289,7 @@ load_loop() {
         i=$((i + 1))
         wait_ready 120 || echo "run $i: api not ready after 120 s, starting anyway" >>"$TMP/load.notes"
         echo "$i" >"$TMP/load.current"
-        "$BIN/loadgen" --url "$URL" --mode pipeline --clients "$CLIENTS" --requests "$REQUESTS" \
+        "$BIN/loadgen" --url "$URL" --mode pipeline --flow holds --clients "$CLIENTS" --requests "$REQUESTS" \
             --admin-token "$ADMIN_TOKEN" --json >"$TMP/loadgen.$i.json" 2>"$TMP/loadgen.$i.err" &
         echo $! >"$TMP/loadgen.pid"
         wait $!

@@ -8,7 +8,10 @@
 //! - `flash.events` (fanout): stock changes and job results; every api
 //!   replica binds its own exclusive queue to it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use lapin::{
@@ -58,33 +61,18 @@ pub enum Event {
     JobsFinished { job_ids: Vec<Uuid> },
 }
 
-/// One AMQP connection and a confirm-mode channel for publishing. Cheap to
-/// clone; lapin channels are safe to publish on from many tasks, each awaiting
-/// its own confirm, so concurrent requests pipeline their publishes.
-#[derive(Clone)]
-pub struct Broker {
-    connection: Arc<Connection>,
+/// A live connection with its two confirm-mode channels.
+struct Link {
+    connection: Connection,
     publisher: Channel,
     /// Events are hints (the cache re-reads the database, waiters poll as a
     /// fallback): confirmed like every publish, but nobody waits on them.
     events: Channel,
-    partitions: u16,
 }
 
-impl Broker {
-    /// Connects (with automatic recovery after a broker restart) and declares
-    /// the topology.
-    pub async fn connect(url: &str, partitions: u16, name: &str) -> anyhow::Result<Self> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(name.into())
-            .enable_auto_recover()
-            // lapin's default grows to a minute between attempts; a flash sale
-            // cannot wait that long after a broker restart.
-            .configure_backoff(|b| {
-                b.with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(3))
-                    .with_max_times(usize::MAX)
-            });
+impl Link {
+    async fn open(url: &str, partitions: u16, name: &str) -> anyhow::Result<Self> {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = Connection::connect(url, properties)
             .await
             .context("Failed to connect to RabbitMQ")?;
@@ -106,9 +94,48 @@ impl Broker {
             .await
             .context("Failed to enable confirms on the events channel")?;
         Ok(Self {
-            connection: Arc::new(connection),
+            connection,
             publisher,
             events,
+        })
+    }
+
+    fn is_usable(&self) -> bool {
+        self.connection.status().connected()
+    }
+}
+
+/// The process's RabbitMQ connection. Cheap to clone; lapin channels are safe
+/// to publish on from many tasks, each awaiting its own confirm, so
+/// concurrent requests pipeline their publishes.
+///
+/// It heals itself: when the connection breaks (a broker restart), the next
+/// use opens a new one, at most every [`RECONNECT_EVERY`]. Consumers open
+/// their channels through [`Broker::channel`] and subscribe again after a
+/// failure, so they follow. (lapin's own auto-recovery was tried and left an
+/// api stuck "Reconnecting" after a broker restart under load; a fresh
+/// connection has no such state.)
+#[derive(Clone)]
+pub struct Broker {
+    link: Arc<RwLock<Arc<Link>>>,
+    healing: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    url: Arc<str>,
+    name: Arc<str>,
+    partitions: u16,
+}
+
+/// Least time between two attempts to reconnect.
+pub const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+impl Broker {
+    /// Connects and declares the topology.
+    pub async fn connect(url: &str, partitions: u16, name: &str) -> anyhow::Result<Self> {
+        let link = Link::open(url, partitions, name).await?;
+        Ok(Self {
+            link: Arc::new(RwLock::new(Arc::new(link))),
+            healing: Arc::default(),
+            url: url.into(),
+            name: name.into(),
             partitions,
         })
     }
@@ -117,27 +144,109 @@ impl Broker {
         self.partitions
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+    fn current(&self) -> Arc<Link> {
+        self.link
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A usable link: the current one, or a new one if it broke.
+    async fn usable(&self) -> anyhow::Result<Arc<Link>> {
+        let link = self.current();
+        if link.is_usable() {
+            return Ok(link);
+        }
+        self.heal(&link).await
+    }
+
+    /// Replaces `broken` with a new connection, one caller at a time and at
+    /// most every [`RECONNECT_EVERY`].
+    async fn heal(&self, broken: &Arc<Link>) -> anyhow::Result<Arc<Link>> {
+        let mut last_attempt = self.healing.lock().await;
+        let current = self.current();
+        if !Arc::ptr_eq(&current, broken) && current.is_usable() {
+            return Ok(current);
+        }
+        if last_attempt.is_some_and(|at| at.elapsed() < RECONNECT_EVERY) {
+            anyhow::bail!("the broker connection is down; reconnecting");
+        }
+        *last_attempt = Some(tokio::time::Instant::now());
+        let link = tokio::time::timeout(
+            Duration::from_secs(5),
+            Link::open(&self.url, self.partitions, &self.name),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting to RabbitMQ timed out")))?;
+        let link = Arc::new(link);
+        let old = std::mem::replace(
+            &mut *self
+                .link
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            link.clone(),
+        );
+        tracing::info!(name = %self.name, "reconnected to RabbitMQ");
+        tokio::spawn(async move {
+            let _ = old.connection.close(200, "replaced".into()).await;
+        });
+        Ok(link)
+    }
+
+    /// A new channel on a usable connection (consumers, operator tools).
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let link = self.usable().await?;
+        match link.connection.create_channel().await {
+            Ok(channel) => Ok(channel),
+            Err(e) => {
+                self.heal(&link).await?;
+                Err(e).context("Failed to open a channel")
+            }
+        }
     }
 
     /// True while the connection is up (readyz).
     pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
+        self.current().is_usable()
     }
 
     /// Publishes a persistent command to a partition and waits for the
     /// broker's confirm: once this returns Ok the command is durable.
     pub async fn publish_command(&self, partition: u16, body: &[u8]) -> anyhow::Result<()> {
-        self.publish(COMMANDS_EXCHANGE, &partition.to_string(), body)
-            .await
+        let link = self.usable().await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/json".into());
+        let published = link
+            .publisher
+            .basic_publish(
+                COMMANDS_EXCHANGE.into(),
+                partition.to_string().as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await;
+        let confirm = match published {
+            Ok(confirm) => confirm,
+            Err(e) => {
+                let _ = self.heal(&link).await;
+                return Err(e).context("Failed to publish");
+            }
+        };
+        let confirm = confirm.await.context("Failed to get the publish confirm")?;
+        if !confirm.is_ack() {
+            bail!("the broker refused the message (nack)");
+        }
+        Ok(())
     }
 
     /// Publishes an event to every api replica. Its confirm is checked off
     /// the caller's path: a worker never waits on a hint.
     pub async fn publish_event(&self, event: &Event) -> anyhow::Result<()> {
         let body = serde_json::to_vec(event).context("Failed to encode an event")?;
-        let confirm = self
+        let link = self.usable().await?;
+        let published = link
             .events
             .basic_publish(
                 EVENTS_EXCHANGE.into(),
@@ -148,8 +257,14 @@ impl Broker {
                     .with_delivery_mode(PERSISTENT)
                     .with_content_type("application/json".into()),
             )
-            .await
-            .context("Failed to publish an event")?;
+            .await;
+        let confirm = match published {
+            Ok(confirm) => confirm,
+            Err(e) => {
+                let _ = self.heal(&link).await;
+                return Err(e).context("Failed to publish an event");
+            }
+        };
         tokio::spawn(async move {
             match confirm.await {
                 Ok(c) if c.is_ack() => {}
@@ -160,31 +275,13 @@ impl Broker {
         Ok(())
     }
 
-    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) -> anyhow::Result<()> {
-        let properties = BasicProperties::default()
-            .with_delivery_mode(PERSISTENT)
-            .with_content_type("application/json".into());
-        let confirm = self
-            .publisher
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .context("Failed to publish")?
-            .await
-            .context("Failed to get the publish confirm")?;
-        if !confirm.is_ack() {
-            bail!("the broker refused the message (nack)");
-        }
-        Ok(())
-    }
-
     pub async fn close(&self) {
-        if let Err(e) = self.connection.close(200, "shutdown".into()).await {
+        if let Err(e) = self
+            .current()
+            .connection
+            .close(200, "shutdown".into())
+            .await
+        {
             tracing::debug!(error = %e, "closing the broker connection");
         }
     }

@@ -40,7 +40,7 @@ pub struct Redrive {
 
 /// Messages in the dead-letter queue.
 pub async fn count(broker: &Broker) -> anyhow::Result<u32> {
-    let channel = broker.connection().create_channel().await?;
+    let channel = broker.channel().await?;
     let depth = depth(&channel, DEAD_LETTER_QUEUE).await;
     let _ = channel.close(200, "done".into()).await;
     depth
@@ -65,7 +65,7 @@ pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
 /// Up to `limit` dead letters, oldest first, left in the queue: they are
 /// fetched without acks and return when the channel closes.
 pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    let channel = broker.connection().create_channel().await?;
+    let channel = broker.channel().await?;
     let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
     let mut letters = Vec::new();
     for _ in 0..available.min(limit) {
@@ -111,7 +111,7 @@ pub async fn redrive(
     limit: usize,
     drop_undecodable: bool,
 ) -> anyhow::Result<Redrive> {
-    let channel = broker.connection().create_channel().await?;
+    let channel = broker.channel().await?;
     let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
     let mut report = Redrive::default();
     for _ in 0..available.min(limit) {

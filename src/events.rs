@@ -39,7 +39,7 @@ async fn subscribe(
     waiters: &JobWaiters,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let channel = broker.connection().create_channel().await?;
+    let channel = broker.channel().await?;
     let queue = broker::declare_event_queue(&channel).await?;
     let mut consumer = channel
         .basic_consume(

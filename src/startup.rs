@@ -24,7 +24,7 @@ use crate::{
 /// Pool sizes: the api only reads and records jobs; the worker holds one
 /// connection per in-flight batch.
 pub const API_POOL_SIZE: u32 = 32;
-pub const WORKER_POOL_SIZE: u32 = 24;
+pub const WORKER_POOL_SIZE: u32 = 32;
 pub const SCHEDULER_POOL_SIZE: u32 = 4;
 
 /// Creates and migrates the database, retrying while the server is still

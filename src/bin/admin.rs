@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Queues => {
             let broker = Broker::connect(&settings.amqp_url, settings.partitions, "admin").await?;
-            let channel = broker.connection().create_channel().await?;
+            let channel = broker.channel().await?;
             let mut queues = serde_json::Map::new();
             for partition in 0..settings.partitions {
                 let name = broker::partition_queue(partition);

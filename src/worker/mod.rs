@@ -40,6 +40,8 @@ pub use orders::{OrderApplied, apply_order};
 pub use payments::apply_payment;
 pub use sweeps::{SWEEP_BATCH, expire_holds};
 
+/// Orders, payments and sweeps of one batch applied at the same time.
+const SIDE_BY_SIDE: usize = 4;
 /// How long an order waits on the side for its hold's job.
 const HOLD_WAIT: Duration = Duration::from_secs(30);
 
@@ -110,7 +112,7 @@ impl Worker {
         partition: u16,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let channel = self.broker.connection().create_channel().await?;
+        let channel = self.broker.channel().await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await?;
@@ -194,38 +196,52 @@ impl Worker {
             }
         }
 
-        // Orders, payments and sweeps: one transaction each.
-        for (delivery, command) in others {
-            let applied = match command {
-                Command::Order { job_id, hold_id } => {
-                    match self
-                        .with_retries(shutdown, || apply_order(&self.pool, job_id, hold_id))
-                        .await
-                    {
-                        Applied::Done(OrderApplied::HoldPending) => {
-                            self.clone()
-                                .defer_order(delivery, job_id, hold_id, shutdown.clone());
-                            continue;
-                        }
-                        Applied::Done(OrderApplied::Decided(decided)) => Applied::Done(decided),
-                        Applied::Failed => Applied::Failed,
-                        Applied::ShuttingDown => Applied::ShuttingDown,
+        // Orders, payments and sweeps: one transaction each, a few at a
+        // time. They touch different rows (or, for the same order, wait on
+        // its job row's lock), so running them side by side is as correct
+        // as running them in turn.
+        futures_util::stream::iter(others)
+            .for_each_concurrent(SIDE_BY_SIDE, |(delivery, command)| async move {
+                self.apply_one(delivery, command, shutdown).await;
+            })
+            .await;
+    }
+
+    /// Applies one order, payment or sweep and settles its delivery.
+    async fn apply_one(
+        self: &Arc<Self>,
+        delivery: Delivery,
+        command: Command,
+        shutdown: &CancellationToken,
+    ) {
+        let applied = match command {
+            Command::Order { job_id, hold_id } => {
+                match self
+                    .with_retries(shutdown, || apply_order(&self.pool, job_id, hold_id))
+                    .await
+                {
+                    Applied::Done(OrderApplied::HoldPending) => {
+                        self.clone()
+                            .defer_order(delivery, job_id, hold_id, shutdown.clone());
+                        return;
                     }
+                    Applied::Done(OrderApplied::Decided(decided)) => Applied::Done(decided),
+                    Applied::Failed => Applied::Failed,
+                    Applied::ShuttingDown => Applied::ShuttingDown,
                 }
-                Command::Payment { job_id, order_id } => {
-                    self.with_retries(shutdown, || apply_payment(&self.pool, job_id, order_id))
-                        .await
-                }
-                Command::Sweep { product_id } => {
-                    self.with_retries(shutdown, || expire_holds(&self.pool, product_id))
-                        .await
-                }
-                Command::Hold { .. } => continue,
-            };
-            if !self.settle(&[&delivery], applied).await {
-                return;
             }
-        }
+            Command::Payment { job_id, order_id } => {
+                self.with_retries(shutdown, || apply_payment(&self.pool, job_id, order_id))
+                    .await
+            }
+            Command::Sweep { product_id } => {
+                self.with_retries(shutdown, || expire_holds(&self.pool, product_id))
+                    .await
+            }
+            // Holds are batched per product above.
+            Command::Hold { .. } => return,
+        };
+        self.settle(&[&delivery], applied).await;
     }
 
     /// Acks (and announces) what committed, requeues what failed. False when

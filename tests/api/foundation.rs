@@ -418,7 +418,7 @@ async fn topology_declared_twice_is_a_no_op_and_keeps_messages() {
     let second = Broker::connect(&app.settings.amqp_url, app.settings.partitions, "second")
         .await
         .expect("second declare");
-    let channel = second.connection().create_channel().await.expect("channel");
+    let channel = second.channel().await.expect("channel");
     broker::declare_topology(&channel, app.settings.partitions)
         .await
         .expect("third declare");

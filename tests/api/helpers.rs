@@ -117,7 +117,7 @@ impl Drop for Isolation {
     }
 }
 
-fn rabbitmqctl(args: &[&str]) {
+pub fn rabbitmqctl(args: &[&str]) {
     let out = Command::new("rabbitmqctl")
         .arg("-q")
         .args(args)

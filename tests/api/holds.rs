@@ -206,12 +206,7 @@ async fn a_redelivery_after_commit_but_before_ack_changes_nothing() {
 
 /// Waits until a partition queue is empty (every delivery acked).
 async fn assert_partition_drained(app: &TestApp, partition: u16) {
-    let channel = app
-        .broker
-        .connection()
-        .create_channel()
-        .await
-        .expect("channel");
+    let channel = app.broker.channel().await.expect("channel");
     for _ in 0..200 {
         let queue = channel
             .queue_declare(
@@ -235,12 +230,7 @@ async fn assert_partition_drained(app: &TestApp, partition: u16) {
 }
 
 async fn dead_letter_count(app: &TestApp) -> u32 {
-    let channel = app
-        .broker
-        .connection()
-        .create_channel()
-        .await
-        .expect("channel");
+    let channel = app.broker.channel().await.expect("channel");
     channel
         .queue_declare(
             broker::DEAD_LETTER_QUEUE.into(),
@@ -568,11 +558,16 @@ async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
     .await
     .expect("product")
     .id;
-    // Broker gone: the job is withdrawn, the key released.
-    let dead_broker = Broker::connect(&app.settings.amqp_url, app.settings.partitions, "doomed")
+    // Broker gone (its vhost deleted under the connection, so reconnecting
+    // fails too): the job is withdrawn, the key released.
+    let doomed = format!("{}-doomed", app.isolation.vhost);
+    crate::helpers::rabbitmqctl(&["add_vhost", &doomed]);
+    crate::helpers::rabbitmqctl(&["set_permissions", "-p", &doomed, "guest", ".*", ".*", ".*"]);
+    let doomed_url = app.settings.amqp_url.replace(&app.isolation.vhost, &doomed);
+    let dead_broker = Broker::connect(&doomed_url, app.settings.partitions, "doomed")
         .await
         .expect("broker");
-    dead_broker.close().await;
+    crate::helpers::rabbitmqctl(&["delete_vhost", &doomed]);
     let base = app.serve_api_with(app.pool.clone(), dead_broker).await;
     let response = app
         .client

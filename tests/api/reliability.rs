@@ -114,12 +114,7 @@ async fn dead_letters_are_listed_and_the_decodable_ones_redriven() {
         .await
         .expect("job");
     tx.commit().await.expect("commit");
-    let channel = app
-        .broker
-        .connection()
-        .create_channel()
-        .await
-        .expect("channel");
+    let channel = app.broker.channel().await.expect("channel");
     channel
         .basic_publish(
             broker::DEAD_LETTER_EXCHANGE.into(),
@@ -234,5 +229,104 @@ async fn withdrawing_a_job_tells_a_lost_confirm_from_a_lost_publish() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
     assert_eq!(app.stock_books(product).await.0, 4);
+    app.stop().await;
+}
+
+/// Retries a hold (with `Prefer: wait`) until it is granted; 503s on the way
+/// are the outage, anything else is a failure.
+async fn hold_once_recovered(app: &crate::helpers::TestApp, product: i64) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let response = app
+            .post_hold(
+                &json!({"product_id": product, "qty": 1}),
+                &[("prefer", "wait=2")],
+            )
+            .await;
+        match response.status() {
+            StatusCode::CREATED => return started.elapsed(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => {}
+            other => panic!("unexpected {other} while recovering"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stack did not recover within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_stack_recovers_when_the_broker_drops_every_connection() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: true,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Reconnect", 100, 10).await;
+    app.granted_hold(product, 1).await;
+
+    // What a broker restart does to its clients, for this test's vhost only.
+    crate::helpers::rabbitmqctl(&[
+        "close_all_connections",
+        "-p",
+        &app.isolation.vhost,
+        "chaos: connection closed by the test",
+    ]);
+    hold_once_recovered(&app, product).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    app.wait_until_idle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 2);
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_stack_recovers_when_the_database_drops_every_connection() {
+    let app = spawn_with(
+        Roles {
+            apis: 1,
+            workers: 1,
+            scheduler: true,
+        },
+        &[],
+    )
+    .await;
+    let product = app.create_product("Reconnect DB", 100, 10).await;
+    app.granted_hold(product, 1).await;
+
+    // Kill every server-side connection to this test's database (what a
+    // database restart does), from a connection of its own.
+    let admin = sqlx::MySqlPool::connect(
+        &app.settings
+            .database_url
+            .replace(&app.isolation.db_name, "mysql"),
+    )
+    .await
+    .expect("admin pool");
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+    )
+    .bind(&app.isolation.db_name)
+    .fetch_all(&admin)
+    .await
+    .expect("processlist");
+    assert!(!ids.is_empty());
+    for id in ids {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("KILL {id}")))
+            .execute(&admin)
+            .await;
+    }
+    admin.close().await;
+
+    hold_once_recovered(&app, product).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    app.wait_until_idle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 2);
+    app.assert_stock_accounted(product).await;
     app.stop().await;
 }
