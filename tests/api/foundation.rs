@@ -326,15 +326,7 @@ async fn health_is_200_and_ready_is_200_with_both_dependencies_up() {
 
 #[tokio::test]
 async fn ready_is_503_when_the_database_points_nowhere() {
-    let app = spawn_with(
-        Roles {
-            apis: 0,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::NONE, &[]).await;
     // Port 1 on loopback: nothing listens there.
     let dead_pool = db::connect_lazy("mysql://root@127.0.0.1:1/nowhere", 2).expect("lazy pool");
     let base = app.serve_api_with(dead_pool, app.broker.clone()).await;
@@ -374,15 +366,7 @@ async fn ready_is_503_when_the_database_points_nowhere() {
 
 #[tokio::test]
 async fn migrations_applied_twice_are_a_no_op() {
-    let app = spawn_with(
-        Roles {
-            apis: 0,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::NONE, &[]).await;
     let applied = app.count("SELECT COUNT(*) FROM _sqlx_migrations").await;
     assert_eq!(applied, db::MIGRATOR.iter().count() as i64);
     db::migrate(&app.pool).await.expect("second run");
@@ -400,15 +384,7 @@ async fn migrations_applied_twice_are_a_no_op() {
 
 #[tokio::test]
 async fn topology_declared_twice_is_a_no_op_and_keeps_messages() {
-    let app = spawn_with(
-        Roles {
-            apis: 0,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::NONE, &[]).await;
     app.broker
         .publish_command(2, b"{\"kept\":true}")
         .await
@@ -440,15 +416,7 @@ async fn topology_declared_twice_is_a_no_op_and_keeps_messages() {
 
 #[tokio::test]
 async fn settings_used_by_the_harness_are_isolated() {
-    let app = spawn_with(
-        Roles {
-            apis: 0,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::NONE, &[]).await;
     assert!(app.settings.database_url.contains(&app.isolation.db_name));
     assert!(app.settings.amqp_url.ends_with(&app.isolation.vhost));
     let _ = Arc::clone(&app.settings);

@@ -138,6 +138,21 @@ pub struct Roles {
     pub scheduler: bool,
 }
 
+impl Roles {
+    /// Nothing running: the test drives the library itself.
+    pub const NONE: Roles = Roles {
+        apis: 0,
+        workers: 0,
+        scheduler: false,
+    };
+    /// An api with no worker: commands stay queued.
+    pub const API_ONLY: Roles = Roles {
+        apis: 1,
+        workers: 0,
+        scheduler: false,
+    };
+}
+
 impl Default for Roles {
     fn default() -> Self {
         Self {
@@ -289,6 +304,34 @@ impl TestApp {
             result
         }));
         (status, stop)
+    }
+
+    /// Records a queued hold job without publishing it (what a crash between
+    /// the api's commit and its publish leaves behind) and returns its
+    /// command.
+    pub async fn record_unpublished_hold(
+        &self,
+        product_id: i64,
+        qty: i64,
+    ) -> flash_sale::commands::Command {
+        let job_id = Uuid::now_v7();
+        let command = flash_sale::commands::Command::Hold {
+            job_id,
+            product_id,
+            qty,
+        };
+        let mut tx = self.pool.begin().await.expect("tx");
+        flash_sale::jobs::insert(
+            &mut tx,
+            job_id,
+            flash_sale::jobs::JobKind::Hold,
+            &command,
+            flash_sale::time::now(),
+        )
+        .await
+        .expect("job");
+        tx.commit().await.expect("commit");
+        command
     }
 
     /// Waits until no job is queued (every accepted command decided).

@@ -15,11 +15,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Roles, TestApp, assert_problem, spawn_app, spawn_with};
 
-const NO_WORKERS: Roles = Roles {
-    apis: 1,
-    workers: 0,
-    scheduler: false,
-};
+const NO_WORKERS: Roles = Roles::API_ONLY;
 
 /// Fires `bodies` at POST /holds all at once; returns (granted job ids,
 /// immediate 409s, accepted job ids).
@@ -538,15 +534,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
 
 #[tokio::test]
 async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
-    let app = spawn_with(
-        Roles {
-            apis: 0,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::NONE, &[]).await;
     let product = flash_sale::products::create(
         &app.pool,
         &flash_sale::domain::NewProduct {

@@ -15,11 +15,7 @@ use crate::helpers::{
     ADMIN_TOKEN, Roles, TestApp, WEBHOOK_SECRET, assert_problem, spawn_app, spawn_with,
 };
 
-const NO_WORKERS: Roles = Roles {
-    apis: 1,
-    workers: 0,
-    scheduler: false,
-};
+const NO_WORKERS: Roles = Roles::API_ONLY;
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("json body")

@@ -1,14 +1,9 @@
-//! Faults: workers stopped mid-storm, poison messages.
+//! Faults: workers stopped mid-storm, poison messages, lost confirms,
+//! dropped broker and database connections.
 
 use std::{sync::Arc, time::Duration};
 
-use flash_sale::{
-    broker,
-    commands::Command,
-    dead_letters,
-    jobs::{self, JobKind},
-    time,
-};
+use flash_sale::{broker, dead_letters, jobs};
 use futures_util::future::join_all;
 use lapin::{BasicProperties, options::BasicPublishOptions};
 use reqwest::StatusCode;
@@ -18,15 +13,7 @@ use crate::helpers::{Roles, spawn_with};
 
 #[tokio::test]
 async fn a_worker_stopped_mid_storm_loses_and_doubles_nothing() {
-    let app = spawn_with(
-        Roles {
-            apis: 1,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::API_ONLY, &[]).await;
     let product = app.create_product("Interrupted", 100, 150).await;
     let (stop, first) = app.add_stoppable_worker().await;
     let app = Arc::new(app);
@@ -103,17 +90,7 @@ async fn dead_letters_are_listed_and_the_decodable_ones_redriven() {
     let product = app.create_product("Second chance", 100, 5).await;
     // A valid command that ended in the dead-letter queue (as after too many
     // failed deliveries) with its job still queued…
-    let job_id = uuid::Uuid::now_v7();
-    let command = Command::Hold {
-        job_id,
-        product_id: product,
-        qty: 2,
-    };
-    let mut tx = app.pool.begin().await.expect("tx");
-    jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
-        .await
-        .expect("job");
-    tx.commit().await.expect("commit");
+    let command = app.record_unpublished_hold(product, 2).await;
     let channel = app.broker.channel().await.expect("channel");
     channel
         .basic_publish(
@@ -201,17 +178,8 @@ async fn withdrawing_a_job_tells_a_lost_confirm_from_a_lost_publish() {
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
 
     // Still queued (never published): withdrawn with its idempotency key.
-    let job_id = uuid::Uuid::now_v7();
-    let command = Command::Hold {
-        job_id,
-        product_id: product,
-        qty: 1,
-    };
-    let mut tx = app.pool.begin().await.expect("tx");
-    jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
-        .await
-        .expect("job");
-    tx.commit().await.expect("commit");
+    let command = app.record_unpublished_hold(product, 1).await;
+    let job_id = command.job_id().expect("hold job");
     assert_eq!(
         jobs::withdraw(&app.pool, job_id).await.expect("withdraw"),
         jobs::Withdrawal::Withdrawn

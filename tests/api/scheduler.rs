@@ -220,11 +220,7 @@ async fn one_of_two_schedulers_leads_and_the_other_takes_over_within_five_second
 
 #[tokio::test]
 async fn two_stacks_on_one_server_each_have_their_own_leader() {
-    let no_roles = Roles {
-        apis: 0,
-        workers: 0,
-        scheduler: false,
-    };
+    let no_roles = Roles::NONE;
     let mut first = spawn_with(no_roles, &[]).await;
     let mut second = spawn_with(no_roles, &[]).await;
     let (a, _) = first.start_scheduler().await;
@@ -245,19 +241,8 @@ async fn two_stacks_on_one_server_each_have_their_own_leader() {
 async fn a_job_whose_publish_was_lost_is_relayed_and_completes_once() {
     let app = spawn_with(WORKER_AND_SCHEDULER, &[("RELAY_AFTER_SECS", "1")]).await;
     let product = app.create_product("Lost", 100, 5).await;
-    let job_id = Uuid::now_v7();
-    let command = Command::Hold {
-        job_id,
-        product_id: product,
-        qty: 2,
-    };
-    // Recorded, never published: what a crash between commit and publish
-    // leaves behind.
-    let mut tx = app.pool.begin().await.expect("tx");
-    jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
-        .await
-        .expect("job");
-    tx.commit().await.expect("commit");
+    let command = app.record_unpublished_hold(product, 2).await;
+    let job_id = command.job_id().expect("hold job");
 
     app.wait_until_idle().await;
     let job: Value = app
@@ -319,15 +304,7 @@ async fn the_audit_reports_a_corrupted_ledger_row() {
 
 #[tokio::test]
 async fn retention_deletes_only_what_is_old_and_finished() {
-    let app = spawn_with(
-        Roles {
-            apis: 0,
-            workers: 0,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::NONE, &[]).await;
     let old = time::now() - chrono::Duration::days(8);
     let recent = time::now() - chrono::Duration::hours(1);
     for (status, created, completed) in [
