@@ -1,0 +1,235 @@
+//! Command-line arguments and their validation.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::{Context, ensure};
+use clap::{Parser, ValueEnum};
+
+use crate::api::sign;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Flash-sale load generator: C buyers race for one product over HTTP"
+)]
+pub(crate) struct Args {
+    /// Base URL of the api (loopback addresses only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// Product to hold; when omitted a fresh product is created per mode
+    /// (needs the admin token).
+    #[arg(long)]
+    pub(crate) product: Option<i64>,
+    /// Concurrent buyers.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) clients: usize,
+    /// Total hold requests (buyers' purchases), shared by all buyers.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) requests: usize,
+    /// Units per hold.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) qty: i64,
+    /// Which path to load.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    pub(crate) mode: Mode,
+    /// What each buyer does: hold only, or hold + order + pay [default:
+    /// full for --mode pipeline, holds otherwise; the baseline has only
+    /// holds].
+    #[arg(long, value_enum)]
+    pub(crate) flow: Option<Flow>,
+    /// Admin bearer token, used to create fresh products.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// Secret that signs the payment webhooks (full flow).
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = "dev-webhook-secret"
+    )]
+    pub(crate) webhook_secret: String,
+    /// Share of orders paid with status `failed` (full flow).
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) fail_share: f64,
+    /// Share of orders never paid (full flow); the rest pay `success`.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) abandon_share: f64,
+    /// Stock of a freshly created product [default: requests * qty / 2,
+    /// so about half the holds are granted].
+    #[arg(long)]
+    pub(crate) stock: Option<i64>,
+    /// After the sale, fire this many extra holds at the sold-out product
+    /// with the same clients (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) sold_out_requests: usize,
+    /// Write an SVG chart of accept latency (p50/p99) over time to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) svg: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Asynchronous holds: 202 + job, then poll the jobs.
+    Pipeline,
+    /// Synchronous holds: 201 or 409 at once.
+    Baseline,
+    /// Baseline, then pipeline, then their throughput ratio.
+    Both,
+}
+
+impl Mode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Mode::Pipeline => "pipeline",
+            Mode::Baseline => "baseline",
+            Mode::Both => "both",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Flow {
+    /// Hold requests only (accept latency without `Prefer: wait`, outcomes
+    /// polled): comparable with earlier benchmark numbers.
+    Holds,
+    /// Hold, order, then pay through the signed webhook (DESIGN.md §7).
+    Full,
+}
+
+impl Flow {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Flow::Holds => "holds",
+            Flow::Full => "full",
+        }
+    }
+}
+
+impl Args {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        ensure!(self.clients >= 1, "--clients must be at least 1");
+        ensure!(self.requests >= 1, "--requests must be at least 1");
+        ensure!(self.qty >= 1, "--qty must be at least 1");
+        if let Some(stock) = self.stock {
+            ensure!(stock >= 0, "--stock must not be negative");
+        }
+        if let Some(product) = self.product {
+            ensure!(product >= 1, "--product must be a positive id");
+            if self.stock.is_some() {
+                eprintln!("warning: --stock is ignored because --product is given");
+            }
+        }
+        ensure!(
+            !(self.mode == Mode::Baseline && self.flow == Some(Flow::Full)),
+            "--flow full needs --mode pipeline or both: the baseline has only holds"
+        );
+        for (name, share) in [
+            ("--fail-share", self.fail_share),
+            ("--abandon-share", self.abandon_share),
+        ] {
+            ensure!(
+                share.is_finite() && (0.0..=1.0).contains(&share),
+                "{name} must be between 0 and 1, got {share}"
+            );
+        }
+        ensure!(
+            self.fail_share + self.abandon_share <= 1.0,
+            "--fail-share + --abandon-share must not exceed 1"
+        );
+        ensure!(
+            sign(&self.webhook_secret, 0, b"").is_some(),
+            "--webhook-secret cannot key an HMAC"
+        );
+        Ok(())
+    }
+
+    /// The flow a mode's run uses.
+    pub(crate) fn flow_for(&self, mode: Mode) -> Flow {
+        match (mode, self.flow) {
+            (Mode::Baseline, _) => Flow::Holds,
+            (_, Some(flow)) => flow,
+            _ if self.mode == Mode::Pipeline => Flow::Full,
+            _ => Flow::Holds,
+        }
+    }
+
+    /// Stock of a freshly created product.
+    pub(crate) fn fresh_stock(&self) -> i64 {
+        self.stock.unwrap_or_else(|| {
+            let units = (self.requests as i64).saturating_mul(self.qty);
+            units / 2
+        })
+    }
+}
+
+/// The base URL without a trailing slash, refused unless it is plain HTTP to
+/// a loopback host.
+pub(crate) fn loopback_base_url(raw: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(raw).with_context(|| format!("invalid --url {raw:?}"))?;
+    ensure!(
+        url.scheme() == "http",
+        "--url must use http:// (this build has no TLS), got {raw:?}"
+    );
+    let host = url.host_str().context("--url has no host")?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    ensure!(
+        loopback,
+        "--url must point at a loopback address (127.0.0.0/8, ::1, localhost), got {host:?}"
+    );
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_accepted() {
+        assert!(loopback_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(loopback_base_url("http://localhost:8080/").is_ok());
+        assert!(loopback_base_url("http://[::1]:8080").is_ok());
+        assert!(loopback_base_url("http://127.0.0.2:9000").is_ok());
+        assert!(loopback_base_url("http://10.0.0.1:8080").is_err());
+        assert!(loopback_base_url("http://example.com").is_err());
+        assert!(loopback_base_url("https://127.0.0.1").is_err());
+        assert_eq!(
+            loopback_base_url("http://127.0.0.1:8080/").ok().as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+    }
+
+    #[test]
+    fn flow_defaults_to_full_for_the_pipeline_only() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["loadgen"];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv)
+        };
+        let pipeline = args(&["--mode", "pipeline"]);
+        assert_eq!(pipeline.flow_for(Mode::Pipeline), Flow::Full);
+        let both = args(&["--mode", "both"]);
+        assert_eq!(both.flow_for(Mode::Pipeline), Flow::Holds);
+        assert_eq!(both.flow_for(Mode::Baseline), Flow::Holds);
+        let holds = args(&["--mode", "pipeline", "--flow", "holds"]);
+        assert_eq!(holds.flow_for(Mode::Pipeline), Flow::Holds);
+        assert!(
+            args(&["--mode", "baseline", "--flow", "full"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            args(&["--fail-share", "0.7", "--abandon-share", "0.5"])
+                .validate()
+                .is_err()
+        );
+        assert!(args(&["--fail-share=-0.1"]).validate().is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The synchronous baseline: holds only.
+
+use std::time::Instant;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    INSUFFICIENT_STOCK,
+    api::Api,
+    args::{Args, Flow, Mode},
+    burst::{Answer, bump, burst, error_key, problem_code},
+    progress::Progress,
+    report::RunReport,
+    stats::{LatencySummary, PhaseStat, per_second},
+    stock_check::stock_check,
+    target::Target,
+};
+
+pub(crate) async fn run_baseline(
+    api: &Api,
+    args: &Args,
+    target: Target,
+) -> anyhow::Result<RunReport> {
+    let body = json!({ "product_id": target.product_id, "qty": args.qty });
+    eprintln!(
+        "baseline: {} requests from {} buyers on product {} (stock {})",
+        args.requests, args.clients, target.product_id, target.initial_stock
+    );
+    let progress = Progress::start(
+        "[baseline holds]".into(),
+        args.requests,
+        "req/s",
+        args.quiet,
+    );
+    let start = Instant::now();
+    let burst = burst(
+        api,
+        "/api/v1/baseline/holds",
+        &body,
+        args.clients,
+        args.requests,
+        start,
+        &progress,
+    )
+    .await?;
+    progress.finish().await;
+
+    let mut report = RunReport::new(Mode::Baseline, Flow::Holds, args, target);
+    report.rejected_at_once = Some(0);
+    let mut latencies = Vec::with_capacity(burst.samples.len());
+    for sample in &burst.samples {
+        latencies.push(sample.latency_ms);
+        report.samples.push((sample.at_s, sample.latency_ms));
+        match &sample.answer {
+            Answer::Http { status, .. } if *status == StatusCode::CREATED => report.granted += 1,
+            Answer::Http { status, body, .. }
+                if *status == StatusCode::CONFLICT
+                    && problem_code(body.as_ref()) == Some(INSUFFICIENT_STOCK) =>
+            {
+                report.rejected += 1;
+            }
+            Answer::Http { status, body, .. } => {
+                bump(&mut report.errors, error_key(*status, body.as_ref()));
+            }
+            Answer::Transport(key) => bump(&mut report.errors, key.clone()),
+        }
+    }
+    report.accept_elapsed_s = burst.elapsed.as_secs_f64();
+    report.accept_requests_per_s = per_second(args.requests, burst.elapsed);
+    report.end_to_end_elapsed_s = report.accept_elapsed_s;
+    report.end_to_end_decided_per_s = per_second(report.decided(), burst.elapsed);
+    report.accept_latency_ms = LatencySummary::of(latencies);
+    report.time_to_outcome_ms = None;
+    report
+        .phases
+        .push(PhaseStat::new("holds", args.requests, burst.elapsed));
+    report.stock_check = Some(stock_check(api, target, report.granted, args.qty, None).await?);
+    Ok(report)
+}

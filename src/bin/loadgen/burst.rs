@@ -1,0 +1,146 @@
+//! The burst: C buyers share R POSTs, and how their answers are read.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use reqwest::{Client, StatusCode, header};
+use serde_json::Value;
+
+use crate::{
+    api::{Api, transport_key},
+    progress::Progress,
+    stats::ms,
+};
+
+/// One answered (or failed) POST.
+pub(crate) struct Sample {
+    /// When it was sent, in seconds since the phase start.
+    pub(crate) at_s: f64,
+    pub(crate) latency_ms: f64,
+    pub(crate) answer: Answer,
+}
+
+pub(crate) enum Answer {
+    Http {
+        status: StatusCode,
+        body: Option<Value>,
+        location: Option<String>,
+    },
+    Transport(String),
+}
+
+pub(crate) struct Burst {
+    pub(crate) samples: Vec<Sample>,
+    /// From the start until the last POST was answered.
+    pub(crate) elapsed: Duration,
+}
+
+/// C buyers share R POSTs of the same hold body to `path` (no `Prefer`).
+pub(crate) async fn burst(
+    api: &Api,
+    path: &str,
+    body: &Value,
+    clients: usize,
+    requests: usize,
+    start: Instant,
+    progress: &Progress,
+) -> anyhow::Result<Burst> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let url: Arc<str> = api.url(path).into();
+    let body = Arc::new(body.clone());
+    let mut buyers = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let client = api.client.clone();
+        let next = Arc::clone(&next);
+        let url = Arc::clone(&url);
+        let body = Arc::clone(&body);
+        let done = progress.counter();
+        buyers.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(requests / clients + 1);
+            let mut last_answer = start;
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let sent = Instant::now();
+                let answer = post_once(&client, &url, &body, None).await;
+                let answered = Instant::now();
+                samples.push(Sample {
+                    at_s: (sent - start).as_secs_f64(),
+                    latency_ms: ms(answered - sent),
+                    answer,
+                });
+                last_answer = last_answer.max(answered);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            (samples, last_answer)
+        }));
+    }
+    let mut samples = Vec::with_capacity(requests);
+    let mut last_answer = start;
+    for buyer in buyers {
+        let (mine, last) = buyer.await.context("a buyer task panicked")?;
+        samples.extend(mine);
+        last_answer = last_answer.max(last);
+    }
+    Ok(Burst {
+        samples,
+        elapsed: last_answer - start,
+    })
+}
+
+pub(crate) async fn post_once(
+    client: &Client,
+    url: &str,
+    body: &Value,
+    prefer: Option<&str>,
+) -> Answer {
+    let mut request = client.post(url).json(body);
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return Answer::Transport(transport_key(&error)),
+    };
+    answer_of(response).await
+}
+
+pub(crate) async fn answer_of(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    match response.bytes().await {
+        Ok(bytes) => Answer::Http {
+            status,
+            body: serde_json::from_slice(&bytes).ok(),
+            location,
+        },
+        Err(error) => Answer::Transport(transport_key(&error)),
+    }
+}
+
+/// The machine-readable `code` of a problem document.
+pub(crate) fn problem_code(body: Option<&Value>) -> Option<&str> {
+    body?.get("code")?.as_str()
+}
+
+/// The error bucket for an unexpected answer: status, plus the problem code
+/// when there is one.
+pub(crate) fn error_key(status: StatusCode, body: Option<&Value>) -> String {
+    match problem_code(body) {
+        Some(code) => format!("{} {code}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+pub(crate) fn bump(map: &mut BTreeMap<String, usize>, key: String) {
+    *map.entry(key).or_default() += 1;
+}

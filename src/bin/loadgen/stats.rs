@@ -1,0 +1,223 @@
+//! Rates, spans, percentiles and latency timelines.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+pub(crate) fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}
+
+/// Requests of one kind: from the first sent to the last answered.
+#[derive(Serialize, Debug, Clone)]
+pub(crate) struct PhaseStat {
+    pub(crate) name: String,
+    pub(crate) requests: usize,
+    pub(crate) elapsed_s: f64,
+    pub(crate) requests_per_s: f64,
+}
+
+impl PhaseStat {
+    pub(crate) fn new(name: &str, requests: usize, elapsed: Duration) -> Self {
+        Self {
+            name: name.to_owned(),
+            requests,
+            elapsed_s: elapsed.as_secs_f64(),
+            requests_per_s: per_second(requests, elapsed),
+        }
+    }
+}
+
+/// First send and last answer of one kind of request.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Span {
+    pub(crate) count: usize,
+    first: Option<Instant>,
+    pub(crate) last: Option<Instant>,
+}
+
+impl Span {
+    pub(crate) fn add(&mut self, sent: Instant, answered: Instant) {
+        self.count += 1;
+        self.first = Some(self.first.map_or(sent, |t| t.min(sent)));
+        self.last = Some(self.last.map_or(answered, |t| t.max(answered)));
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn phase(&self, name: &str) -> PhaseStat {
+        PhaseStat::new(name, self.count, self.elapsed())
+    }
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of an ascending slice.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() || !(0.0..=100.0).contains(&p) {
+        return None;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    let index = rank.saturating_sub(1).min(sorted.len() - 1);
+    sorted.get(index).copied()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct LatencySummary {
+    pub(crate) count: usize,
+    pub(crate) p50: Option<f64>,
+    p90: Option<f64>,
+    pub(crate) p99: Option<f64>,
+    pub(crate) max: Option<f64>,
+}
+
+impl LatencySummary {
+    pub(crate) fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let round = |v: Option<f64>| v.map(round3);
+        Self {
+            count: values.len(),
+            p50: round(percentile(&values, 50.0)),
+            p90: round(percentile(&values, 90.0)),
+            p99: round(percentile(&values, 99.0)),
+            max: round(values.last().copied()),
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        format!(
+            "p50 {}  p90 {}  p99 {}  max {}  (n={})",
+            show(self.p50),
+            show(self.p90),
+            show(self.p99),
+            show(self.max),
+            self.count
+        )
+    }
+}
+
+/// Accept latency per time bucket of a phase.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct TimelinePoint {
+    /// Bucket start, seconds since the phase start.
+    pub(crate) t_s: f64,
+    n: usize,
+    pub(crate) p50: f64,
+    p90: f64,
+    pub(crate) p99: f64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub(crate) struct Timeline {
+    pub(crate) bucket_ms: u64,
+    pub(crate) points: Vec<TimelinePoint>,
+}
+
+/// Buckets `(sent at s, latency ms)` samples by send time; empty buckets
+/// are left out.
+pub(crate) fn timeline(samples: &[(f64, f64)], bucket: Duration) -> Timeline {
+    let width = bucket.as_secs_f64().max(1e-3);
+    let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for &(at, latency) in samples {
+        let index = (at.max(0.0) / width).floor() as u64;
+        buckets.entry(index).or_default().push(latency);
+    }
+    let points = buckets
+        .into_iter()
+        .map(|(index, mut values)| {
+            values.sort_by(f64::total_cmp);
+            let p = |q| round3(percentile(&values, q).unwrap_or(0.0));
+            TimelinePoint {
+                t_s: round3(index as f64 * width),
+                n: values.len(),
+                p50: p(50.0),
+                p90: p(90.0),
+                p99: p(99.0),
+            }
+        })
+        .collect();
+    Timeline {
+        bucket_ms: bucket.as_millis() as u64,
+        points,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_of_empty_is_none() {
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn percentile_of_one_value_is_that_value() {
+        for p in [0.0, 1.0, 50.0, 99.0, 100.0] {
+            assert_eq!(percentile(&[7.5], p), Some(7.5));
+        }
+    }
+
+    #[test]
+    fn percentile_uses_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), Some(50.0));
+        assert_eq!(percentile(&values, 90.0), Some(90.0));
+        assert_eq!(percentile(&values, 99.0), Some(99.0));
+        assert_eq!(percentile(&values, 100.0), Some(100.0));
+        assert_eq!(percentile(&values, 0.0), Some(1.0));
+        let small = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&small, 50.0), Some(2.0));
+        assert_eq!(percentile(&small, 51.0), Some(3.0));
+        assert_eq!(percentile(&small, 99.0), Some(4.0));
+    }
+
+    #[test]
+    fn percentile_rejects_out_of_range() {
+        assert_eq!(percentile(&[1.0, 2.0], -1.0), None);
+        assert_eq!(percentile(&[1.0, 2.0], 100.5), None);
+        assert_eq!(percentile(&[1.0, 2.0], f64::NAN), None);
+    }
+
+    #[test]
+    fn summary_sorts_its_input() {
+        let summary = LatencySummary::of(vec![5.0, 1.0, 4.0, 2.0, 3.0]);
+        assert_eq!(summary.count, 5);
+        assert_eq!(summary.p50, Some(3.0));
+        assert_eq!(summary.p90, Some(5.0));
+        assert_eq!(summary.p99, Some(5.0));
+        assert_eq!(summary.max, Some(5.0));
+        let empty = LatencySummary::of(Vec::new());
+        assert_eq!(empty.count, 0);
+        assert_eq!(empty.max, None);
+    }
+
+    #[test]
+    fn timeline_buckets_by_send_time() {
+        let samples = [(0.01, 1.0), (0.05, 3.0), (0.09, 2.0), (0.25, 10.0)];
+        let t = timeline(&samples, Duration::from_millis(100));
+        assert_eq!(t.bucket_ms, 100);
+        assert_eq!(t.points.len(), 2);
+        assert_eq!(t.points[0].n, 3);
+        assert_eq!(t.points[0].p50, 2.0);
+        assert_eq!(t.points[0].p99, 3.0);
+        assert_eq!(t.points[1].t_s, 0.2);
+        assert_eq!(t.points[1].p50, 10.0);
+    }
+}
