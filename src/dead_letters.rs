@@ -4,7 +4,7 @@
 use anyhow::Context;
 use lapin::{
     Channel,
-    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions},
+    options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable},
 };
 use serde::Serialize;
@@ -68,6 +68,7 @@ pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLette
     let channel = broker.channel().await?;
     let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
     let mut letters = Vec::new();
+    let mut last_tag = None;
     for _ in 0..available.min(limit) {
         let Some(message) = channel
             .basic_get(DEAD_LETTER_QUEUE.into(), BasicGetOptions { no_ack: false })
@@ -76,6 +77,7 @@ pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLette
             break;
         };
         let delivery = &message.delivery;
+        last_tag = Some(delivery.delivery_tag);
         let header = |name: &str| {
             delivery
                 .properties
@@ -98,6 +100,18 @@ pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLette
             decodable: Command::decode(&delivery.data).is_ok(),
         });
     }
+    // Put them all back now rather than when the close is processed.
+    if let Some(last) = last_tag {
+        let _ = channel
+            .basic_nack(
+                last,
+                BasicNackOptions {
+                    multiple: true,
+                    requeue: true,
+                },
+            )
+            .await;
+    }
     let _ = channel.close(200, "listed".into()).await;
     Ok(letters)
 }
@@ -114,6 +128,7 @@ pub async fn redrive(
     let channel = broker.channel().await?;
     let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
     let mut report = Redrive::default();
+    let mut kept = Vec::new();
     for _ in 0..available.min(limit) {
         let Some(message) = channel
             .basic_get(DEAD_LETTER_QUEUE.into(), BasicGetOptions { no_ack: false })
@@ -134,9 +149,19 @@ pub async fn redrive(
                 delivery.ack(BasicAckOptions::default()).await?;
                 report.dropped += 1;
             }
-            // Left unacked: back in the queue when the channel closes.
-            Err(_) => report.kept += 1,
+            // Put back after the loop, so basic_get moves on meanwhile.
+            Err(_) => {
+                report.kept += 1;
+                kept.push(delivery);
+            }
         }
+    }
+    for delivery in kept {
+        let requeue = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        let _ = delivery.nack(requeue).await;
     }
     let _ = channel.close(200, "redriven".into()).await;
     Ok(report)
