@@ -34,6 +34,16 @@ async fn order(app: &TestApp, hold_id: &str) -> Value {
     json_of(response).await
 }
 
+/// A pending order of `qty` units: (hold id, order id).
+async fn pending_order(app: &TestApp, product: i64, qty: i64) -> (String, String) {
+    let hold_id = app.granted_hold(product, qty).await;
+    let order_id = order(app, &hold_id).await["id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+    (hold_id, order_id)
+}
+
 fn payment(key: &str, order_id: &str, status: &str) -> String {
     json!({"idempotency_key": key, "order_id": order_id, "status": status}).to_string()
 }
@@ -309,11 +319,7 @@ async fn signed_but_bad_webhook_bodies_get_their_problem() {
 async fn twenty_concurrent_identical_deliveries_have_one_job_and_one_effect() {
     let app = spawn_app().await;
     let product = app.create_product("Paid once", 100, 5).await;
-    let hold_id = app.granted_hold(product, 1).await;
-    let order_id = order(&app, &hold_id).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (_, order_id) = pending_order(&app, product, 1).await;
     let body = payment("pay-once", &order_id, "success");
     let responses = join_all((0..20).map(|_| app.webhook(&body))).await;
     let mut job_ids = Vec::new();
@@ -422,11 +428,7 @@ async fn a_webhook_before_the_order_job_is_applied_when_the_order_is_made() {
 async fn failed_then_success_stays_canceled_and_needs_a_refund() {
     let app = spawn_app().await;
     let product = app.create_product("Refund", 100, 5).await;
-    let hold_id = app.granted_hold(product, 2).await;
-    let order_id = order(&app, &hold_id).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (hold_id, order_id) = pending_order(&app, product, 2).await;
     assert_eq!(app.stock_books(product).await.0, 3);
 
     let failed = pay(&app, "r-1", &order_id, "failed").await;
@@ -467,11 +469,7 @@ async fn failed_then_success_stays_canceled_and_needs_a_refund() {
 async fn failed_after_paid_stays_paid_with_stock_unchanged() {
     let app = spawn_app().await;
     let product = app.create_product("Kept", 100, 5).await;
-    let hold_id = app.granted_hold(product, 1).await;
-    let order_id = order(&app, &hold_id).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (_, order_id) = pending_order(&app, product, 1).await;
     let paid = pay(&app, "k-1", &order_id, "success").await;
     assert_eq!(paid["result"]["order_status"], "paid");
     let late = pay(&app, "k-2", &order_id, "failed").await;

@@ -1,16 +1,12 @@
 //! The synchronous baseline: holds only.
 
-use std::time::Instant;
-
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::{
     INSUFFICIENT_STOCK,
     api::Api,
     args::{Args, Flow, Mode},
-    burst::{Answer, bump, burst, error_key, problem_code},
-    progress::Progress,
+    burst::{Answer, bump, error_key, hold_burst, problem_code},
     report::RunReport,
     stats::{LatencySummary, PhaseStat, per_second},
     stock_check::stock_check,
@@ -22,29 +18,7 @@ pub(crate) async fn run_baseline(
     args: &Args,
     target: Target,
 ) -> anyhow::Result<RunReport> {
-    let body = json!({ "product_id": target.product_id, "qty": args.qty });
-    eprintln!(
-        "baseline: {} requests from {} buyers on product {} (stock {})",
-        args.requests, args.clients, target.product_id, target.initial_stock
-    );
-    let progress = Progress::start(
-        "[baseline holds]".into(),
-        args.requests,
-        "req/s",
-        args.quiet,
-    );
-    let start = Instant::now();
-    let burst = burst(
-        api,
-        "/api/v1/baseline/holds",
-        &body,
-        args.clients,
-        args.requests,
-        start,
-        &progress,
-    )
-    .await?;
-    progress.finish().await;
+    let (burst, _) = hold_burst(api, args, &target, "baseline", "/api/v1/baseline/holds").await?;
 
     let mut report = RunReport::new(Mode::Baseline, Flow::Holds, args, target);
     report.rejected_at_once = Some(0);

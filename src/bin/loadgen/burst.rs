@@ -43,6 +43,42 @@ pub(crate) struct Burst {
 }
 
 /// C buyers share R POSTs of the same hold body to `path` (no `Prefer`).
+/// The hold phase both designs share: announce it, then C buyers send the
+/// same hold body to `path` until R requests are answered. Returns the burst
+/// and its start.
+pub(crate) async fn hold_burst(
+    api: &Api,
+    args: &crate::args::Args,
+    target: &crate::target::Target,
+    name: &str,
+    path: &str,
+) -> anyhow::Result<(Burst, Instant)> {
+    let body = serde_json::json!({ "product_id": target.product_id, "qty": args.qty });
+    eprintln!(
+        "{name}: {} requests from {} buyers on product {} (stock {})",
+        args.requests, args.clients, target.product_id, target.initial_stock
+    );
+    let progress = Progress::start(
+        format!("[{name} holds]"),
+        args.requests,
+        "req/s",
+        args.quiet,
+    );
+    let start = Instant::now();
+    let burst = burst(
+        api,
+        path,
+        &body,
+        args.clients,
+        args.requests,
+        start,
+        &progress,
+    )
+    .await?;
+    progress.finish().await;
+    Ok((burst, start))
+}
+
 pub(crate) async fn burst(
     api: &Api,
     path: &str,

@@ -8,13 +8,13 @@ use std::{
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     INSUFFICIENT_STOCK, POLL_CONCURRENCY, POLL_INTERVAL, POLL_TIMEOUT,
     api::{Api, JobDoc, Poll},
     args::{Args, Flow, Mode},
-    burst::{Answer, bump, burst, error_key, problem_code},
+    burst::{Answer, bump, error_key, hold_burst, problem_code},
     progress::Progress,
     report::RunReport,
     stats::{LatencySummary, PhaseStat, per_second},
@@ -27,30 +27,8 @@ pub(crate) async fn run_pipeline_holds(
     args: &Args,
     target: Target,
 ) -> anyhow::Result<RunReport> {
-    let body = json!({ "product_id": target.product_id, "qty": args.qty });
-    eprintln!(
-        "pipeline: {} requests from {} buyers on product {} (stock {})",
-        args.requests, args.clients, target.product_id, target.initial_stock
-    );
-    let progress = Progress::start(
-        "[pipeline holds]".into(),
-        args.requests,
-        "req/s",
-        args.quiet,
-    );
     let start_wall = Utc::now();
-    let start = Instant::now();
-    let burst = burst(
-        api,
-        "/api/v1/holds",
-        &body,
-        args.clients,
-        args.requests,
-        start,
-        &progress,
-    )
-    .await?;
-    progress.finish().await;
+    let (burst, start) = hold_burst(api, args, &target, "pipeline", "/api/v1/holds").await?;
 
     let mut report = RunReport::new(Mode::Pipeline, Flow::Holds, args, target);
     report.rejected_at_once = Some(0);
@@ -312,6 +290,7 @@ pub(crate) async fn poll_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn job_id_falls_back_to_location() {
