@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
     options::{
         BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
         QueueDeclareOptions,
@@ -210,9 +210,16 @@ impl Broker {
         self.current().is_usable()
     }
 
-    /// Publishes a persistent command to a partition and waits for the
-    /// broker's confirm: once this returns Ok the command is durable.
+    /// Publishes a persistent command message to a partition and waits for
+    /// the broker's confirm: once this returns Ok the message is durable.
     pub async fn publish_command(&self, partition: u16, body: &[u8]) -> anyhow::Result<()> {
+        self.send_command(partition, body).await?.wait().await
+    }
+
+    /// Sends a persistent command message to a partition without waiting
+    /// for its confirm, so a caller can keep many in flight; the message is
+    /// durable once the returned [`Confirm`] resolves Ok.
+    pub async fn send_command(&self, partition: u16, body: &[u8]) -> anyhow::Result<Confirm> {
         let link = self.usable().await?;
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
@@ -227,18 +234,13 @@ impl Broker {
                 properties,
             )
             .await;
-        let confirm = match published {
-            Ok(confirm) => confirm,
+        match published {
+            Ok(confirm) => Ok(Confirm(confirm)),
             Err(e) => {
                 let _ = self.heal(&link).await;
-                return Err(e).context("Failed to publish");
+                Err(e).context("Failed to publish")
             }
-        };
-        let confirm = confirm.await.context("Failed to get the publish confirm")?;
-        if !confirm.is_ack() {
-            bail!("the broker refused the message (nack)");
         }
-        Ok(())
     }
 
     /// Publishes an event to every api replica. Its confirm is checked off
@@ -284,6 +286,19 @@ impl Broker {
         {
             tracing::debug!(error = %e, "closing the broker connection");
         }
+    }
+}
+
+/// The broker's answer to one published message, still to come.
+pub struct Confirm(PublisherConfirm);
+
+impl Confirm {
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let confirm = self.0.await.context("Failed to get the publish confirm")?;
+        if !confirm.is_ack() {
+            bail!("the broker refused the message (nack)");
+        }
+        Ok(())
     }
 }
 

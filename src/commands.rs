@@ -58,6 +58,41 @@ impl Command {
     }
 }
 
+/// A message body on a partition queue: one command, or a JSON array of
+/// commands of that partition. The api packs the commands of concurrent
+/// requests into one message per partition, so the broker moves (and the
+/// worker acks) one message for a crowd instead of one each; the scheduler
+/// and operator tools publish single commands.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Body {
+    One(Command),
+    Many(Vec<Command>),
+}
+
+/// Encodes commands as one message body.
+pub fn encode_message(commands: &[Command]) -> Vec<u8> {
+    match commands {
+        [one] => one.encode(),
+        many => serde_json::to_vec(many).unwrap_or_default(),
+    }
+}
+
+/// The commands of a message body, in order; an empty list is refused like
+/// any other body the worker cannot use.
+pub fn decode_message(bytes: &[u8]) -> Result<Vec<Command>, String> {
+    match serde_json::from_slice::<Body>(bytes) {
+        Ok(Body::One(command)) => Ok(vec![command]),
+        Ok(Body::Many(commands)) if !commands.is_empty() => Ok(commands),
+        Ok(Body::Many(_)) => Err("an empty list of commands".into()),
+        Err(_) => Err(match Command::decode(bytes) {
+            // The single-command error names the bad field.
+            Err(e) if !bytes.trim_ascii_start().starts_with(b"[") => e.to_string(),
+            _ => "not a command nor a list of commands".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +110,26 @@ mod tests {
             Command::decode(br#"{"type":"hold","job_id":"x","product_id":1,"qty":1}"#).is_err()
         );
         assert!(Command::decode(br#"{"type":"nuke"}"#).is_err());
+    }
+
+    #[test]
+    fn messages_carry_one_command_or_a_list() {
+        let hold = |product_id| Command::Hold {
+            job_id: Uuid::now_v7(),
+            product_id,
+            qty: 1,
+        };
+        let one = vec![hold(1)];
+        assert_eq!(decode_message(&encode_message(&one)), Ok(one.clone()));
+        assert_eq!(encode_message(&one), one[0].encode());
+        let many = vec![hold(1), hold(17), hold(1)];
+        assert_eq!(decode_message(&encode_message(&many)), Ok(many));
+        assert!(decode_message(b"[]").is_err());
+        assert!(decode_message(b"garbage").is_err());
+        assert!(decode_message(br#"[{"type":"hold"}]"#).is_err());
+        assert!(
+            decode_message(br#"{"type":"hold","job_id":"x","product_id":1,"qty":1}"#)
+                .is_err_and(|e| e.contains("UUID"))
+        );
     }
 }

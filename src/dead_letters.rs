@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     broker::{Broker, DEAD_LETTER_QUEUE},
-    commands::Command,
+    commands::decode_message,
 };
 
 /// Characters of a body shown in a listing.
@@ -97,7 +97,7 @@ pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLette
                 .chars()
                 .take(SHOWN)
                 .collect(),
-            decodable: Command::decode(&delivery.data).is_ok(),
+            decodable: decode_message(&delivery.data).is_ok(),
         });
     }
     // Put them all back now rather than when the close is processed.
@@ -137,11 +137,14 @@ pub async fn redrive(
             break;
         };
         let delivery = message.delivery;
-        match Command::decode(&delivery.data) {
-            Ok(command) => {
-                broker
-                    .publish_command(command.partition(broker.partitions()), &command.encode())
-                    .await?;
+        match decode_message(&delivery.data) {
+            Ok(commands) => {
+                // The api packs one partition's commands together: the
+                // first one's partition is the message's.
+                let partition = commands
+                    .first()
+                    .map_or(0, |c| c.partition(broker.partitions()));
+                broker.publish_command(partition, &delivery.data).await?;
                 delivery.ack(BasicAckOptions::default()).await?;
                 report.redriven += 1;
             }

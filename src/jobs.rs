@@ -238,23 +238,27 @@ pub async fn complete_all(
     if !succeeded.is_empty() {
         // An UPDATE by primary key takes record locks only; an INSERT … ON
         // DUPLICATE KEY UPDATE would take gap locks too, and deadlock with
-        // the api inserting new jobs at the end of the same index.
-        let mut query =
-            QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'succeeded', completed_at = ");
-        query.push_bind(completed_at).push(", result = CASE id");
-        for (id, _, result) in &succeeded {
-            query
-                .push(" WHEN ")
-                .push_bind(*id)
-                .push(" THEN ")
-                .push_bind(result.as_str());
+        // the api inserting new jobs at the end of the same index. Each row
+        // gets its own result by a join on a derived table (read first, then
+        // one primary-key lookup per row); a `CASE id WHEN …` would compare
+        // every row with every id.
+        let mut query = QueryBuilder::<MySql>::new("UPDATE jobs JOIN (");
+        for (i, (id, _, result)) in succeeded.iter().enumerate() {
+            query.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            query.push_bind(*id);
+            query.push(if i == 0 { " AS id, " } else { ", " });
+            query.push_bind(result.as_str());
+            if i == 0 {
+                query.push(" AS result");
+            }
         }
-        query.push(" END WHERE id IN (");
-        let mut list = query.separated(", ");
-        for (id, _, _) in &succeeded {
-            list.push_bind(*id);
-        }
-        list.push_unseparated(")");
+        query
+            .push(") AS decided ON jobs.id = decided.id SET jobs.status = 'succeeded', jobs.result = decided.result, jobs.completed_at = ")
+            .push_bind(completed_at);
         query.build().execute(&mut **tx).await?;
     }
 

@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 pub mod broker;
 pub mod cache;
+pub mod claims;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -128,19 +128,13 @@ pub async fn accept(
 /// lost), it was accepted after all and the caller answers as usual.
 #[tracing::instrument(skip_all, fields(job_id = %job.id))]
 pub async fn publish(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
-    let partition = job.command.partition(state.broker.partitions());
-    let published = tokio::time::timeout(
-        PUBLISH_TIMEOUT,
-        state
-            .broker
-            .publish_command(partition, &job.command.encode()),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(anyhow::anyhow!(
-            "no publish confirm within {PUBLISH_TIMEOUT:?}"
-        ))
-    });
+    let published = tokio::time::timeout(PUBLISH_TIMEOUT, state.publisher.publish(&job.command))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "no publish confirm within {PUBLISH_TIMEOUT:?}"
+            ))
+        });
     let Err(e) = published else {
         tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
         return Ok(());

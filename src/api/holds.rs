@@ -5,7 +5,7 @@ use crate::problem::Problem;
 use axum::{
     Json,
     extract::{Path, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     response::Response,
 };
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use super::{
     products::find,
 };
 use crate::{
+    claims::Spoken,
     commands::Command,
     holds::{self, Hold},
     idempotency,
@@ -56,17 +57,14 @@ pub async fn create(
         Some(key) => idempotency::exists(&state.pool, ROUTE, key).await?,
         None => false,
     };
-    if !repeat && state.cache.is_fresh() && product.stock < qty {
-        return Err(ApiError::new(
-            Code::InsufficientStock,
-            format!(
-                "product {product_id} has {} left, {qty} requested",
-                product.stock
-            ),
-        ));
-    }
-
     let id = Uuid::now_v7();
+    let claim = if repeat || !state.cache.is_fresh() {
+        None
+    } else {
+        let claim = state.claims.claim(id, product_id, qty, product.stock);
+        Some(claim.map_err(|spoken| sold_out(product_id, product.stock, spoken, qty))?)
+    };
+
     let job = NewJob {
         id,
         kind: JobKind::Hold,
@@ -81,7 +79,29 @@ pub async fn create(
         key,
         request: idempotency::fingerprint(&[&product_id.to_string(), &qty.to_string()]),
     });
-    accept(&state, job, idempotent, prefer_wait(&headers)).await
+    let answered = accept(&state, job, idempotent, prefer_wait(&headers)).await;
+    // Queued: the claim stands until the job is decided. Decided already
+    // (Prefer: wait), a repeat, or not accepted: it ends here.
+    if let (Some(claim), Ok(response)) = (claim, &answered)
+        && response.status() == StatusCode::ACCEPTED
+    {
+        claim.keep();
+    }
+    answered
+}
+
+/// The 409 a sold-out product (or one whose last units are claimed by the
+/// requests ahead) gets at once, without a job.
+fn sold_out(product_id: i64, stock: i64, spoken: Spoken, qty: i64) -> ApiError {
+    let detail = if spoken.claimed == 0 {
+        format!("product {product_id} has {stock} left, {qty} requested")
+    } else {
+        format!(
+            "product {product_id} has {stock} left, {} of them claimed by requests queued ahead; {qty} requested",
+            spoken.claimed.min(stock)
+        )
+    };
+    ApiError::new(Code::InsufficientStock, detail)
 }
 
 #[utoipa::path(get, path = "/api/v1/holds/{id}", tag = "holds",

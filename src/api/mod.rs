@@ -14,6 +14,7 @@ pub mod metrics;
 mod orders;
 mod payments;
 mod products;
+mod publisher;
 mod recorder;
 
 use std::{any::Any, sync::Arc};
@@ -34,11 +35,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub use auth::constant_time_eq;
 pub use error::{ApiError, ApiResult};
 pub use input::BODY_LIMIT;
+pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
 pub use recorder::JobRecorder;
 
 use crate::{
     broker::Broker,
     cache::ProductCache,
+    claims::Claims,
     config::{Secret, Settings},
     problem::{Code, Problem},
     waiters::JobWaiters,
@@ -50,8 +53,10 @@ pub struct AppState {
     pub pool: MySqlPool,
     pub broker: Broker,
     pub cache: ProductCache,
+    pub claims: Claims,
     pub waiters: JobWaiters,
     pub recorder: JobRecorder,
+    pub publisher: CommandPublisher,
     pub settings: Arc<Settings>,
     pub admin_token: Secret,
     pub webhook_secret: Secret,
@@ -61,14 +66,16 @@ pub struct AppState {
 
 impl AppState {
     /// State over these dependencies, with an empty cache and no waiters;
-    /// starts the job recorder.
+    /// starts the job recorder and the command publisher.
     pub fn new(pool: MySqlPool, broker: Broker, settings: Arc<Settings>) -> anyhow::Result<Self> {
         let (admin_token, webhook_secret) = settings.require_secrets()?;
         Ok(Self {
             recorder: JobRecorder::start(pool.clone()),
+            publisher: CommandPublisher::start(broker.clone()),
             pool,
             broker,
             cache: ProductCache::new(),
+            claims: Claims::new(),
             waiters: JobWaiters::new(),
             settings,
             admin_token,

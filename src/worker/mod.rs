@@ -2,9 +2,11 @@
 //! MySQL transactions (DESIGN.md §5).
 //!
 //! Each partition has its own channel and consumer. Deliveries are taken in
-//! batches (whatever is ready, plus a short linger); the hold commands of one
-//! product in a batch are decided together in one transaction. Acks go out
-//! only after commit, events only after commit. Correctness rests on the row
+//! batches (whatever is ready, plus a short linger); a delivery carries one
+//! command or several (the api packs concurrent requests). The hold commands
+//! of one product in a batch are decided together in one transaction. A
+//! message is acked only after every command in it committed, events only
+//! after commit. Correctness rests on the row
 //! locks and the job rows, never on routing: any number of workers may
 //! consume any partition.
 
@@ -13,7 +15,14 @@ mod orders;
 mod payments;
 mod sweeps;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
@@ -30,7 +39,7 @@ use uuid::Uuid;
 
 use crate::{
     broker::{self, Broker, Event},
-    commands::Command,
+    commands::{Command, decode_message},
     db,
     jobs::{self, JobKind},
 };
@@ -47,8 +56,12 @@ const HOLD_WAIT: Duration = Duration::from_secs(30);
 
 /// Unacked deliveries per partition consumer: the ceiling of one batch.
 pub const PREFETCH: u16 = 1024;
-/// Most commands decided in one transaction.
-pub const MAX_BATCH: usize = 512;
+/// Most commands taken in one batch, and decided in one transaction.
+pub const MAX_BATCH: usize = 1024;
+/// Most hold commands decided in one transaction: a batch stops taking
+/// messages once it has [`MAX_BATCH`] commands, so it may hold a message's
+/// worth more; only a message far larger than the api makes is split.
+const MAX_TRANSACTION: usize = 2 * MAX_BATCH;
 /// Pause before replacing a consumer that ended or failed.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// After the first delivery, how long to wait for more before deciding.
@@ -146,26 +159,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Decides a batch and settles every delivery in it.
-    async fn process(self: &Arc<Self>, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
-        let mut holds: Vec<(Delivery, HoldRequest)> = Vec::new();
-        let mut others: Vec<(Delivery, Command)> = Vec::new();
-        for delivery in deliveries {
-            match Command::decode(&delivery.data) {
-                Ok(Command::Hold {
+    /// Decides a batch and settles every message in it.
+    async fn process(self: &Arc<Self>, batch: Vec<Taken>, shutdown: &CancellationToken) {
+        let mut holds: Vec<(Arc<Message>, HoldRequest)> = Vec::new();
+        let mut others: Vec<(Arc<Message>, Command)> = Vec::new();
+        for (message, command) in batch {
+            match command {
+                Command::Hold {
                     job_id,
                     product_id,
                     qty,
-                }) => {
+                } => {
                     let request = HoldRequest {
                         job_id,
                         product_id,
                         qty,
                     };
-                    holds.push((delivery, request));
+                    holds.push((message, request));
                 }
-                Ok(command) => others.push((delivery, command)),
-                Err(e) => dead_letter(&delivery, &e.to_string()).await,
+                command => others.push((message, command)),
             }
         }
 
@@ -177,22 +189,25 @@ impl Worker {
             }
         }
         for product_id in products {
-            let (deliveries, requests): (Vec<&Delivery>, Vec<HoldRequest>) = holds
+            let group: Vec<&(Arc<Message>, HoldRequest)> = holds
                 .iter()
                 .filter(|(_, h)| h.product_id == product_id)
-                .map(|(d, h)| (d, h.clone()))
-                .unzip();
-            let started = Instant::now();
-            let applied = self
-                .with_retries(shutdown, || {
-                    apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
-                })
-                .await;
-            metrics::histogram!("flash_worker_hold_batch_size").record(requests.len() as f64);
-            metrics::histogram!("flash_worker_hold_batch_seconds")
-                .record(started.elapsed().as_secs_f64());
-            if !self.settle(&deliveries, applied).await {
-                return;
+                .collect();
+            for chunk in group.chunks(MAX_TRANSACTION) {
+                let (messages, requests): (Vec<&Arc<Message>>, Vec<HoldRequest>) =
+                    chunk.iter().map(|(m, h)| (m, h.clone())).unzip();
+                let started = Instant::now();
+                let applied = self
+                    .with_retries(shutdown, || {
+                        apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
+                    })
+                    .await;
+                metrics::histogram!("flash_worker_hold_batch_size").record(requests.len() as f64);
+                metrics::histogram!("flash_worker_hold_batch_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                if !self.settle(&messages, applied).await {
+                    return;
+                }
             }
         }
 
@@ -201,8 +216,8 @@ impl Worker {
         // its job row's lock), so running them side by side is as correct
         // as running them in turn.
         futures_util::stream::iter(others)
-            .for_each_concurrent(SIDE_BY_SIDE, |(delivery, command)| async move {
-                self.apply_one(delivery, command, shutdown).await;
+            .for_each_concurrent(SIDE_BY_SIDE, |(message, command)| async move {
+                self.apply_one(message, command, shutdown).await;
             })
             .await;
     }
@@ -210,7 +225,7 @@ impl Worker {
     /// Applies one order, payment or sweep and settles its delivery.
     async fn apply_one(
         self: &Arc<Self>,
-        delivery: Delivery,
+        message: Arc<Message>,
         command: Command,
         shutdown: &CancellationToken,
     ) {
@@ -222,7 +237,7 @@ impl Worker {
                 {
                     Applied::Done(OrderApplied::HoldPending) => {
                         self.clone()
-                            .defer_order(delivery, job_id, hold_id, shutdown.clone());
+                            .defer_order(message, job_id, hold_id, shutdown.clone());
                         return;
                     }
                     Applied::Done(OrderApplied::Decided(decided)) => Applied::Done(decided),
@@ -241,37 +256,40 @@ impl Worker {
             // Holds are batched per product above.
             Command::Hold { .. } => return,
         };
-        self.settle(&[&delivery], applied).await;
+        self.settle(&[&message], applied).await;
     }
 
-    /// Acks (and announces) what committed, requeues what failed. False when
-    /// shutting down: the rest of the batch is left unsettled and comes back
-    /// when the channel closes; the job rows make that redelivery harmless.
-    async fn settle(&self, deliveries: &[&Delivery], applied: Applied<Decided>) -> bool {
-        match applied {
-            Applied::Done(decided) => {
-                ack_all(deliveries).await;
-                self.announce_decided(decided).await;
-                true
-            }
-            Applied::Failed => {
-                requeue_all(deliveries).await;
-                true
-            }
-            Applied::ShuttingDown => false,
+    /// Settles the commands of a transaction (one entry each) and announces
+    /// what committed. False when shutting down: the rest of the batch is
+    /// left unsettled and comes back when the channel closes; the job rows
+    /// make that redelivery harmless.
+    async fn settle(&self, commands: &[&Arc<Message>], applied: Applied<Decided>) -> bool {
+        let committed = match applied {
+            Applied::Done(_) => true,
+            Applied::Failed => false,
+            Applied::ShuttingDown => return false,
+        };
+        futures_util::future::join_all(commands.iter().map(|m| m.settle_one(committed))).await;
+        if let Applied::Done(decided) = applied {
+            self.announce_decided(decided).await;
         }
+        true
     }
 
     async fn announce_decided(&self, decided: Decided) {
         decided.record_metrics();
-        for product_id in decided.changed_products {
-            self.announce(Event::StockChanged { product_id }).await;
-        }
+        // Jobs first: an api ends its claims on them before it reloads the
+        // stock they changed, so for a moment it counts their units nowhere
+        // (and queues a request the worker will refuse) rather than twice
+        // (and refuses one at once that could have been granted).
         if !decided.jobs.is_empty() {
             self.announce(Event::JobsFinished {
                 job_ids: decided.jobs,
             })
             .await;
+        }
+        for product_id in decided.changed_products {
+            self.announce(Event::StockChanged { product_id }).await;
         }
     }
 
@@ -281,7 +299,7 @@ impl Worker {
     /// to the queue (the hold's job may be waiting for the relay).
     fn defer_order(
         self: Arc<Self>,
-        delivery: Delivery,
+        message: Arc<Message>,
         job_id: Uuid,
         hold_id: Uuid,
         shutdown: CancellationToken,
@@ -308,11 +326,11 @@ impl Worker {
                     Applied::Failed => Applied::Failed,
                     Applied::ShuttingDown => Applied::ShuttingDown,
                 };
-                self.settle(&[&delivery], applied).await;
+                self.settle(&[&message], applied).await;
                 return;
             }
             tracing::warn!(%job_id, %hold_id, "hold still queued; order returned to its queue");
-            requeue_all(&[&delivery]).await;
+            message.settle_one(false).await;
         });
     }
 
@@ -418,20 +436,72 @@ impl Decided {
     }
 }
 
-/// `first`, plus whatever else arrives within [`LINGER`], up to
-/// [`MAX_BATCH`].
-async fn take_batch(consumer: &mut Consumer, first: Delivery) -> Vec<Delivery> {
-    let mut batch = vec![first];
+/// A delivery and how many of its commands are still undecided. It is
+/// acked once every one of them committed, or requeued once all are settled
+/// if any failed (a redelivery skips the ones already decided).
+struct Message {
+    delivery: Delivery,
+    open: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Message {
+    async fn settle_one(&self, committed: bool) {
+        if !committed {
+            self.failed.store(true, Ordering::Release);
+        }
+        if self.open.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let settled = if self.failed.load(Ordering::Acquire) {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            };
+            self.delivery.nack(requeue).await
+        } else {
+            self.delivery.ack(BasicAckOptions::default()).await
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "settling a message failed; the broker will redeliver it");
+        }
+    }
+}
+
+/// One command of a batch, with the message that carried it.
+type Taken = (Arc<Message>, Command);
+
+/// The commands of `first`, plus those of whatever else arrives within
+/// [`LINGER`], up to about [`MAX_BATCH`] commands (a message is never
+/// split). A message the worker cannot decode is dead-lettered here.
+async fn take_batch(consumer: &mut Consumer, first: Delivery) -> Vec<Taken> {
+    let mut batch = Vec::new();
+    unpack(first, &mut batch).await;
     let deadline = Instant::now() + LINGER;
     while batch.len() < MAX_BATCH {
         match tokio::time::timeout_at(deadline, consumer.next()).await {
-            Ok(Some(Ok(delivery))) => batch.push(delivery),
+            Ok(Some(Ok(delivery))) => unpack(delivery, &mut batch).await,
             // An error or the end of the stream surfaces again on the next
             // read in the main loop.
             Ok(Some(Err(_)) | None) | Err(_) => break,
         }
     }
     batch
+}
+
+async fn unpack(delivery: Delivery, batch: &mut Vec<Taken>) {
+    match decode_message(&delivery.data) {
+        Ok(commands) => {
+            metrics::histogram!("flash_worker_commands_per_message").record(commands.len() as f64);
+            let message = Arc::new(Message {
+                delivery,
+                open: AtomicUsize::new(commands.len()),
+                failed: AtomicBool::new(false),
+            });
+            batch.extend(commands.into_iter().map(|c| (message.clone(), c)));
+        }
+        Err(why) => dead_letter(&delivery, &why).await,
+    }
 }
 
 /// Job ids of a batch without repeats, first occurrence kept.
@@ -441,30 +511,6 @@ pub fn unique_jobs<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
         .filter(|id| seen.insert(**id))
         .copied()
         .collect()
-}
-
-/// Acks concurrently: the frames leave together instead of one await each.
-async fn ack_all(deliveries: &[&Delivery]) {
-    let acks = deliveries
-        .iter()
-        .map(|delivery| delivery.ack(BasicAckOptions::default()));
-    for result in futures_util::future::join_all(acks).await {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "ack failed; the message will be redelivered and skipped");
-        }
-    }
-}
-
-async fn requeue_all(deliveries: &[&Delivery]) {
-    for delivery in deliveries {
-        let requeue = BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        };
-        if let Err(e) = delivery.nack(requeue).await {
-            tracing::warn!(error = %e, "nack failed");
-        }
-    }
 }
 
 /// Rejects without requeue: the queue's dead-letter exchange takes it, so a

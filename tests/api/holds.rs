@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use flash_sale::{
     broker::{self, Broker},
-    commands::Command,
+    commands::{Command, encode_message},
     worker::{HoldRequest, apply_holds},
 };
 use futures_util::future::join_all;
@@ -334,14 +334,23 @@ async fn prefer_wait_answers_like_a_synchronous_api() {
 
 #[tokio::test]
 async fn a_refused_job_records_its_problem() {
-    let app = spawn_with(NO_WORKERS, &[]).await;
+    let two_apis = Roles {
+        apis: 2,
+        ..NO_WORKERS
+    };
+    let app = spawn_with(two_apis, &[]).await;
     let product = app.create_product("Refused", 100, 1).await;
-    // Two accepted while the cache still shows 1 left; only one can win.
+    // One accepted by each replica, both of which see 1 left (neither counts
+    // the other's claim); only one can win.
     let mut ids = Vec::new();
-    for _ in 0..2 {
+    for base in app.apis.clone() {
         let response = app
-            .post_hold(&json!({"product_id": product, "qty": 1}), &[])
-            .await;
+            .client
+            .post(format!("{base}/api/v1/holds"))
+            .json(&json!({"product_id": product, "qty": 1}))
+            .send()
+            .await
+            .expect("POST hold");
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         assert_eq!(response.headers()["retry-after"], "1");
         let body: Value = response.json().await.expect("json");
@@ -378,6 +387,75 @@ async fn a_refused_job_records_its_problem() {
         "not_found",
     )
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn units_claimed_by_requests_ahead_refuse_at_once_until_their_jobs_end() {
+    let two_apis = Roles {
+        apis: 2,
+        ..NO_WORKERS
+    };
+    let mut app = spawn_with(two_apis, &[]).await;
+    let product = app.create_product("Claimed", 100, 3).await;
+    let client = app.client.clone();
+    let post = |base: String, qty: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/api/v1/holds"))
+                .json(&json!({"product_id": product, "qty": qty}))
+                .send()
+                .await
+                .expect("POST hold")
+        }
+    };
+    let (first, second) = (app.apis[0].clone(), app.apis[1].clone());
+    // The second replica takes 2 of the 3 first (it is first in the queue).
+    assert_eq!(post(second.clone(), 2).await.status(), StatusCode::ACCEPTED);
+    // The first replica does not count that claim: it queues 2 more...
+    assert_eq!(post(first.clone(), 2).await.status(), StatusCode::ACCEPTED);
+    // ...and then counts its own: 3 - 2 cannot cover 2, refused without a job.
+    let refused = assert_problem(post(first.clone(), 2).await, 409, "insufficient_stock").await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("claimed"),
+        "{refused}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2);
+
+    // The worker grants the second replica's 2 and refuses the first's; the
+    // first replica hears of its job and its claim ends: the last unit is
+    // for sale again.
+    app.add_worker().await;
+    app.wait_until_idle().await;
+    let mut accepted = None;
+    for _ in 0..100 {
+        let response = post(first.clone(), 1).await;
+        if response.status() == StatusCode::ACCEPTED {
+            accepted = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        accepted.is_some(),
+        "the ended claim still refused the last unit"
+    );
+    app.wait_until_idle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
+            .await,
+        1
+    );
+    assert_eq!(app.stock_books(product).await.0, 0);
     app.stop().await;
 }
 
@@ -584,5 +662,42 @@ async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
     let partition = broker::partition_for_product(product, app.settings.partitions);
     assert_partition_drained(&app, partition).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_of_several_commands_decides_each_once_and_is_acked() {
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Packed", 100, 2).await;
+    let mut commands = Vec::new();
+    for _ in 0..3 {
+        commands.push(app.record_unpublished_hold(product, 1).await);
+    }
+    // A repeat inside the same message changes nothing.
+    commands.push(commands[0].clone());
+    let partition = commands[0].partition(app.settings.partitions);
+    app.broker
+        .publish_command(partition, &encode_message(&commands))
+        .await
+        .expect("publish");
+
+    let (stop, worker) = app.add_stoppable_worker().await;
+    app.wait_until_idle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 2);
+    // Acked: once the worker is gone nothing comes back to the queue.
+    stop.cancel();
+    worker.await.expect("join").expect("worker");
+    assert_partition_drained(&app, partition).await;
+    assert_eq!(dead_letter_count(&app).await, 0);
     app.stop().await;
 }

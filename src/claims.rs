@@ -1,0 +1,172 @@
+//! Units of stock this api replica has queued hold requests for and not yet
+//! heard the outcome of: the requests ahead of a new one.
+//!
+//! The sold-out fast path refuses a hold at once when the cached stock,
+//! less these claims, cannot cover it: the requests ahead will be decided
+//! first (a partition keeps arrival order) and take that stock. Without
+//! them the api keeps queueing requests for a product whose last units are
+//! already spoken for, until the worker catches up and the cache sees zero;
+//! under a crowd that is most of the sale.
+//!
+//! A claim ends when the worker's "jobs finished" event names its job (the
+//! outcome committed, and the stock change with it), when its request was
+//! not accepted after all, or after [`CLAIM_TTL`], so a lost event costs
+//! some early refusals for a few seconds, never a product refused for good.
+//! Claims are per replica: another replica's requests are not counted, so
+//! with several replicas fewer requests are refused early; none is refused
+//! wrongly for it.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+/// How long a claim counts without news of its job.
+pub const CLAIM_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Default)]
+pub struct Claims {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    by_job: HashMap<Uuid, (i64, i64)>,
+    per_product: HashMap<i64, i64>,
+    /// Claims in the order they were made, for expiry.
+    made: VecDeque<(Instant, Uuid)>,
+}
+
+impl State {
+    fn end(&mut self, job_id: &Uuid) {
+        let Some((product_id, qty)) = self.by_job.remove(job_id) else {
+            return;
+        };
+        if let Some(claimed) = self.per_product.get_mut(&product_id) {
+            *claimed -= qty;
+            if *claimed <= 0 {
+                self.per_product.remove(&product_id);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((made, job_id)) = self.made.front().copied() {
+            if now.duration_since(made) < CLAIM_TTL {
+                break;
+            }
+            self.made.pop_front();
+            self.end(&job_id);
+        }
+    }
+}
+
+/// Why a hold was refused at once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Spoken {
+    /// Units claimed by this replica's requests still queued.
+    pub claimed: i64,
+}
+
+impl Claims {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Claims `qty` of `product_id` for `job_id` if `stock` less what is
+    /// already claimed covers it. The claim lasts until [`Claim::keep`] is
+    /// called (the request was queued) and then until its job is heard of;
+    /// dropping the [`Claim`] without keeping it ends it at once.
+    pub fn claim(
+        &self,
+        job_id: Uuid,
+        product_id: i64,
+        qty: i64,
+        stock: i64,
+    ) -> Result<Claim, Spoken> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.expire(now);
+        let claimed = state.per_product.get(&product_id).copied().unwrap_or(0);
+        if stock - claimed < qty {
+            return Err(Spoken { claimed });
+        }
+        state.by_job.insert(job_id, (product_id, qty));
+        *state.per_product.entry(product_id).or_default() += qty;
+        state.made.push_back((now, job_id));
+        Ok(Claim {
+            claims: self.clone(),
+            job_id,
+            kept: false,
+        })
+    }
+
+    /// Jobs whose outcome committed: their units are in the stock now.
+    pub fn finished(&self, job_ids: &[Uuid]) {
+        let mut state = self.lock();
+        for job_id in job_ids {
+            state.end(job_id);
+        }
+    }
+
+    /// Units claimed for `product_id` right now.
+    pub fn claimed(&self, product_id: i64) -> i64 {
+        let mut state = self.lock();
+        state.expire(Instant::now());
+        state.per_product.get(&product_id).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The maps stay whole whatever panicked while the lock was held.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A claim being made: ended on drop unless kept.
+pub struct Claim {
+    claims: Claims,
+    job_id: Uuid,
+    kept: bool,
+}
+
+impl Claim {
+    /// The request was queued: the claim stands until its job is decided.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.claims.finished(&[self.job_id]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_count_until_finished_or_dropped() {
+        let claims = Claims::new();
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        claims.claim(a, 1, 2, 3).expect("2 of 3").keep();
+        assert_eq!(claims.claim(b, 1, 2, 3).err(), Some(Spoken { claimed: 2 }));
+        // Another product is not affected.
+        claims.claim(c, 2, 3, 3).expect("other product").keep();
+        {
+            let _dropped = claims.claim(b, 1, 1, 3).expect("1 left");
+            assert_eq!(claims.claimed(1), 3);
+        }
+        assert_eq!(claims.claimed(1), 2);
+        // The job finished: the stock (reloaded) holds its effect now.
+        claims.finished(&[a, Uuid::now_v7()]);
+        assert_eq!(claims.claimed(1), 0);
+        assert_eq!(claims.claimed(2), 3);
+    }
+}
