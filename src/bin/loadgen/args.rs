@@ -26,6 +26,13 @@ pub(crate) struct Args {
     /// Total hold requests (buyers' purchases), shared by all buyers.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) requests: usize,
+    /// Offered load of the hold phase, in requests per second across all
+    /// buyers (open loop: request i is due at i / rate, and its latency
+    /// counts from then, so a slow answer cannot hide the queue behind it).
+    /// Unset: each buyer sends its next request as soon as the last is
+    /// answered.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
     /// Units per hold.
     #[arg(long, default_value_t = 1)]
     pub(crate) qty: i64,
@@ -116,6 +123,12 @@ impl Args {
         ensure!(self.clients >= 1, "--clients must be at least 1");
         ensure!(self.requests >= 1, "--requests must be at least 1");
         ensure!(self.qty >= 1, "--qty must be at least 1");
+        if let Some(rate) = self.rate {
+            ensure!(
+                rate.is_finite() && rate > 0.0,
+                "--rate must be a positive number of requests per second"
+            );
+        }
         if let Some(stock) = self.stock {
             ensure!(stock >= 0, "--stock must not be negative");
         }

@@ -69,8 +69,11 @@ pub(crate) async fn hold_burst(
         api,
         path,
         &body,
-        args.clients,
-        args.requests,
+        Load {
+            clients: args.clients,
+            requests: args.requests,
+            rate: args.rate,
+        },
         start,
         &progress,
     )
@@ -79,15 +82,34 @@ pub(crate) async fn hold_burst(
     Ok((burst, start))
 }
 
+/// How a burst is sent: C buyers share R requests, as fast as answered or
+/// paced at `rate` requests/s.
+#[derive(Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) clients: usize,
+    pub(crate) requests: usize,
+    pub(crate) rate: Option<f64>,
+}
+
+impl Load {
+    /// When request `i` is due, if paced.
+    fn due(&self, start: Instant, i: usize) -> Option<Instant> {
+        self.rate
+            .map(|rate| start + Duration::from_secs_f64(i as f64 / rate))
+    }
+}
+
 pub(crate) async fn burst(
     api: &Api,
     path: &str,
     body: &Value,
-    clients: usize,
-    requests: usize,
+    load: Load,
     start: Instant,
     progress: &Progress,
 ) -> anyhow::Result<Burst> {
+    let Load {
+        clients, requests, ..
+    } = load;
     let next = Arc::new(AtomicUsize::new(0));
     let url: Arc<str> = api.url(path).into();
     let body = Arc::new(body.clone());
@@ -101,8 +123,18 @@ pub(crate) async fn burst(
         buyers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(requests / clients + 1);
             let mut last_answer = start;
-            while next.fetch_add(1, Ordering::Relaxed) < requests {
-                let sent = Instant::now();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                let sent = match load.due(start, i) {
+                    Some(due) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 let answer = post_once(&client, &url, &body, None).await;
                 let answered = Instant::now();
                 samples.push(Sample {

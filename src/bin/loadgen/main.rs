@@ -225,13 +225,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         let flows: Vec<&str> = report.runs.iter().map(|run| run.flow).collect();
         println!(
-            "loadgen {}  clients={} requests={} qty={} mode={} flow={}",
+            "loadgen {}  clients={} requests={} qty={} mode={} flow={}{}",
             report.url,
             args.clients,
             args.requests,
             args.qty,
             args.mode.as_str(),
-            flows.join("+")
+            flows.join("+"),
+            args.rate
+                .map(|rate| format!(" rate={rate}/s (open loop)"))
+                .unwrap_or_default()
         );
         for run in &report.runs {
             println!();

@@ -22,6 +22,8 @@ pub(crate) struct RunReport {
     product_created: bool,
     pub(crate) clients: usize,
     pub(crate) requests: usize,
+    /// Offered requests/s of the hold phase (`--rate`); `None`: closed loop.
+    pub(crate) rate: Option<f64>,
     pub(crate) qty: i64,
     /// From the start until the last hold POST was answered.
     pub(crate) accept_elapsed_s: f64,
@@ -74,6 +76,7 @@ impl RunReport {
             product_created: target.created,
             clients: args.clients,
             requests: args.requests,
+            rate: args.rate,
             qty: args.qty,
             accept_elapsed_s: 0.0,
             accept_requests_per_s: 0.0,

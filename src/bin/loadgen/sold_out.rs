@@ -11,7 +11,7 @@ use crate::{
     CACHE_SETTLE, DRAIN_ROUNDS, INSUFFICIENT_STOCK, PREFER_WAIT,
     api::Api,
     args::{Args, Mode},
-    burst::{Answer, bump, burst, error_key, post_once, problem_code},
+    burst::{Answer, Load, bump, burst, error_key, post_once, problem_code},
     holds::{job_id_of, poll_jobs},
     progress::Progress,
     stats::{LatencySummary, per_second},
@@ -113,8 +113,11 @@ pub(crate) async fn sold_out_phase(
         api,
         hold_path(mode),
         &body,
-        args.clients,
-        requests,
+        Load {
+            clients: args.clients,
+            requests,
+            rate: None,
+        },
         start,
         &progress,
     )
