@@ -45,6 +45,16 @@ async fn storm(app: &TestApp, bodies: Vec<Value>) -> (Vec<Uuid>, usize) {
     (accepted, refused_at_once)
 }
 
+/// Jobs (succeeded, failed).
+async fn decided_jobs(app: &TestApp) -> (i64, i64) {
+    (
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+            .await,
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
+            .await,
+    )
+}
+
 async fn job(app: &TestApp, id: &str) -> Value {
     let response = app.get(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -445,16 +455,7 @@ async fn units_claimed_by_requests_ahead_refuse_at_once_until_their_jobs_end() {
         "the ended claim still refused the last unit"
     );
     app.wait_until_idle().await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
-            .await,
-        2
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
-            .await,
-        1
-    );
+    assert_eq!(decided_jobs(&app).await, (2, 1));
     assert_eq!(app.stock_books(product).await.0, 0);
     app.stop().await;
 }
@@ -683,16 +684,7 @@ async fn a_message_of_several_commands_decides_each_once_and_is_acked() {
 
     let (stop, worker) = app.add_stoppable_worker().await;
     app.wait_until_idle().await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
-            .await,
-        2
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
-            .await,
-        1
-    );
+    assert_eq!(decided_jobs(&app).await, (2, 1));
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 2);
     // Acked: once the worker is gone nothing comes back to the queue.
     stop.cancel();
