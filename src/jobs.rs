@@ -157,11 +157,13 @@ pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Withdrawal> {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND status = 'queued'")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query(
+        "DELETE jobs FROM jobs FORCE INDEX (PRIMARY) WHERE id = ? AND status = 'queued'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if deleted == 0 {
         let decided: Option<JobStatus> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
             .bind(id)
@@ -173,10 +175,13 @@ pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Withdrawal> {
         }
         return Ok(Withdrawal::Withdrawn);
     }
-    sqlx::query("DELETE FROM payment_events WHERE id = ? AND state = 'received'")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "DELETE payment_events FROM payment_events FORCE INDEX (PRIMARY) \
+         WHERE id = ? AND state = 'received'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM idempotency_keys WHERE job_id = ?")
         .bind(id)
         .execute(&mut *tx)
@@ -205,8 +210,9 @@ pub async fn withdraw_queued(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<u64
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut query =
-        QueryBuilder::<MySql>::new("DELETE FROM jobs WHERE status = 'queued' AND id IN (");
+    let mut query = QueryBuilder::<MySql>::new(
+        "DELETE jobs FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (",
+    );
     let mut list = query.separated(", ");
     for id in ids {
         list.push_bind(*id);
@@ -294,12 +300,19 @@ pub async fn complete_all(
 /// Of `ids`, the jobs still queued, locked until the transaction ends. A job
 /// already decided (a redelivery or a duplicate publish) is left out, which
 /// is what makes every effect apply once.
+///
+/// Locking goes through the primary key only (`FORCE INDEX`): through
+/// `jobs_stuck` the optimizer would take next-key locks on the whole
+/// `queued` range, gap at its end included, and every api INSERT of a new
+/// job would wait for this transaction's commit. The same holds for every
+/// statement here that filters jobs by id and status.
 pub async fn lock_queued(tx: &mut Transaction<'_, MySql>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query =
-        QueryBuilder::<MySql>::new("SELECT id FROM jobs WHERE status = 'queued' AND id IN (");
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (",
+    );
     let mut list = query.separated(", ");
     for id in ids {
         list.push_bind(*id);

@@ -193,7 +193,8 @@ pub async fn lock_awaiting(
 ) -> sqlx::Result<Vec<PaymentEvent>> {
     sqlx::query_as(
         "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
-         FROM payment_events WHERE order_id = ? AND state = 'awaiting_order' ORDER BY created_at, id FOR UPDATE",
+         FROM payment_events FORCE INDEX (payment_events_order) \
+         WHERE order_id = ? AND state = 'awaiting_order' ORDER BY created_at, id FOR UPDATE",
     )
     .bind(order_id)
     .fetch_all(&mut **tx)

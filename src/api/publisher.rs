@@ -92,8 +92,11 @@ async fn send(broker: &Broker, partition: u16, group: Vec<Pending>) {
     };
     match broker.send_command(partition, &body).await {
         Ok(confirm) => {
+            let sent = std::time::Instant::now();
             tokio::spawn(async move {
                 let confirmed = confirm.wait().await.map_err(|e| format!("{e:#}"));
+                metrics::histogram!("flash_api_publish_confirm_seconds")
+                    .record(sent.elapsed().as_secs_f64());
                 answer_all(group, confirmed);
             });
         }

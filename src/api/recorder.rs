@@ -5,7 +5,9 @@
 
 use backon::Retryable;
 use sqlx::MySqlPool;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{commands::NewJob, error::ApiError};
 use crate::{db, jobs, time};
@@ -44,6 +46,10 @@ async fn settle_failed_insert(
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
+/// Batches being inserted at once. One at a time, a slow commit (an fsync
+/// queued behind the worker's) holds up every request behind it; a few
+/// side by side share the server's group commit instead.
+const IN_FLIGHT: usize = 4;
 /// Requests waiting for a batch slot before `record` itself waits.
 const QUEUE: usize = 4096;
 
@@ -96,7 +102,16 @@ impl JobRecorder {
 }
 
 async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
-    while let Some(first) = receiver.recv().await {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // Wait for a free slot first: requests keep gathering meanwhile, so
+        // the next batch takes all of them.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = receiver.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -104,26 +119,36 @@ async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let rows: Vec<jobs::NewRow> = batch.iter().map(|p| p.row.clone()).collect();
-        metrics::histogram!("flash_api_job_insert_batch_size").record(rows.len() as f64);
-        // A deadlock rolled the whole statement back: run it again.
-        let inserted = (|| jobs::insert_many(&pool, &rows))
-            .retry(db::conflict_backoff())
-            .when(db::is_retryable)
-            .await;
-        let recorded = match inserted {
-            Ok(()) => None,
-            Err(e) => Some(settle_failed_insert(&pool, &rows, e).await),
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            insert(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn insert(pool: &MySqlPool, batch: Vec<Pending>) {
+    let rows: Vec<jobs::NewRow> = batch.iter().map(|p| p.row.clone()).collect();
+    metrics::histogram!("flash_api_job_insert_batch_size").record(rows.len() as f64);
+    // A deadlock rolled the whole statement back: run it again.
+    let started = std::time::Instant::now();
+    let inserted = (|| jobs::insert_many(pool, &rows))
+        .retry(db::conflict_backoff())
+        .when(db::is_retryable)
+        .await;
+    metrics::histogram!("flash_api_job_insert_seconds").record(started.elapsed().as_secs_f64());
+    let recorded = match inserted {
+        Ok(()) => None,
+        Err(e) => Some(settle_failed_insert(pool, &rows, e).await),
+    };
+    for pending in batch {
+        let reply = match &recorded {
+            None => Ok(()),
+            Some((present, _)) if present.contains(&pending.row.id) => Ok(()),
+            Some((_, failure)) => Err(failure.clone()),
         };
-        for pending in batch {
-            let reply = match &recorded {
-                None => Ok(()),
-                Some((present, _)) if present.contains(&pending.row.id) => Ok(()),
-                Some((_, failure)) => Err(failure.clone()),
-            };
-            // A request that went away leaves a recorded job behind; the
-            // relay publishes it, as after any lost publish.
-            let _ = pending.reply.send(reply);
-        }
+        // A request that went away leaves a recorded job behind; the
+        // relay publishes it, as after any lost publish.
+        let _ = pending.reply.send(reply);
     }
 }

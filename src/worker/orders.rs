@@ -107,7 +107,8 @@ pub async fn apply_order(
         Err(problem) => {
             // Events waiting for this order will never see it.
             sqlx::query(
-                "UPDATE payment_events SET state = 'unmatched', reason = 'the order was refused', processed_at = ? \
+                "UPDATE payment_events FORCE INDEX (payment_events_order) \
+                 SET state = 'unmatched', reason = 'the order was refused', processed_at = ? \
                  WHERE order_id = ? AND state = 'awaiting_order'",
             )
             .bind(now)

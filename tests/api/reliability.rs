@@ -308,3 +308,42 @@ async fn the_stack_recovers_when_the_database_drops_every_connection() {
     app.assert_stock_accounted(product).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_locking_queued_jobs_does_not_block_new_jobs() {
+    let app = spawn_with(Roles::API_ONLY, &[]).await;
+    let product = app.create_product("Unblocked", 100, 10).await;
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        let command = app.record_unpublished_hold(product, 1).await;
+        queued.extend(command.job_id());
+    }
+    // What a hold batch does first: lock its queued jobs, and keep them
+    // until commit.
+    let mut worker_tx = app.pool.begin().await.expect("tx");
+    let locked = jobs::lock_queued(&mut worker_tx, &queued[..2])
+        .await
+        .expect("lock");
+    assert_eq!(locked.len(), 2);
+
+    // Meanwhile the api records new jobs, and a 503 withdraws another one.
+    // Either would wait for the worker's commit if those statements locked
+    // the `queued` range of an index rather than rows by primary key.
+    let recorded = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.record_unpublished_hold(product, 1),
+    )
+    .await;
+    let withdrawn =
+        tokio::time::timeout(Duration::from_secs(5), jobs::withdraw(&app.pool, queued[2])).await;
+    // Release the locks before asserting, so a failure does not leave the
+    // blocked statements waiting.
+    worker_tx.rollback().await.expect("rollback");
+    assert!(recorded.is_ok(), "a new job waited for the worker's locks");
+    assert!(
+        matches!(withdrawn, Ok(Ok(jobs::Withdrawal::Withdrawn))),
+        "withdrawing a job waited for the worker's locks"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 3);
+    app.stop().await;
+}
