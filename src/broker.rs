@@ -124,6 +124,9 @@ pub struct Broker {
     partitions: u16,
 }
 
+/// Longest wait for the broker to acknowledge a closing connection.
+const CLOSE_WITHIN: Duration = Duration::from_secs(3);
+
 /// Least time between two attempts to reconnect.
 pub const RECONNECT_EVERY: Duration = Duration::from_millis(500);
 
@@ -277,14 +280,21 @@ impl Broker {
         Ok(())
     }
 
+    /// Closes the connection, waiting at most [`CLOSE_WITHIN`] for the
+    /// broker's answer: a worker stopped with SIGTERM was seen hanging here
+    /// for good after its connection had already dropped (no socket left),
+    /// and a stop must not depend on the broker.
     pub async fn close(&self) {
-        if let Err(e) = self
-            .current()
-            .connection
-            .close(200, "shutdown".into())
+        let link = self.current();
+        if !link.is_usable() {
+            return;
+        }
+        match tokio::time::timeout(CLOSE_WITHIN, link.connection.close(200, "shutdown".into()))
             .await
         {
-            tracing::debug!(error = %e, "closing the broker connection");
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "closing the broker connection"),
+            Err(_) => tracing::warn!("the broker did not answer the close; leaving anyway"),
         }
     }
 }
