@@ -15,8 +15,9 @@ use std::{
 
 use sqlx::MySqlPool;
 use tokio::sync::Notify;
+use uuid::Uuid;
 
-use crate::{domain::Product, products};
+use crate::{claims::Claims, domain::Product, jobs, products};
 
 /// Full reload period. Half the 1 s staleness bound leaves room for a slow
 /// query.
@@ -34,6 +35,7 @@ fn observe(product: &Product) {
 #[derive(Clone, Default)]
 pub struct ProductCache {
     inner: Arc<Inner>,
+    claims: Claims,
 }
 
 #[derive(Default)]
@@ -50,9 +52,33 @@ struct State {
     loaded_at: Option<Instant>,
 }
 
+/// Products (those of `ids`, or all) and which of the `claimed` jobs are
+/// still queued, read in one snapshot (one REPEATABLE READ transaction), so
+/// the stock and the claims that end with it agree.
+async fn read_snapshot(
+    pool: &MySqlPool,
+    ids: Option<&[i64]>,
+    claimed: &[Uuid],
+) -> sqlx::Result<(Vec<Product>, HashSet<Uuid>)> {
+    let mut tx = pool.begin().await?;
+    let products = match ids {
+        None => products::list(&mut *tx).await?,
+        Some(ids) => products::get_many(&mut *tx, ids).await?,
+    };
+    let still_queued = jobs::still_queued(&mut tx, claimed).await?;
+    tx.commit().await?;
+    Ok((products, still_queued))
+}
+
 impl ProductCache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The units this replica's queued holds claim, kept consistent with the
+    /// stock by every reload.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     pub fn get(&self, id: i64) -> Option<Product> {
@@ -88,11 +114,13 @@ impl ProductCache {
     pub async fn reload_all(&self, pool: &MySqlPool) -> sqlx::Result<()> {
         // Dirty marks taken before the query are covered by its result.
         self.lock_dirty().clear();
-        let all = products::list(pool).await?;
+        let claimed = self.claims.jobs(None);
+        let (all, still_queued) = read_snapshot(pool, None, &claimed).await?;
         all.iter().for_each(observe);
         let mut state = self.write();
         state.products = all.into_iter().map(|p| (p.id, p)).collect();
         state.loaded_at = Some(Instant::now());
+        self.claims.settle(&claimed, &still_queued);
         Ok(())
     }
 
@@ -101,8 +129,9 @@ impl ProductCache {
         if ids.is_empty() {
             return Ok(());
         }
-        let fresh = products::get_many(pool, &ids).await;
-        let fresh = match fresh {
+        let claimed = self.claims.jobs(Some(&ids));
+        let fresh = read_snapshot(pool, Some(&ids), &claimed).await;
+        let (fresh, still_queued) = match fresh {
             Ok(fresh) => fresh,
             Err(e) => {
                 // Keep them dirty for the next attempt.
@@ -115,6 +144,7 @@ impl ProductCache {
             observe(&product);
             state.products.insert(product.id, product);
         }
+        self.claims.settle(&claimed, &still_queued);
         Ok(())
     }
 

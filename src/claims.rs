@@ -8,16 +8,19 @@
 //! already spoken for, until the worker catches up and the cache sees zero;
 //! under a crowd that is most of the sale.
 //!
-//! A claim ends when the worker's "jobs finished" event names its job (the
-//! outcome committed, and the stock change with it), when its request was
-//! not accepted after all, or after [`CLAIM_TTL`], so a lost event costs
-//! some early refusals for a few seconds, never a product refused for good.
+//! A claim ends when the worker's "jobs finished" event names its job, when
+//! a cache reload finds its job no longer queued (the reload reads the stock
+//! and the job rows in one snapshot, so a unit is never counted both in the
+//! stock and in a claim), when its request was not accepted after all, or,
+//! should the database be unreachable for reloads, after [`CLAIM_TTL`].
+//! Ending early only lets the worker refuse a request the api could have;
+//! counting a unit twice would refuse one that could have been granted.
 //! Claims are per replica: another replica's requests are not counted, so
 //! with several replicas fewer requests are refused early; none is refused
 //! wrongly for it.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
@@ -112,6 +115,34 @@ impl Claims {
         }
     }
 
+    /// The jobs of the claims on `products` (every product when `None`),
+    /// for a reload to check against the database.
+    pub fn jobs(&self, products: Option<&[i64]>) -> Vec<Uuid> {
+        let mut state = self.lock();
+        state.expire(Instant::now());
+        state
+            .by_job
+            .iter()
+            .filter(|(_, (product_id, _))| products.is_none_or(|p| p.contains(product_id)))
+            .map(|(job_id, _)| *job_id)
+            .collect()
+    }
+
+    /// After a reload whose stock was read in the same snapshot as the job
+    /// rows: of the `checked` claims, those whose job was no longer queued
+    /// (decided, so in that stock, or never recorded) end now. Without this
+    /// a reload that sees a batch's commit before its event arrives would
+    /// count the batch's units twice, in the stock and in the claims, and
+    /// refuse requests the stock could still cover.
+    pub fn settle(&self, checked: &[Uuid], still_queued: &HashSet<Uuid>) {
+        let mut state = self.lock();
+        for job_id in checked {
+            if !still_queued.contains(job_id) {
+                state.end(job_id);
+            }
+        }
+    }
+
     /// Units claimed for `product_id` right now.
     pub fn claimed(&self, product_id: i64) -> i64 {
         let mut state = self.lock();
@@ -168,5 +199,20 @@ mod tests {
         claims.finished(&[a, Uuid::now_v7()]);
         assert_eq!(claims.claimed(1), 0);
         assert_eq!(claims.claimed(2), 3);
+    }
+
+    #[test]
+    fn a_reload_ends_the_claims_whose_jobs_it_saw_decided() {
+        let claims = Claims::new();
+        let (queued, decided, later) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        claims.claim(queued, 1, 1, 10).expect("claim").keep();
+        claims.claim(decided, 1, 2, 10).expect("claim").keep();
+        let checked = claims.jobs(Some(&[1]));
+        assert_eq!(checked.len(), 2);
+        assert!(claims.jobs(Some(&[2])).is_empty());
+        // Made after the reload read its snapshot: not checked, kept.
+        claims.claim(later, 1, 4, 10).expect("claim").keep();
+        claims.settle(&checked, &HashSet::from([queued]));
+        assert_eq!(claims.claimed(1), 5);
     }
 }

@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     broker::{self, Broker, Event},
     cache::ProductCache,
-    claims::Claims,
     waiters::JobWaiters,
 };
 
@@ -19,12 +18,11 @@ use crate::{
 pub async fn listen(
     broker: Broker,
     cache: ProductCache,
-    claims: Claims,
     waiters: JobWaiters,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
-        if let Err(e) = subscribe(&broker, &cache, &claims, &waiters, &shutdown).await {
+        if let Err(e) = subscribe(&broker, &cache, &waiters, &shutdown).await {
             tracing::warn!(error = %format!("{e:#}"), "event subscription failed; subscribing again");
         }
         tokio::select! {
@@ -38,7 +36,6 @@ pub async fn listen(
 async fn subscribe(
     broker: &Broker,
     cache: &ProductCache,
-    claims: &Claims,
     waiters: &JobWaiters,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -72,7 +69,7 @@ async fn subscribe(
         match serde_json::from_slice::<Event>(&delivery.data) {
             Ok(Event::StockChanged { product_id }) => cache.mark_dirty(product_id),
             Ok(Event::JobsFinished { job_ids }) => {
-                claims.finished(&job_ids);
+                cache.claims().finished(&job_ids);
                 for job_id in job_ids {
                     waiters.finished(job_id);
                 }

@@ -4,10 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
+use sqlx::{MySql, MySqlPool, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
-use crate::{commands::Command, problem::Problem};
+use crate::{commands::Command, problem::Problem, sql_text::Sql};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -228,16 +228,23 @@ pub struct Outcome {
     pub result: Result<Value, Problem>,
 }
 
-/// Writes many outcomes with one statement.
+/// Writes many outcomes, in one round trip.
 pub async fn complete_all(
     tx: &mut Transaction<'_, MySql>,
     outcomes: &[Outcome],
     completed_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let succeeded: Vec<(Uuid, JobKind, String)> = outcomes
+    outcomes_sql(outcomes, completed_at).execute(tx).await
+}
+
+/// The statements that write `outcomes` (empty when there are none), for a
+/// caller that sends them with its own.
+pub fn outcomes_sql(outcomes: &[Outcome], completed_at: DateTime<Utc>) -> Sql {
+    let mut sql = Sql::new();
+    let succeeded: Vec<(Uuid, String)> = outcomes
         .iter()
         .filter_map(|o| match &o.result {
-            Ok(value) => Some((o.job_id, o.kind, value.to_string())),
+            Ok(value) => Some((o.job_id, value.to_string())),
             Err(_) => None,
         })
         .collect();
@@ -248,24 +255,18 @@ pub async fn complete_all(
         // gets its own result by a join on a derived table (read first, then
         // one primary-key lookup per row); a `CASE id WHEN …` would compare
         // every row with every id.
-        let mut query = QueryBuilder::<MySql>::new("UPDATE jobs JOIN (");
-        for (i, (id, _, result)) in succeeded.iter().enumerate() {
-            query.push(if i == 0 {
-                "SELECT "
-            } else {
-                " UNION ALL SELECT "
-            });
-            query.push_bind(*id);
-            query.push(if i == 0 { " AS id, " } else { ", " });
-            query.push_bind(result.as_str());
-            if i == 0 {
-                query.push(" AS result");
-            }
-        }
-        query
+        sql.push("UPDATE jobs FORCE INDEX (PRIMARY) JOIN (")
+            .join(succeeded.iter().enumerate(), " UNION ALL ", |sql, (i, (id, result))| {
+                sql.push("SELECT ").uuid(*id);
+                sql.push(if i == 0 { " AS id, " } else { ", " });
+                sql.text(result);
+                if i == 0 {
+                    sql.push(" AS result");
+                }
+            })
             .push(") AS decided ON jobs.id = decided.id SET jobs.status = 'succeeded', jobs.result = decided.result, jobs.completed_at = ")
-            .push_bind(completed_at);
-        query.build().execute(&mut **tx).await?;
+            .time(&completed_at)
+            .push(";\n");
     }
 
     // Refusals repeat the same problem (a sold-out product refuses a crowd
@@ -281,20 +282,17 @@ pub async fn complete_all(
         }
     }
     for (error, ids) in refused {
-        let mut query = QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'failed', error = ");
-        query
-            .push_bind(error)
+        sql.push("UPDATE jobs SET status = 'failed', error = ")
+            .text(&error)
             .push(", completed_at = ")
-            .push_bind(completed_at)
-            .push(" WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(id);
-        }
-        list.push_unseparated(")");
-        query.build().execute(&mut **tx).await?;
+            .time(&completed_at)
+            .push(" WHERE id IN (")
+            .join(ids, ", ", |sql, id| {
+                sql.uuid(id);
+            })
+            .push(");\n");
     }
-    Ok(())
+    sql
 }
 
 /// Of `ids`, the jobs still queued, locked until the transaction ends. A job
@@ -310,15 +308,38 @@ pub async fn lock_queued(tx: &mut Transaction<'_, MySql>, ids: &[Uuid]) -> sqlx:
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query = QueryBuilder::<MySql>::new(
-        "SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (",
-    );
-    let mut list = query.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
+    let mut sql = Sql::new();
+    sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")
+        .join(ids, ", ", |sql, id| {
+            sql.uuid(*id);
+        })
+        .push(") FOR UPDATE");
+    sql.fetch_all(tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<Uuid, _>(0))
+        .collect()
+}
+
+/// Of `ids`, the jobs still queued, as this transaction's snapshot sees
+/// them (a plain read: nothing is locked).
+pub async fn still_queued(
+    tx: &mut Transaction<'_, MySql>,
+    ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashSet<Uuid>> {
+    let mut queued = std::collections::HashSet::new();
+    for chunk in ids.chunks(1000) {
+        let mut sql = Sql::new();
+        sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")
+            .join(chunk, ", ", |sql, id| {
+                sql.uuid(*id);
+            })
+            .push(")");
+        for row in sql.fetch_all(tx).await? {
+            queued.insert(row.try_get::<Uuid, _>(0)?);
+        }
     }
-    list.push_unseparated(") FOR UPDATE");
-    query.build_query_scalar().fetch_all(&mut **tx).await
+    Ok(queued)
 }
 
 /// Replaces a decided job's result (a payment that waited for its order).

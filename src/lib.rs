@@ -28,6 +28,7 @@ pub mod products;
 pub mod scheduler;
 pub mod shutdown;
 pub mod signature;
+pub mod sql_text;
 pub mod startup;
 pub mod telemetry;
 pub mod time;

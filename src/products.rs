@@ -15,9 +15,9 @@ macro_rules! select_product {
     };
 }
 
-pub async fn list(pool: &MySqlPool) -> sqlx::Result<Vec<Product>> {
+pub async fn list<'e>(db: impl sqlx::MySqlExecutor<'e>) -> sqlx::Result<Vec<Product>> {
     sqlx::query_as(select_product!("ORDER BY id"))
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
 }
 
@@ -28,7 +28,10 @@ pub async fn get(pool: &MySqlPool, id: i64) -> sqlx::Result<Option<Product>> {
         .await
 }
 
-pub async fn get_many(pool: &MySqlPool, ids: &[i64]) -> sqlx::Result<Vec<Product>> {
+pub async fn get_many<'e>(
+    db: impl sqlx::MySqlExecutor<'e>,
+    ids: &[i64],
+) -> sqlx::Result<Vec<Product>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -38,7 +41,7 @@ pub async fn get_many(pool: &MySqlPool, ids: &[i64]) -> sqlx::Result<Vec<Product
         separated.push_bind(*id);
     }
     separated.push_unseparated(")");
-    query.build_query_as().fetch_all(pool).await
+    query.build_query_as().fetch_all(db).await
 }
 
 /// Inserts a product and its opening ledger row in one transaction.

@@ -83,15 +83,14 @@ pub async fn run_api(
         async move { cache.run_refresher(pool, shutdown.cancelled_owned()).await }
     });
     tokio::spawn({
-        let (broker, cache, claims, waiters, shutdown) = (
+        let (broker, cache, waiters, shutdown) = (
             state.broker.clone(),
             state.cache.clone(),
-            state.claims.clone(),
             state.waiters.clone(),
             shutdown.clone(),
         );
         async move {
-            if let Err(e) = events::listen(broker, cache, claims, waiters, shutdown).await {
+            if let Err(e) = events::listen(broker, cache, waiters, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "event listener stopped");
             }
         }

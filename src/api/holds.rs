@@ -61,7 +61,10 @@ pub async fn create(
     let claim = if repeat || !state.cache.is_fresh() {
         None
     } else {
-        let claim = state.claims.claim(id, product_id, qty, product.stock);
+        let claim = state
+            .cache
+            .claims()
+            .claim(id, product_id, qty, product.stock);
         Some(claim.map_err(|spoken| sold_out(product_id, product.stock, spoken, qty))?)
     };
 

@@ -41,7 +41,6 @@ pub use recorder::JobRecorder;
 use crate::{
     broker::Broker,
     cache::ProductCache,
-    claims::Claims,
     config::{Secret, Settings},
     problem::{Code, Problem},
     waiters::JobWaiters,
@@ -53,7 +52,6 @@ pub struct AppState {
     pub pool: MySqlPool,
     pub broker: Broker,
     pub cache: ProductCache,
-    pub claims: Claims,
     pub waiters: JobWaiters,
     pub recorder: JobRecorder,
     pub publisher: CommandPublisher,
@@ -75,7 +73,6 @@ impl AppState {
             pool,
             broker,
             cache: ProductCache::new(),
-            claims: Claims::new(),
             waiters: JobWaiters::new(),
             settings,
             admin_token,

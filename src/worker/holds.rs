@@ -3,7 +3,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use serde_json::json;
-use sqlx::{MySql, MySqlPool, QueryBuilder};
+use sqlx::MySqlPool;
 use uuid::Uuid;
 
 use super::Decided;
@@ -11,6 +11,7 @@ use crate::{
     domain::LedgerReason,
     jobs::{self, JobKind, Outcome},
     problem::{Code, Problem},
+    sql_text::Sql,
     time,
 };
 
@@ -88,43 +89,54 @@ pub async fn apply_holds(
         });
     }
 
+    // The writes go out as text in one round trip (see `sql_text`).
+    let mut writes = Sql::new();
     if !granted.is_empty() {
-        let mut insert = QueryBuilder::<MySql>::new(
-            "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, expires_at, created_at, updated_at) ",
-        );
-        insert.push_values(&granted, |mut row, (request, price)| {
-            row.push_bind(request.job_id)
-                .push_bind(product_id)
-                .push_bind(request.qty)
-                .push_bind(*price)
-                .push_bind(*price * request.qty)
-                .push_bind("active")
-                .push_bind(expires_at)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        insert.build().execute(&mut *tx).await?;
-
-        let mut ledger = QueryBuilder::<MySql>::new(
-            "INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) ",
-        );
-        ledger.push_values(&granted, |mut row, (request, _)| {
-            row.push_bind(product_id)
-                .push_bind(-request.qty)
-                .push_bind(LedgerReason::Hold.as_str())
-                .push_bind(request.job_id)
-                .push_bind(now);
-        });
-        ledger.build().execute(&mut *tx).await?;
-
-        sqlx::query("UPDATE products SET stock = ?, updated_at = ? WHERE id = ?")
-            .bind(stock)
-            .bind(now)
-            .bind(product_id)
-            .execute(&mut *tx)
-            .await?;
+        writes
+            .push("INSERT INTO holds (id, product_id, qty, unit_price, amount, status, expires_at, created_at, updated_at) VALUES ")
+            .join(&granted, ", ", |sql, (request, price)| {
+                sql.push("(")
+                    .uuid(request.job_id)
+                    .push(", ")
+                    .int(product_id)
+                    .push(", ")
+                    .int(request.qty)
+                    .push(", ")
+                    .int(*price)
+                    .push(", ")
+                    .int(*price * request.qty)
+                    .push(", 'active', ")
+                    .time(&expires_at)
+                    .push(", ")
+                    .time(&now)
+                    .push(", ")
+                    .time(&now)
+                    .push(")");
+            })
+            .push(";\nINSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES ")
+            .join(&granted, ", ", |sql, (request, _)| {
+                sql.push("(")
+                    .int(product_id)
+                    .push(", ")
+                    .int(-request.qty)
+                    .push(", ")
+                    .text(LedgerReason::Hold.as_str())
+                    .push(", ")
+                    .uuid(request.job_id)
+                    .push(", ")
+                    .time(&now)
+                    .push(")");
+            })
+            .push(";\nUPDATE products SET stock = ")
+            .int(stock)
+            .push(", updated_at = ")
+            .time(&now)
+            .push(" WHERE id = ")
+            .int(product_id)
+            .push(";\n");
     }
-    jobs::complete_all(&mut tx, &outcomes, now).await?;
+    writes.append(jobs::outcomes_sql(&outcomes, now));
+    writes.execute(&mut tx).await?;
     tx.commit().await?;
 
     Ok(Decided {
