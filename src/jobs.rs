@@ -126,17 +126,22 @@ pub async fn insert_many(pool: &MySqlPool, rows: &[NewRow]) -> sqlx::Result<()> 
     if rows.is_empty() {
         return Ok(());
     }
-    let mut query =
-        QueryBuilder::<MySql>::new("INSERT INTO jobs (id, kind, status, command, created_at) ");
-    query.push_values(rows, |mut row, job| {
-        row.push_bind(job.id)
-            .push_bind(job.kind)
-            .push_bind("queued")
-            .push_bind(String::from_utf8_lossy(&job.command.encode()).into_owned())
-            .push_bind(job.created_at);
-    });
-    query.build().execute(pool).await?;
-    Ok(())
+    // As text: a prepared statement would be prepared anew for every batch
+    // size (see `sql_text`).
+    let mut sql = Sql::new();
+    sql.push("INSERT INTO jobs (id, kind, status, command, created_at) VALUES ")
+        .join(rows, ", ", |sql, job| {
+            sql.push("(")
+                .uuid(job.id)
+                .push(", ")
+                .text(job.kind.as_str())
+                .push(", 'queued', ")
+                .bytes(&job.command.encode())
+                .push(", ")
+                .time(&job.created_at)
+                .push(")");
+        });
+    sql.execute(pool).await
 }
 
 /// What [`withdraw`] found.
@@ -234,7 +239,9 @@ pub async fn complete_all(
     outcomes: &[Outcome],
     completed_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    outcomes_sql(outcomes, completed_at).execute(tx).await
+    outcomes_sql(outcomes, completed_at)
+        .execute(&mut **tx)
+        .await
 }
 
 /// The statements that write `outcomes` (empty when there are none), for a
@@ -314,7 +321,7 @@ pub async fn lock_queued(tx: &mut Transaction<'_, MySql>, ids: &[Uuid]) -> sqlx:
             sql.uuid(*id);
         })
         .push(") FOR UPDATE");
-    sql.fetch_all(tx)
+    sql.fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|row| row.try_get::<Uuid, _>(0))
@@ -335,7 +342,7 @@ pub async fn still_queued(
                 sql.uuid(*id);
             })
             .push(")");
-        for row in sql.fetch_all(tx).await? {
+        for row in sql.fetch_all(&mut **tx).await? {
             queued.insert(row.try_get::<Uuid, _>(0)?);
         }
     }

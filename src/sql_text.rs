@@ -1,5 +1,5 @@
-//! SQL sent as text: the worker's batched statements, several in one round
-//! trip, no prepared statement.
+//! SQL sent as text: the batched statements (the api's job inserts, the
+//! worker's hold batches), several in one round trip, no prepared statement.
 //!
 //! A hold batch writes a few hundred rows with statements whose shape (the
 //! number of rows) changes every time: as prepared statements each would be
@@ -15,7 +15,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, MySql, Transaction};
+use sqlx::{AssertSqlSafe, MySqlExecutor};
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -89,24 +89,20 @@ impl Sql {
     }
 
     /// Runs every statement (each ends with `;`) in one round trip.
-    pub async fn execute(self, tx: &mut Transaction<'_, MySql>) -> sqlx::Result<()> {
+    pub async fn execute<'e>(self, db: impl MySqlExecutor<'e>) -> sqlx::Result<()> {
         if self.0.is_empty() {
             return Ok(());
         }
-        sqlx::raw_sql(AssertSqlSafe(self.0))
-            .execute(&mut **tx)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(self.0)).execute(db).await?;
         Ok(())
     }
 
     /// Runs one query and returns its rows.
-    pub async fn fetch_all(
+    pub async fn fetch_all<'e>(
         self,
-        tx: &mut Transaction<'_, MySql>,
+        db: impl MySqlExecutor<'e>,
     ) -> sqlx::Result<Vec<sqlx::mysql::MySqlRow>> {
-        sqlx::raw_sql(AssertSqlSafe(self.0))
-            .fetch_all(&mut **tx)
-            .await
+        sqlx::raw_sql(AssertSqlSafe(self.0)).fetch_all(db).await
     }
 }
 

@@ -136,7 +136,7 @@ pub async fn apply_holds(
             .push(";\n");
     }
     writes.append(jobs::outcomes_sql(&outcomes, now));
-    writes.execute(&mut tx).await?;
+    writes.execute(&mut *tx).await?;
     tx.commit().await?;
 
     Ok(Decided {
