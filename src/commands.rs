@@ -71,7 +71,7 @@ enum Body {
 }
 
 /// Encodes commands as one message body.
-pub fn encode_message(commands: &[Command]) -> Vec<u8> {
+pub fn encode_message(commands: &[&Command]) -> Vec<u8> {
     match commands {
         [one] => one.encode(),
         many => serde_json::to_vec(many).unwrap_or_default(),
@@ -120,10 +120,11 @@ mod tests {
             qty: 1,
         };
         let one = vec![hold(1)];
-        assert_eq!(decode_message(&encode_message(&one)), Ok(one.clone()));
-        assert_eq!(encode_message(&one), one[0].encode());
+        assert_eq!(decode_message(&encode_message(&[&one[0]])), Ok(one.clone()));
+        assert_eq!(encode_message(&[&one[0]]), one[0].encode());
         let many = vec![hold(1), hold(17), hold(1)];
-        assert_eq!(decode_message(&encode_message(&many)), Ok(many));
+        let refs: Vec<&Command> = many.iter().collect();
+        assert_eq!(decode_message(&encode_message(&refs)), Ok(many));
         assert!(decode_message(b"[]").is_err());
         assert!(decode_message(b"garbage").is_err());
         assert!(decode_message(br#"[{"type":"hold"}]"#).is_err());

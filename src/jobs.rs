@@ -312,20 +312,7 @@ pub fn outcomes_sql(outcomes: &[Outcome], completed_at: DateTime<Utc>) -> Sql {
 /// job would wait for this transaction's commit. The same holds for every
 /// statement here that filters jobs by id and status.
 pub async fn lock_queued(tx: &mut Transaction<'_, MySql>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = Sql::new();
-    sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")
-        .join(ids, ", ", |sql, id| {
-            sql.uuid(*id);
-        })
-        .push(") FOR UPDATE");
-    sql.fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get::<Uuid, _>(0))
-        .collect()
+    queued_among(tx, ids, " FOR UPDATE").await
 }
 
 /// Of `ids`, the jobs still queued, as this transaction's snapshot sees
@@ -336,17 +323,33 @@ pub async fn still_queued(
 ) -> sqlx::Result<std::collections::HashSet<Uuid>> {
     let mut queued = std::collections::HashSet::new();
     for chunk in ids.chunks(1000) {
-        let mut sql = Sql::new();
-        sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")
-            .join(chunk, ", ", |sql, id| {
-                sql.uuid(*id);
-            })
-            .push(")");
-        for row in sql.fetch_all(&mut **tx).await? {
-            queued.insert(row.try_get::<Uuid, _>(0)?);
-        }
+        queued.extend(queued_among(tx, chunk, "").await?);
     }
     Ok(queued)
+}
+
+/// The queued jobs among `ids`, read through the primary key (see
+/// [`lock_queued`]), with `lock` (a locking clause, or nothing) appended.
+async fn queued_among(
+    tx: &mut Transaction<'_, MySql>,
+    ids: &[Uuid],
+    lock: &'static str,
+) -> sqlx::Result<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new();
+    sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")
+        .join(ids, ", ", |sql, id| {
+            sql.uuid(*id);
+        })
+        .push(")")
+        .push(lock);
+    sql.fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<Uuid, _>(0))
+        .collect()
 }
 
 /// Replaces a decided job's result (a payment that waited for its order).

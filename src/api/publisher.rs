@@ -80,7 +80,7 @@ async fn run(broker: Broker, mut receiver: mpsc::Receiver<Pending>) {
 }
 
 async fn send(broker: &Broker, partition: u16, group: Vec<Pending>) {
-    let commands: Vec<Command> = group.iter().map(|p| p.command.clone()).collect();
+    let commands: Vec<&Command> = group.iter().map(|p| &p.command).collect();
     metrics::histogram!("flash_api_commands_per_message").record(commands.len() as f64);
     let body = encode_message(&commands);
     let answer_all = |group: Vec<Pending>, reply: Reply| {

@@ -678,7 +678,10 @@ async fn a_message_of_several_commands_decides_each_once_and_is_acked() {
     commands.push(commands[0].clone());
     let partition = commands[0].partition(app.settings.partitions);
     app.broker
-        .publish_command(partition, &encode_message(&commands))
+        .publish_command(
+            partition,
+            &encode_message(&commands.iter().collect::<Vec<_>>()),
+        )
         .await
         .expect("publish");
 
