@@ -1,8 +1,15 @@
 //! The stock audit: guarantees 1 and 2 checked per product from the rows
 //! themselves.
 
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
 use serde::Serialize;
-use sqlx::MySqlPool;
+use sqlx::{MySql, MySqlPool, Row, Transaction};
+
+use crate::sql_text::Sql;
 
 /// One product's books.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -46,74 +53,174 @@ impl Books {
     }
 }
 
-/// Reads every product's books. Each aggregate is one grouped query, so the
-/// audit costs a few index scans, not a query per product.
-pub async fn books(pool: &MySqlPool) -> sqlx::Result<Vec<Books>> {
-    sqlx::query_as(
-        "SELECT p.id AS product_id, p.stock, \
-           CAST(COALESCE(l.ledger, 0) AS SIGNED) AS ledger, \
-           CAST(COALESCE(l.stocked, 0) AS SIGNED) AS stocked, \
-           CAST(COALESCE(h.held, 0) AS SIGNED) AS held, \
-           CAST(COALESCE(o.ordered, 0) AS SIGNED) AS ordered \
-         FROM products p \
-         LEFT JOIN (SELECT product_id, SUM(delta) AS ledger, \
-                      SUM(CASE WHEN reason IN ('initial', 'restock') THEN delta ELSE 0 END) AS stocked \
-                    FROM stock_ledger GROUP BY product_id) l ON l.product_id = p.id \
-         LEFT JOIN (SELECT product_id, SUM(qty) AS held FROM holds \
-                    WHERE status = 'active' GROUP BY product_id) h ON h.product_id = p.id \
-         LEFT JOIN (SELECT product_id, SUM(qty) AS ordered FROM orders \
-                    WHERE status IN ('pending', 'paid') GROUP BY product_id) o ON o.product_id = p.id \
-         ORDER BY p.id",
-    )
-    .fetch_all(pool)
-    .await
+/// How often a pass sums every ledger row again instead of only the rows
+/// written since the last pass, so that an old row changed behind the
+/// service's back is still found, within this long.
+pub const FULL_EVERY: Duration = Duration::from_secs(3600);
+
+/// Products per ledger query: each adds one index range to the statement.
+const PRODUCTS_PER_QUERY: usize = 500;
+
+/// The audit, remembering how much of each product's ledger it has summed.
+///
+/// The ledger only grows, and it grows in order per product: every writer
+/// inserts a product's ledger rows while holding that product's row lock,
+/// so a later transaction on the product gets larger ids, and a snapshot
+/// that sees a product's row `id` sees all of its rows below `id`. A pass
+/// therefore sums only the rows past each product's last seen id and adds
+/// the earlier sum; its cost follows the traffic since the last pass, not
+/// the history. Active holds and pending or paid orders are summed whole:
+/// they are bounded by the stock.
+#[derive(Default)]
+pub struct Auditor {
+    summed: HashMap<i64, Summed>,
+    full_at: Option<Instant>,
 }
 
-/// Audits every product; logs each mismatch loudly and records gauges.
-/// Returns the products whose books are wrong, with what is wrong.
-pub async fn run(pool: &MySqlPool) -> sqlx::Result<Vec<(Books, Vec<String>)>> {
-    // The reads are not one snapshot: a commit between them can look like a
-    // mismatch. A mismatch is reported only if a second read confirms it.
-    let first = books(pool).await?;
-    let suspects: Vec<i64> = first
-        .iter()
-        .filter(|b| !b.problems().is_empty())
-        .map(|b| b.product_id)
-        .collect();
-    let confirmed = if suspects.is_empty() {
-        Vec::new()
-    } else {
-        books(pool)
-            .await?
-            .into_iter()
-            .filter(|b| suspects.contains(&b.product_id))
-            .map(|b| {
-                let problems = b.problems();
-                (b, problems)
+/// One product's ledger, summed through row `through`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Summed {
+    through: i64,
+    ledger: i64,
+    stocked: i64,
+}
+
+impl Auditor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Audits every product; logs each mismatch loudly and records gauges.
+    /// Returns the products whose books are wrong, with what is wrong.
+    pub async fn run(&mut self, pool: &MySqlPool) -> sqlx::Result<Vec<(Books, Vec<String>)>> {
+        let started = Instant::now();
+        if self.full_at.is_none_or(|at| at.elapsed() >= FULL_EVERY) {
+            self.summed.clear();
+            self.full_at = Some(started);
+        }
+        let books = self.books(pool).await?;
+        metrics::histogram!("flash_audit_seconds").record(started.elapsed().as_secs_f64());
+        Ok(report(books))
+    }
+
+    /// Every product's books, read in one snapshot (one REPEATABLE READ
+    /// transaction), so the stock, the ledger, the holds and the orders
+    /// agree with each other exactly.
+    pub async fn books(&mut self, pool: &MySqlPool) -> sqlx::Result<Vec<Books>> {
+        let mut tx = pool.begin().await?;
+        let products: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, stock FROM products ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut summed = HashMap::with_capacity(products.len());
+        for chunk in products.chunks(PRODUCTS_PER_QUERY) {
+            let mut sql = Sql::new();
+            sql.push(
+                "SELECT product_id, CAST(SUM(delta) AS SIGNED), \
+                   CAST(SUM(CASE WHEN reason IN ('initial', 'restock') THEN delta ELSE 0 END) AS SIGNED), \
+                   MAX(id) \
+                 FROM stock_ledger FORCE INDEX (stock_ledger_product) WHERE ",
+            )
+            .join(chunk, " OR ", |sql, (product_id, _)| {
+                let through = self.summed.get(product_id).map_or(0, |s| s.through);
+                sql.push("(product_id = ")
+                    .int(*product_id)
+                    .push(" AND id > ")
+                    .int(through)
+                    .push(")");
             })
-            .filter(|(_, problems)| !problems.is_empty())
-            .collect()
-    };
-    for book in &first {
+            .push(" GROUP BY product_id");
+            for row in sql.fetch_all(&mut *tx).await? {
+                let product_id: i64 = row.try_get(0)?;
+                let before = self.summed.get(&product_id).copied().unwrap_or_default();
+                summed.insert(
+                    product_id,
+                    Summed {
+                        through: row.try_get(3)?,
+                        ledger: before.ledger + row.try_get::<i64, _>(1)?,
+                        stocked: before.stocked + row.try_get::<i64, _>(2)?,
+                    },
+                );
+            }
+        }
+        let held = sums(
+            &mut tx,
+            "SELECT product_id, CAST(SUM(qty) AS SIGNED) FROM holds \
+             WHERE status = 'active' GROUP BY product_id",
+        )
+        .await?;
+        let ordered = sums(
+            &mut tx,
+            "SELECT product_id, CAST(SUM(qty) AS SIGNED) FROM orders \
+             WHERE status IN ('pending', 'paid') GROUP BY product_id",
+        )
+        .await?;
+        tx.commit().await?;
+
+        // Products with no new ledger row keep what was summed before.
+        for (product_id, _) in &products {
+            if let Some(before) = self.summed.get(product_id) {
+                summed.entry(*product_id).or_insert(*before);
+            }
+        }
+        self.summed = summed;
+        Ok(products
+            .into_iter()
+            .map(|(product_id, stock)| {
+                let ledger = self.summed.get(&product_id).copied().unwrap_or_default();
+                Books {
+                    product_id,
+                    stock,
+                    ledger: ledger.ledger,
+                    stocked: ledger.stocked,
+                    held: held.get(&product_id).copied().unwrap_or(0),
+                    ordered: ordered.get(&product_id).copied().unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+}
+
+async fn sums(
+    tx: &mut Transaction<'_, MySql>,
+    query: &'static str,
+) -> sqlx::Result<HashMap<i64, i64>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(query).fetch_all(&mut **tx).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Reads every product's books from scratch.
+pub async fn books(pool: &MySqlPool) -> sqlx::Result<Vec<Books>> {
+    Auditor::new().books(pool).await
+}
+
+/// Records gauges for every product and logs each one whose books are
+/// wrong; returns those, with what is wrong.
+fn report(books: Vec<Books>) -> Vec<(Books, Vec<String>)> {
+    let mut wrong = Vec::new();
+    for book in books {
         let labels = [("product_id", book.product_id.to_string())];
         metrics::gauge!("flash_audit_stock", &labels).set(book.stock as f64);
-        let wrong = confirmed
-            .iter()
-            .any(|(b, _)| b.product_id == book.product_id);
-        metrics::gauge!("flash_audit_mismatch", &labels).set(if wrong { 1.0 } else { 0.0 });
+        let problems = book.problems();
+        metrics::gauge!("flash_audit_mismatch", &labels).set(if problems.is_empty() {
+            0.0
+        } else {
+            1.0
+        });
+        if !problems.is_empty() {
+            tracing::error!(
+                product_id = book.product_id,
+                stock = book.stock,
+                ledger = book.ledger,
+                stocked = book.stocked,
+                held = book.held,
+                ordered = book.ordered,
+                problems = %problems.join("; "),
+                "STOCK AUDIT MISMATCH"
+            );
+            wrong.push((book, problems));
+        }
     }
-    metrics::gauge!("flash_audit_mismatched_products").set(confirmed.len() as f64);
-    for (book, problems) in &confirmed {
-        tracing::error!(
-            product_id = book.product_id,
-            stock = book.stock,
-            ledger = book.ledger,
-            stocked = book.stocked,
-            held = book.held,
-            ordered = book.ordered,
-            problems = %problems.join("; "),
-            "STOCK AUDIT MISMATCH"
-        );
-    }
-    Ok(confirmed)
+    metrics::gauge!("flash_audit_mismatched_products").set(wrong.len() as f64);
+    wrong
 }

@@ -91,6 +91,7 @@ impl Scheduler {
         let mut relay = ticker(RELAY_EVERY);
         let mut retention = ticker(RETENTION_EVERY);
         let mut audit = ticker(self.settings.audit_interval);
+        let mut auditor = audit::Auditor::new();
         let mut recent_sweeps = HashMap::new();
         // A product swept this recently is not swept again yet: twice the
         // interval keeps expiry within the 2 s promise at the default 500 ms.
@@ -131,7 +132,7 @@ impl Scheduler {
                     }
                 }
                 _ = audit.tick() => {
-                    match audit::run(&self.pool).await {
+                    match auditor.run(&self.pool).await {
                         Ok(_) => {
                             self.status.audits.fetch_add(1, Ordering::Relaxed);
                         }

@@ -11,12 +11,14 @@ use flash_sale::{
     audit,
     commands::Command,
     jobs::{self, JobKind},
+    products,
     scheduler::apply_retention,
     time,
     worker::{HoldRequest, apply_holds},
 };
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::MySqlPool;
 use uuid::Uuid;
 
 use crate::helpers::{Roles, TestApp, spawn_with};
@@ -30,8 +32,18 @@ const WORKER_AND_SCHEDULER: Roles = Roles {
 /// Grants `count` holds of `qty` directly through the worker's code path
 /// (queued job rows, then one batched transaction), without the api.
 async fn grant_directly(app: &TestApp, product_id: i64, count: usize, qty: i64) -> Vec<Uuid> {
+    grant_on(&app.pool, app.settings.hold_ttl, product_id, count, qty).await
+}
+
+async fn grant_on(
+    pool: &MySqlPool,
+    hold_ttl: Duration,
+    product_id: i64,
+    count: usize,
+    qty: i64,
+) -> Vec<Uuid> {
     let mut requests = Vec::new();
-    let mut tx = app.pool.begin().await.expect("tx");
+    let mut tx = pool.begin().await.expect("tx");
     for _ in 0..count {
         let job_id = Uuid::now_v7();
         let command = Command::Hold {
@@ -49,7 +61,7 @@ async fn grant_directly(app: &TestApp, product_id: i64, count: usize, qty: i64) 
         });
     }
     tx.commit().await.expect("commit");
-    apply_holds(&app.pool, product_id, &requests, app.settings.hold_ttl)
+    apply_holds(pool, product_id, &requests, hold_ttl)
         .await
         .expect("grant");
     requests.iter().map(|r| r.job_id).collect()
@@ -278,7 +290,13 @@ async fn the_audit_reports_a_corrupted_ledger_row() {
     let good = app.create_product("Good books", 100, 5).await;
     let bad = app.create_product("Cooked books", 100, 5).await;
     app.granted_hold(bad, 2).await;
-    assert!(audit::run(&app.pool).await.expect("audit").is_empty());
+    assert!(
+        audit::Auditor::new()
+            .run(&app.pool)
+            .await
+            .expect("audit")
+            .is_empty()
+    );
 
     sqlx::query(
         "UPDATE stock_ledger SET delta = delta + 7 WHERE product_id = ? AND reason = 'hold'",
@@ -287,7 +305,7 @@ async fn the_audit_reports_a_corrupted_ledger_row() {
     .execute(&app.pool)
     .await
     .expect("corrupt");
-    let report = audit::run(&app.pool).await.expect("audit");
+    let report = audit::Auditor::new().run(&app.pool).await.expect("audit");
     assert_eq!(report.len(), 1);
     let (books, problems) = &report[0];
     assert_eq!(books.product_id, bad);
@@ -299,6 +317,125 @@ async fn the_audit_reports_a_corrupted_ledger_row() {
         "{problems:?}"
     );
     assert!(report.iter().all(|(b, _)| b.product_id != good));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_sums_only_new_ledger_rows_and_still_finds_a_bad_one() {
+    let app = spawn_with(Roles::API_ONLY, &[]).await;
+    let product = app.create_product("Audited", 100, 10).await;
+    grant_directly(&app, product, 3, 1).await;
+    let mut auditor = audit::Auditor::new();
+    assert!(auditor.run(&app.pool).await.expect("audit").is_empty());
+
+    grant_directly(&app, product, 2, 2).await;
+    products::restock(&app.pool, product, 5)
+        .await
+        .expect("restock");
+    let books = auditor.books(&app.pool).await.expect("books");
+    assert_eq!(books, audit::books(&app.pool).await.expect("full books"));
+    assert_eq!(
+        (
+            books[0].stock,
+            books[0].ledger,
+            books[0].stocked,
+            books[0].held
+        ),
+        (8, 8, 15, 7)
+    );
+
+    // A row written without its stock change is new, so the next pass sees it.
+    sqlx::query("INSERT INTO stock_ledger (product_id, delta, reason) VALUES (?, 4, 'restock')")
+        .bind(product)
+        .execute(&app.pool)
+        .await
+        .expect("stray row");
+    let report = auditor.run(&app.pool).await.expect("audit");
+    assert_eq!(report.len(), 1);
+    assert!(
+        report[0]
+            .1
+            .iter()
+            .any(|p| p.contains("ledger sum 12 differs from stock 8")),
+        "{report:?}"
+    );
+
+    // An old row changed in place is left to the full pass (`FULL_EVERY`).
+    sqlx::query(
+        "UPDATE stock_ledger SET delta = delta + 3 WHERE product_id = ? AND reason = 'initial'",
+    )
+    .bind(product)
+    .execute(&app.pool)
+    .await
+    .expect("cook the opening row");
+    let books = auditor.books(&app.pool).await.expect("books");
+    assert_eq!(books[0].ledger, 12);
+    let full = audit::Auditor::new()
+        .run(&app.pool)
+        .await
+        .expect("full audit");
+    assert_eq!(full.len(), 1, "{full:?}");
+    assert_eq!((full[0].0.ledger, full[0].0.stocked), (15, 22));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn audits_during_concurrent_grants_and_restocks_never_miss_a_row() {
+    const PRODUCTS: usize = 3;
+    const WRITERS: usize = 4;
+    const ROUNDS: usize = 20;
+    let app = spawn_with(Roles::API_ONLY, &[]).await;
+    let mut products = Vec::new();
+    for i in 0..PRODUCTS {
+        products.push(app.create_product(&format!("Storm {i}"), 100, 500).await);
+    }
+    let done = tokio_util::sync::CancellationToken::new();
+    let auditing = {
+        let pool = app.pool.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut auditor = audit::Auditor::new();
+            let mut passes = 0;
+            loop {
+                let wrong = auditor.run(&pool).await.expect("audit");
+                assert!(wrong.is_empty(), "pass {passes}: {wrong:?}");
+                passes += 1;
+                if done.is_cancelled() {
+                    return (auditor, passes);
+                }
+            }
+        })
+    };
+    let mut writers = tokio::task::JoinSet::new();
+    for &product in &products {
+        for _ in 0..WRITERS {
+            let pool = app.pool.clone();
+            let hold_ttl = app.settings.hold_ttl;
+            writers.spawn(async move {
+                for _ in 0..ROUNDS {
+                    grant_on(&pool, hold_ttl, product, 5, 1).await;
+                    products::restock(&pool, product, 2).await.expect("restock");
+                }
+            });
+        }
+    }
+    while let Some(writer) = writers.join_next().await {
+        writer.expect("writer");
+    }
+    done.cancel();
+    let (mut auditor, passes) = auditing.await.expect("auditor");
+    assert!(passes >= 2, "only {passes} passes");
+
+    let books = auditor.books(&app.pool).await.expect("books");
+    assert_eq!(books, audit::books(&app.pool).await.expect("full books"));
+    for book in &books {
+        let granted = (WRITERS * ROUNDS * 5) as i64;
+        let stocked = 500 + (WRITERS * ROUNDS * 2) as i64;
+        assert_eq!(
+            (book.stock, book.ledger, book.stocked, book.held),
+            (stocked - granted, stocked - granted, stocked, granted)
+        );
+    }
     app.stop().await;
 }
 
