@@ -145,7 +145,7 @@ impl Auditor {
         }
         let held = sums(
             &mut tx,
-            "SELECT product_id, CAST(SUM(qty) AS SIGNED) FROM holds \
+            "SELECT product_id, CAST(SUM(qty) AS SIGNED) FROM holds FORCE INDEX (holds_expiry) \
              WHERE status = 'active' GROUP BY product_id",
         )
         .await?;
