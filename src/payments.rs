@@ -186,15 +186,17 @@ pub async fn lock(
     .await
 }
 
-/// Events that came before their order, locked, in arrival order.
-pub async fn lock_awaiting(
+/// Events that came before their order, in arrival order. Read without a
+/// lock: the caller holds the order job's lock, under which alone events
+/// are marked as waiting (see `worker::orders::apply_order`).
+pub async fn awaiting(
     tx: &mut Transaction<'_, MySql>,
     order_id: Uuid,
 ) -> sqlx::Result<Vec<PaymentEvent>> {
     sqlx::query_as(
         "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
          FROM payment_events FORCE INDEX (payment_events_order) \
-         WHERE order_id = ? AND state = 'awaiting_order' ORDER BY created_at, id FOR UPDATE",
+         WHERE order_id = ? AND state = 'awaiting_order' ORDER BY created_at, id",
     )
     .bind(order_id)
     .fetch_all(&mut **tx)

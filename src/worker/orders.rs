@@ -32,8 +32,17 @@ struct HoldRow {
     expires_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Lock order: the order's job row, the order (by hold), the hold, then the
-/// product only if an early `failed` payment gives stock back.
+/// Lock order: the order's job row, the hold, then the product only if an
+/// early `failed` payment gives stock back.
+///
+/// Whether the hold already has an order, and which payments wait for this
+/// one, are read without locks, after the hold's lock is held: every order
+/// for a hold is made under that lock, and every waiting payment is marked
+/// under the order job's lock, so the snapshot (taken at the first plain
+/// read) already sees all of them. A locking read of a missing key would
+/// lock the gap where the next orders and events go (their ids are
+/// time-ordered, so it is the same gap for all of them): concurrent orders
+/// then deadlocked on `orders_one_per_hold` and were retried.
 #[tracing::instrument(skip(pool), fields(job_id = %job_id, hold_id = %hold_id))]
 pub async fn apply_order(
     pool: &MySqlPool,
@@ -45,17 +54,16 @@ pub async fn apply_order(
         // Decided already (redelivery, duplicate publish) or withdrawn.
         return Ok(OrderApplied::Decided(Decided::default()));
     }
-    let taken: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM orders WHERE hold_id = ? FOR UPDATE")
-            .bind(hold_id)
-            .fetch_optional(&mut *tx)
-            .await?;
     let hold: Option<HoldRow> = sqlx::query_as(
         "SELECT product_id, qty, amount, status, expires_at FROM holds WHERE id = ? FOR UPDATE",
     )
     .bind(hold_id)
     .fetch_optional(&mut *tx)
     .await?;
+    let taken: Option<Uuid> = sqlx::query_scalar("SELECT id FROM orders WHERE hold_id = ?")
+        .bind(hold_id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let now = time::now();
     let decision: Result<HoldRow, Problem> = match hold {
         None => {
@@ -93,7 +101,7 @@ pub async fn apply_order(
             let mut order = create(&mut tx, job_id, hold_id, &hold, now).await?;
             // Payments that arrived before the order are applied now, in
             // arrival order, in this same transaction.
-            for event in events::lock_awaiting(&mut tx, job_id).await? {
+            for event in events::awaiting(&mut tx, job_id).await? {
                 let (result, stock_back) =
                     payments::settle(&mut tx, &mut order, &event, now).await?;
                 if stock_back {

@@ -3,8 +3,10 @@
 use std::{sync::Arc, time::Duration};
 
 use flash_sale::{
+    commands::Command,
+    jobs::{self, JobKind},
     payments,
-    worker::{HoldRequest, apply_holds, apply_payment},
+    worker::{HoldRequest, apply_holds, apply_order, apply_payment},
 };
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -612,4 +614,73 @@ async fn the_whole_flow_in_any_mix_keeps_the_stock_books() {
     if let Ok(app) = Arc::try_unwrap(app) {
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn concurrent_orders_for_one_product_never_deadlock() {
+    const ORDERS: usize = 48;
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Busy", 100, ORDERS as i64).await;
+    let now = flash_sale::time::now();
+    let mut tx = app.pool.begin().await.expect("tx");
+    let mut holds = Vec::new();
+    for _ in 0..ORDERS {
+        let job_id = Uuid::now_v7();
+        let command = Command::Hold {
+            job_id,
+            product_id: product,
+            qty: 1,
+        };
+        jobs::insert(&mut tx, job_id, JobKind::Hold, &command, now)
+            .await
+            .expect("hold job");
+        holds.push(HoldRequest {
+            job_id,
+            product_id: product,
+            qty: 1,
+        });
+    }
+    tx.commit().await.expect("commit");
+    apply_holds(&app.pool, product, &holds, app.settings.hold_ttl)
+        .await
+        .expect("grant");
+    let mut tx = app.pool.begin().await.expect("tx");
+    let mut orders = Vec::new();
+    for hold in &holds {
+        let job_id = Uuid::now_v7();
+        let command = Command::Order {
+            job_id,
+            hold_id: hold.job_id,
+        };
+        jobs::insert(&mut tx, job_id, JobKind::Order, &command, now)
+            .await
+            .expect("order job");
+        orders.push((job_id, hold.job_id));
+    }
+    tx.commit().await.expect("commit");
+
+    // All at once and without the worker's retries: the order ids and hold
+    // ids are time-ordered neighbours, so any lock on the gap after them
+    // shows up here as a deadlock.
+    let results = join_all(
+        orders
+            .iter()
+            .map(|(job_id, hold_id)| apply_order(&app.pool, *job_id, *hold_id)),
+    )
+    .await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders").await,
+        ORDERS as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM holds WHERE status = 'used'")
+            .await,
+        ORDERS as i64
+    );
+    app.stop().await;
 }
