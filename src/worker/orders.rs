@@ -60,10 +60,18 @@ pub async fn apply_order(
     .bind(hold_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let taken: Option<Uuid> = sqlx::query_scalar("SELECT id FROM orders WHERE hold_id = ?")
-        .bind(hold_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    // Making an order marks its hold used in the same transaction, so only
+    // an expired hold can have an order (one canceled since) to look for.
+    let taken = match &hold {
+        Some(h) if h.status == HoldStatus::Expired => {
+            sqlx::query_scalar::<_, Uuid>("SELECT id FROM orders WHERE hold_id = ?")
+                .bind(hold_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some()
+        }
+        _ => false,
+    };
     let now = time::now();
     let decision: Result<HoldRow, Problem> = match hold {
         None => {
@@ -81,7 +89,7 @@ pub async fn apply_order(
                 format!("hold {hold_id} does not exist"),
             ))
         }
-        Some(h) if taken.is_some() || h.status == HoldStatus::Used => Err(Problem::new(
+        Some(h) if taken || h.status == HoldStatus::Used => Err(Problem::new(
             Code::HoldAlreadyUsed,
             format!("hold {hold_id} already became an order"),
         )),

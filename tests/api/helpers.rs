@@ -509,3 +509,49 @@ pub async fn assert_problem(response: Response, status: u16, code: &str) -> Valu
     }
     body
 }
+
+/// Grants `count` holds of `qty` directly through the worker's code path
+/// (queued job rows, then one batched transaction), without the api or a
+/// worker. Returns the holds' ids.
+pub async fn grant_directly(
+    pool: &MySqlPool,
+    hold_ttl: Duration,
+    product_id: i64,
+    count: usize,
+    qty: i64,
+) -> Vec<Uuid> {
+    use flash_sale::{
+        commands,
+        jobs::{self, JobKind},
+        worker::{HoldRequest, apply_holds},
+    };
+    let mut requests = Vec::new();
+    let mut tx = pool.begin().await.expect("tx");
+    for _ in 0..count {
+        let job_id = Uuid::now_v7();
+        let command = commands::Command::Hold {
+            job_id,
+            product_id,
+            qty,
+        };
+        jobs::insert(
+            &mut tx,
+            job_id,
+            JobKind::Hold,
+            &command,
+            flash_sale::time::now(),
+        )
+        .await
+        .expect("job");
+        requests.push(HoldRequest {
+            job_id,
+            product_id,
+            qty,
+        });
+    }
+    tx.commit().await.expect("commit");
+    apply_holds(pool, product_id, &requests, hold_ttl)
+        .await
+        .expect("grant");
+    requests.iter().map(|r| r.job_id).collect()
+}

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Roles, TestApp, WEBHOOK_SECRET, assert_problem, spawn_app, spawn_with,
+    ADMIN_TOKEN, Roles, TestApp, WEBHOOK_SECRET, assert_problem, grant_directly, spawn_app,
+    spawn_with,
 };
 
 const NO_WORKERS: Roles = Roles::API_ONLY;
@@ -621,41 +622,17 @@ async fn concurrent_orders_for_one_product_never_deadlock() {
     const ORDERS: usize = 48;
     let app = spawn_with(NO_WORKERS, &[]).await;
     let product = app.create_product("Busy", 100, ORDERS as i64).await;
+    let holds = grant_directly(&app.pool, app.settings.hold_ttl, product, ORDERS, 1).await;
     let now = flash_sale::time::now();
     let mut tx = app.pool.begin().await.expect("tx");
-    let mut holds = Vec::new();
-    for _ in 0..ORDERS {
-        let job_id = Uuid::now_v7();
-        let command = Command::Hold {
-            job_id,
-            product_id: product,
-            qty: 1,
-        };
-        jobs::insert(&mut tx, job_id, JobKind::Hold, &command, now)
-            .await
-            .expect("hold job");
-        holds.push(HoldRequest {
-            job_id,
-            product_id: product,
-            qty: 1,
-        });
-    }
-    tx.commit().await.expect("commit");
-    apply_holds(&app.pool, product, &holds, app.settings.hold_ttl)
-        .await
-        .expect("grant");
-    let mut tx = app.pool.begin().await.expect("tx");
     let mut orders = Vec::new();
-    for hold in &holds {
+    for &hold_id in &holds {
         let job_id = Uuid::now_v7();
-        let command = Command::Order {
-            job_id,
-            hold_id: hold.job_id,
-        };
+        let command = Command::Order { job_id, hold_id };
         jobs::insert(&mut tx, job_id, JobKind::Order, &command, now)
             .await
             .expect("order job");
-        orders.push((job_id, hold.job_id));
+        orders.push((job_id, hold_id));
     }
     tx.commit().await.expect("commit");
 
@@ -682,5 +659,21 @@ async fn concurrent_orders_for_one_product_never_deadlock() {
             .await,
         ORDERS as i64
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hold_whose_order_was_canceled_cannot_be_ordered_again() {
+    let app = spawn_app().await;
+    let product = app.create_product("Second try", 100, 5).await;
+    let (hold_id, order_id) = pending_order(&app, product, 2).await;
+    pay(&app, "again-1", &order_id, "failed").await;
+    let hold = get_json(&app, &format!("/api/v1/holds/{hold_id}")).await;
+    assert_eq!(hold["status"], "expired");
+
+    let response = app.post_order(&hold_id, &[("prefer", "wait=10")]).await;
+    assert_problem(response, 409, "hold_already_used").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+    assert_eq!(app.stock_books(product).await.0, 5);
     app.stop().await;
 }

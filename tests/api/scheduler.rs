@@ -7,21 +7,12 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use flash_sale::{
-    audit,
-    commands::Command,
-    jobs::{self, JobKind},
-    products,
-    scheduler::apply_retention,
-    time,
-    worker::{HoldRequest, apply_holds},
-};
+use flash_sale::{audit, products, scheduler::apply_retention, time};
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::MySqlPool;
 use uuid::Uuid;
 
-use crate::helpers::{Roles, TestApp, spawn_with};
+use crate::helpers::{self, Roles, TestApp, spawn_with};
 
 const WORKER_AND_SCHEDULER: Roles = Roles {
     apis: 1,
@@ -29,42 +20,9 @@ const WORKER_AND_SCHEDULER: Roles = Roles {
     scheduler: true,
 };
 
-/// Grants `count` holds of `qty` directly through the worker's code path
-/// (queued job rows, then one batched transaction), without the api.
+/// [`helpers::grant_directly`] for this app.
 async fn grant_directly(app: &TestApp, product_id: i64, count: usize, qty: i64) -> Vec<Uuid> {
-    grant_on(&app.pool, app.settings.hold_ttl, product_id, count, qty).await
-}
-
-async fn grant_on(
-    pool: &MySqlPool,
-    hold_ttl: Duration,
-    product_id: i64,
-    count: usize,
-    qty: i64,
-) -> Vec<Uuid> {
-    let mut requests = Vec::new();
-    let mut tx = pool.begin().await.expect("tx");
-    for _ in 0..count {
-        let job_id = Uuid::now_v7();
-        let command = Command::Hold {
-            job_id,
-            product_id,
-            qty,
-        };
-        jobs::insert(&mut tx, job_id, JobKind::Hold, &command, time::now())
-            .await
-            .expect("job");
-        requests.push(HoldRequest {
-            job_id,
-            product_id,
-            qty,
-        });
-    }
-    tx.commit().await.expect("commit");
-    apply_holds(pool, product_id, &requests, hold_ttl)
-        .await
-        .expect("grant");
-    requests.iter().map(|r| r.job_id).collect()
+    helpers::grant_directly(&app.pool, app.settings.hold_ttl, product_id, count, qty).await
 }
 
 async fn latest_expiry(app: &TestApp, product_id: i64) -> DateTime<Utc> {
@@ -413,7 +371,7 @@ async fn audits_during_concurrent_grants_and_restocks_never_miss_a_row() {
             let hold_ttl = app.settings.hold_ttl;
             writers.spawn(async move {
                 for _ in 0..ROUNDS {
-                    grant_on(&pool, hold_ttl, product, 5, 1).await;
+                    helpers::grant_directly(&pool, hold_ttl, product, 5, 1).await;
                     products::restock(&pool, product, 2).await.expect("restock");
                 }
             });
