@@ -213,6 +213,11 @@ impl Broker {
         self.current().is_usable()
     }
 
+    /// Ok when the connection is up or could be opened again now.
+    pub async fn ensure_connected(&self) -> anyhow::Result<()> {
+        self.usable().await.map(|_| ())
+    }
+
     /// Publishes a persistent command message to a partition and waits for
     /// the broker's confirm: once this returns Ok the message is durable.
     pub async fn publish_command(&self, partition: u16, body: &[u8]) -> anyhow::Result<()> {

@@ -144,57 +144,6 @@ pub async fn insert_many(pool: &MySqlPool, rows: &[NewRow]) -> sqlx::Result<()> 
     sql.execute(pool).await
 }
 
-/// What [`withdraw`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Withdrawal {
-    /// The job was still queued and is gone: nothing was accepted.
-    Withdrawn,
-    /// A worker already decided it: the command did reach the broker (only
-    /// its confirm was lost), so it was accepted after all.
-    AlreadyDecided,
-}
-
-/// Withdraws a job whose command the broker did not confirm, so a 503 is
-/// true. Locks in the worker's order (payment event, then job).
-pub async fn withdraw(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Withdrawal> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT id FROM payment_events WHERE id = ? FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let deleted = sqlx::query(
-        "DELETE jobs FROM jobs FORCE INDEX (PRIMARY) WHERE id = ? AND status = 'queued'",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if deleted == 0 {
-        let decided: Option<JobStatus> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        if decided.is_some() {
-            return Ok(Withdrawal::AlreadyDecided);
-        }
-        return Ok(Withdrawal::Withdrawn);
-    }
-    sqlx::query(
-        "DELETE payment_events FROM payment_events FORCE INDEX (PRIMARY) \
-         WHERE id = ? AND state = 'received'",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM idempotency_keys WHERE job_id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(Withdrawal::Withdrawn)
-}
-
 /// Of `ids`, those with a job row.
 pub async fn existing(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
     if ids.is_empty() {

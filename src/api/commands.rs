@@ -25,10 +25,6 @@ use crate::{
     waiters::POLL_FALLBACK,
 };
 
-/// How long a publish may wait for the broker's confirm before the request
-/// gives up (and withdraws its job).
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// RFC 7240 `wait` is capped at 10 s by the contract.
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
@@ -86,8 +82,10 @@ pub struct NewJob {
     pub command: Command,
 }
 
-/// Records the job (claiming the idempotency key in the same transaction),
-/// publishes the command, then answers.
+/// Takes a place in the publisher's queue, records the job (claiming the
+/// idempotency key in the same transaction), hands the command to the
+/// publisher, then answers: the committed job row is what makes the 202
+/// true (see `publisher`).
 #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = job.kind.as_str()))]
 pub async fn accept(
     state: &AppState,
@@ -95,6 +93,7 @@ pub async fn accept(
     idempotent: Option<Idempotent>,
     wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
+    let place = state.publisher.place().await?;
     let recorded = match &idempotent {
         // The common case joins the next batched insert.
         None => {
@@ -118,50 +117,16 @@ pub async fn accept(
             ));
         }
     }
-    publish(state, &job).await?;
+    place.publish(job.command);
+    tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
     answer(state, job.kind, job.id, wait, Some(JobStatus::Queued)).await
-}
-
-/// Publishes a recorded job's command. If the broker does not confirm it,
-/// the job is withdrawn so the 503 is true: nothing was accepted. If a
-/// worker already decided it (the message got through, only the confirm was
-/// lost), it was accepted after all and the caller answers as usual.
-#[tracing::instrument(skip_all, fields(job_id = %job.id))]
-pub async fn publish(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
-    let published = tokio::time::timeout(PUBLISH_TIMEOUT, state.publisher.publish(&job.command))
-        .await
-        .unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "no publish confirm within {PUBLISH_TIMEOUT:?}"
-            ))
-        });
-    let Err(e) = published else {
-        tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
-        return Ok(());
-    };
-    let withdrawal = (|| jobs::withdraw(&state.pool, job.id))
-        .retry(db::conflict_backoff())
-        .when(db::is_retryable)
-        .await;
-    match withdrawal {
-        Ok(jobs::Withdrawal::AlreadyDecided) => {
-            tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "publish confirm lost, but the job was applied");
-            Ok(())
-        }
-        Ok(jobs::Withdrawal::Withdrawn) => Err(ApiError::Unavailable(e)),
-        Err(withdraw) => {
-            tracing::warn!(job_id = %job.id, error = %withdraw, "withdrawing an unconfirmed job once the database answers");
-            withdraw_later(state.pool.clone(), vec![job.id]);
-            Err(ApiError::Unavailable(e))
-        }
-    }
 }
 
 /// How long [`withdraw_later`] keeps trying.
 const WITHDRAW_FOR: Duration = Duration::from_secs(120);
 
-/// Withdraws jobs the client was told were not accepted, retrying while the
-/// database is unreachable. The relay may publish one first if the outage
+/// Withdraws jobs the client was told were not accepted (an insert whose
+/// answer was lost), retrying while the database is unreachable. The relay may publish one first if the outage
 /// outlasts `RELAY_AFTER_SECS`; that job then applies despite its 503, which
 /// is logged.
 pub fn withdraw_later(pool: sqlx::MySqlPool, ids: Vec<Uuid>) {

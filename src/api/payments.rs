@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{
     AppState,
     auth::Admin,
-    commands::{NewJob, answer, publish},
+    commands::answer,
     error::{ApiError, ApiResult},
     input::{Fields, RawBody, json_object},
 };
@@ -34,7 +34,8 @@ use crate::{
 const LIST_LIMIT: u32 = 1000;
 
 /// Signature first (before the body is even parsed), then the event is made
-/// durable (database row + confirmed publish) and acknowledged with 202.
+/// durable (its row and its job's, the outbox the relay publishes from) and
+/// acknowledged with 202.
 #[utoipa::path(post, path = "/api/v1/payments/webhook", tag = "payments",
     request_body = PaymentWebhook,
     params(("X-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, \"<t>.<raw body>\")>")),
@@ -73,18 +74,14 @@ pub async fn webhook(
         },
     };
     let job_id = delivery.job_id();
+    let place = state.publisher.place().await?;
     let recorded = (|| payments::record(&state.pool, &delivery, time::now()))
         .retry(db::conflict_backoff())
         .when(db::is_retryable)
         .await?;
     match recorded {
         Recorded::New => {
-            let job = NewJob {
-                id: job_id,
-                kind: JobKind::Payment,
-                command: delivery.command(),
-            };
-            publish(&state, &job).await?;
+            place.publish(delivery.command());
             tracing::info!(%job_id, %order_id, status, "payment event accepted");
             answer(
                 &state,

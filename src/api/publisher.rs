@@ -1,14 +1,23 @@
-//! Packs the commands of concurrent requests into one message per
-//! partition: whatever is waiting goes out together, its confirm awaited off
-//! the sending loop so the next message leaves at once. A crowd then costs
-//! the broker (and the worker's acks) one persistent message per partition
-//! and moment instead of one per request; at low load a message carries a
-//! single command and nothing waits.
+//! Publishes the commands of recorded jobs, packed per partition: whatever
+//! is waiting goes out as one message, its confirm awaited off the sending
+//! loop so the next message leaves at once. A crowd then costs the broker
+//! (and the worker's acks) one persistent message per partition and moment
+//! instead of one per request; at low load a message carries a single
+//! command and nothing waits.
+//!
+//! A request does not wait for the confirm. Its job row is the outbox: once
+//! it is committed the command cannot be lost, because a job still queued
+//! after `RELAY_AFTER_SECS` is published again by the scheduler. So the 202
+//! costs one durable write (the job row), not two in a row (the row, then
+//! the broker's fsync); a message the broker does not confirm is sent again
+//! here a few times, then left to the relay.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
-use tokio::sync::{mpsc, oneshot};
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::mpsc;
 
+use super::error::ApiError;
 use crate::{
     broker::Broker,
     commands::{Command, encode_message},
@@ -16,57 +25,67 @@ use crate::{
 
 /// Most commands in one message (a hold command is ~100 bytes).
 pub const MAX_PER_MESSAGE: usize = 256;
-/// Requests waiting for the sending loop before `publish` itself waits.
+/// Commands waiting for the sending loop; when it is full, requests wait
+/// for a place before they record anything.
 const QUEUE: usize = 4096;
-
-/// Why a message was not confirmed; every request in it gets a copy.
-type Reply = Result<(), String>;
-
-struct Pending {
-    command: Command,
-    reply: oneshot::Sender<Reply>,
-}
+/// How long a request waits for a place in the queue before it answers 503.
+const PLACE_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct CommandPublisher {
-    sender: mpsc::Sender<Pending>,
+    broker: Broker,
+    sender: mpsc::Sender<Command>,
+}
+
+/// A place in the sending queue, taken before the job is recorded so that a
+/// recorded job never waits for one.
+pub struct Place(mpsc::OwnedPermit<Command>);
+
+impl Place {
+    /// Hands the command of a committed job to the sending loop.
+    pub fn publish(self, command: Command) {
+        self.0.send(command);
+    }
 }
 
 impl CommandPublisher {
     /// Starts the sending loop; it ends when the last clone is dropped.
     pub fn start(broker: Broker) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(broker, receiver));
-        Self { sender }
+        tokio::spawn(run(broker.clone(), receiver));
+        Self { broker, sender }
     }
 
-    /// Publishes `command` to its partition; returns once the broker has
-    /// confirmed the message that carries it.
-    pub async fn publish(&self, command: &Command) -> anyhow::Result<()> {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            command: command.clone(),
-            reply,
-        };
-        let gone = || anyhow::anyhow!("the command publisher stopped");
-        self.sender.send(pending).await.map_err(|_| gone())?;
-        answer
+    /// A place for one command, once the broker is reachable and the queue
+    /// has room; otherwise 503, before anything is recorded, so that
+    /// "nothing was accepted" stays true.
+    pub async fn place(&self) -> Result<Place, ApiError> {
+        self.broker
+            .ensure_connected()
             .await
-            .map_err(|_| gone())?
-            .map_err(anyhow::Error::msg)
+            .map_err(ApiError::Unavailable)?;
+        match tokio::time::timeout(PLACE_WITHIN, self.sender.clone().reserve_owned()).await {
+            Ok(Ok(permit)) => Ok(Place(permit)),
+            Ok(Err(_)) => Err(ApiError::Internal(anyhow::anyhow!(
+                "the command publisher stopped"
+            ))),
+            Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(
+                "the broker has not taken the commands ahead of this one within {PLACE_WITHIN:?}"
+            ))),
+        }
     }
 }
 
-async fn run(broker: Broker, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(broker: Broker, mut receiver: mpsc::Receiver<Command>) {
     let partitions = broker.partitions();
     while let Some(first) = receiver.recv().await {
-        let mut by_partition: BTreeMap<u16, Vec<Pending>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<u16, Vec<Command>> = BTreeMap::new();
         let mut next = Some(first);
-        while let Some(pending) = next {
+        while let Some(command) = next {
             let group = by_partition
-                .entry(pending.command.partition(partitions))
+                .entry(command.partition(partitions))
                 .or_default();
-            group.push(pending);
+            group.push(command);
             next = if group.len() < MAX_PER_MESSAGE {
                 receiver.try_recv().ok()
             } else {
@@ -79,27 +98,48 @@ async fn run(broker: Broker, mut receiver: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn send(broker: &Broker, partition: u16, group: Vec<Pending>) {
-    let commands: Vec<&Command> = group.iter().map(|p| &p.command).collect();
+async fn send(broker: &Broker, partition: u16, group: Vec<Command>) {
+    let commands: Vec<&Command> = group.iter().collect();
     metrics::histogram!("flash_api_commands_per_message").record(commands.len() as f64);
     let body = encode_message(&commands);
-    let answer_all = |group: Vec<Pending>, reply: Reply| {
-        for pending in group {
-            // A request that went away leaves a recorded job behind; the
-            // relay publishes it again if this message was lost.
-            let _ = pending.reply.send(reply.clone());
+    let sent = std::time::Instant::now();
+    let confirm = broker.send_command(partition, &body).await;
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        let confirmed = match confirm {
+            Ok(confirm) => confirm.wait().await,
+            Err(e) => Err(e),
+        };
+        metrics::histogram!("flash_api_publish_confirm_seconds")
+            .record(sent.elapsed().as_secs_f64());
+        if let Err(e) = confirmed {
+            send_again(&broker, partition, &body, group.len(), e).await;
         }
-    };
-    match broker.send_command(partition, &body).await {
-        Ok(confirm) => {
-            let sent = std::time::Instant::now();
-            tokio::spawn(async move {
-                let confirmed = confirm.wait().await.map_err(|e| format!("{e:#}"));
-                metrics::histogram!("flash_api_publish_confirm_seconds")
-                    .record(sent.elapsed().as_secs_f64());
-                answer_all(group, confirmed);
-            });
-        }
-        Err(e) => answer_all(group, Err(format!("{e:#}"))),
+    });
+}
+
+/// A message the broker did not confirm (a nack, a connection lost on the
+/// way) is sent again a few times; the worker skips the commands of a
+/// message that did arrive, so a duplicate is harmless. If the broker stays
+/// away, the relay publishes the jobs once it is back.
+async fn send_again(
+    broker: &Broker,
+    partition: u16,
+    body: &[u8],
+    commands: usize,
+    first: anyhow::Error,
+) {
+    tracing::warn!(partition, commands, error = %format!("{first:#}"), "command message not confirmed; sending it again");
+    let again = (|| async { broker.send_command(partition, body).await?.wait().await })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(4),
+        )
+        .await;
+    if let Err(e) = again {
+        metrics::counter!("flash_api_commands_left_to_relay_total").increment(commands as u64);
+        tracing::error!(partition, commands, error = %format!("{e:#}"), "command message still not confirmed; the scheduler's relay will publish its jobs");
     }
 }

@@ -1,15 +1,19 @@
-//! Faults: workers stopped mid-storm, poison messages, lost confirms,
+//! Faults: workers stopped mid-storm, poison messages, lost messages,
 //! dropped broker and database connections.
 
 use std::{sync::Arc, time::Duration};
 
 use flash_sale::{broker, dead_letters, jobs};
 use futures_util::future::join_all;
-use lapin::{BasicProperties, options::BasicPublishOptions};
+use lapin::{
+    BasicProperties,
+    options::{BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions},
+    types::FieldTable,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Roles, spawn_with};
+use crate::helpers::{Roles, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn a_worker_stopped_mid_storm_loses_and_doubles_nothing() {
@@ -167,36 +171,83 @@ async fn dead_letters_are_listed_and_the_decodable_ones_redriven() {
 }
 
 #[tokio::test]
-async fn withdrawing_a_job_tells_a_lost_confirm_from_a_lost_publish() {
-    let app = spawn_with(
-        Roles {
-            apis: 1,
-            workers: 1,
-            scheduler: false,
-        },
-        &[],
-    )
-    .await;
-    let product = app.create_product("Withdrawn", 100, 5).await;
-    // Applied by a worker: the publish got through, only its confirm was lost.
-    let hold = app.granted_hold(product, 1).await;
-    let hold = uuid::Uuid::parse_str(&hold).expect("uuid");
-    assert_eq!(
-        jobs::withdraw(&app.pool, hold).await.expect("withdraw"),
-        jobs::Withdrawal::AlreadyDecided
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+async fn a_hold_answered_202_is_decided_even_if_its_message_is_lost() {
+    let mut app = spawn_with(Roles::API_ONLY, &[("RELAY_AFTER_SECS", "1")]).await;
+    let product = app.create_product("Outbox", 100, 5).await;
+    let response = app
+        .post_hold(&json!({"product_id": product, "qty": 2}), &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: serde_json::Value = response.json().await.expect("body");
+    let job_id = body["job_id"].as_str().expect("job id").to_owned();
 
-    // Still queued (never published): withdrawn with its idempotency key.
+    // The 202 does not wait for the broker's confirm; the message arrives
+    // just after it. Then the broker loses it.
+    let queue = broker::partition_queue(broker::partition_for_product(
+        product,
+        app.settings.partitions,
+    ));
+    let channel = app.broker.channel().await.expect("channel");
+    let mut arrived = 0;
+    for _ in 0..200 {
+        arrived = channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count();
+        if arrived > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(arrived, 1);
+    let purged = channel
+        .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+
+    // The job row is the outbox: the relay publishes it again.
+    app.add_worker().await;
+    app.start_scheduler().await;
+    app.wait_until_idle().await;
+    let job: serde_json::Value = app
+        .get(&format!("/api/v1/jobs/{job_id}"))
+        .await
+        .json()
+        .await
+        .expect("job");
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
+    assert_eq!(app.stock_books(product).await, (3, 3, 2));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_withdrawn_job_whose_command_arrives_anyway_changes_nothing() {
+    let app = spawn_app().await;
+    let product = app.create_product("Withdrawn", 100, 5).await;
+    let applied = app.granted_hold(product, 1).await;
+    let applied = uuid::Uuid::parse_str(&applied).expect("uuid");
+    // What the api does after an INSERT whose answer was lost: it answered
+    // 503 and withdraws whichever of those jobs are still queued. A job a
+    // worker already decided stays.
     let command = app.record_unpublished_hold(product, 1).await;
     let job_id = command.job_id().expect("hold job");
     assert_eq!(
-        jobs::withdraw(&app.pool, job_id).await.expect("withdraw"),
-        jobs::Withdrawal::Withdrawn
+        jobs::withdraw_queued(&app.pool, &[applied, job_id])
+            .await
+            .expect("withdraw"),
+        1
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
-    // A command for a withdrawn job that reaches a worker anyway changes
-    // nothing.
     app.broker
         .publish_command(
             command.partition(app.settings.partitions),
@@ -334,14 +385,17 @@ async fn a_worker_locking_queued_jobs_does_not_block_new_jobs() {
         app.record_unpublished_hold(product, 1),
     )
     .await;
-    let withdrawn =
-        tokio::time::timeout(Duration::from_secs(5), jobs::withdraw(&app.pool, queued[2])).await;
+    let withdrawn = tokio::time::timeout(
+        Duration::from_secs(5),
+        jobs::withdraw_queued(&app.pool, &queued[2..]),
+    )
+    .await;
     // Release the locks before asserting, so a failure does not leave the
     // blocked statements waiting.
     worker_tx.rollback().await.expect("rollback");
     assert!(recorded.is_ok(), "a new job waited for the worker's locks");
     assert!(
-        matches!(withdrawn, Ok(Ok(jobs::Withdrawal::Withdrawn))),
+        matches!(withdrawn, Ok(Ok(1))),
         "withdrawing a job waited for the worker's locks"
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 3);
