@@ -26,6 +26,8 @@ use crate::{
 pub const API_POOL_SIZE: u32 = 32;
 pub const WORKER_POOL_SIZE: u32 = 32;
 pub const SCHEDULER_POOL_SIZE: u32 = 4;
+/// How long a stopping api waits for the confirms of its last commands.
+const SETTLE_PUBLISHES_WITHIN: Duration = Duration::from_secs(5);
 
 /// Creates and migrates the database, retrying while the server is still
 /// starting (docker-compose starts everything at once).
@@ -95,7 +97,12 @@ pub async fn run_api(
             }
         }
     });
-    api::serve(listener, state, shutdown).await
+    let publisher = state.publisher.clone();
+    let served = api::serve(listener, state, shutdown).await;
+    if !publisher.settled(SETTLE_PUBLISHES_WITHIN).await {
+        tracing::warn!("stopping with commands unconfirmed; the relay will publish their jobs");
+    }
+    served
 }
 
 pub async fn run_worker(

@@ -12,10 +12,17 @@
 //! the broker's fsync); a message the broker does not confirm is sent again
 //! here a few times, then left to the relay.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::error::ApiError;
 use crate::{
@@ -35,16 +42,37 @@ const PLACE_WITHIN: Duration = Duration::from_secs(5);
 pub struct CommandPublisher {
     broker: Broker,
     sender: mpsc::Sender<Command>,
+    unsettled: Arc<Unsettled>,
+}
+
+/// Commands handed over whose message is not yet confirmed (or given up
+/// on), so that a stopping api can let them go out first.
+#[derive(Default)]
+struct Unsettled {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl Unsettled {
+    fn settle(&self, commands: usize) {
+        if self.count.fetch_sub(commands, Ordering::AcqRel) == commands {
+            self.none_left.notify_waiters();
+        }
+    }
 }
 
 /// A place in the sending queue, taken before the job is recorded so that a
 /// recorded job never waits for one.
-pub struct Place(mpsc::OwnedPermit<Command>);
+pub struct Place {
+    permit: mpsc::OwnedPermit<Command>,
+    unsettled: Arc<Unsettled>,
+}
 
 impl Place {
     /// Hands the command of a committed job to the sending loop.
     pub fn publish(self, command: Command) {
-        self.0.send(command);
+        self.unsettled.count.fetch_add(1, Ordering::AcqRel);
+        self.permit.send(command);
     }
 }
 
@@ -52,8 +80,30 @@ impl CommandPublisher {
     /// Starts the sending loop; it ends when the last clone is dropped.
     pub fn start(broker: Broker) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(broker.clone(), receiver));
-        Self { broker, sender }
+        let unsettled = Arc::new(Unsettled::default());
+        tokio::spawn(run(broker.clone(), receiver, unsettled.clone()));
+        Self {
+            broker,
+            sender,
+            unsettled,
+        }
+    }
+
+    /// Waits, at most `within`, until every command handed over is confirmed
+    /// or given up on: a stopping api calls it after its last request, so a
+    /// restart does not leave the jobs of its last moments to the relay.
+    /// False if some were still unsettled.
+    pub async fn settled(&self, within: Duration) -> bool {
+        let drained = async {
+            loop {
+                let none_left = self.unsettled.none_left.notified();
+                if self.unsettled.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                none_left.await;
+            }
+        };
+        tokio::time::timeout(within, drained).await.is_ok()
     }
 
     /// A place for one command, once the broker is reachable and the queue
@@ -65,7 +115,10 @@ impl CommandPublisher {
             .await
             .map_err(ApiError::Unavailable)?;
         match tokio::time::timeout(PLACE_WITHIN, self.sender.clone().reserve_owned()).await {
-            Ok(Ok(permit)) => Ok(Place(permit)),
+            Ok(Ok(permit)) => Ok(Place {
+                permit,
+                unsettled: self.unsettled.clone(),
+            }),
             Ok(Err(_)) => Err(ApiError::Internal(anyhow::anyhow!(
                 "the command publisher stopped"
             ))),
@@ -76,7 +129,7 @@ impl CommandPublisher {
     }
 }
 
-async fn run(broker: Broker, mut receiver: mpsc::Receiver<Command>) {
+async fn run(broker: Broker, mut receiver: mpsc::Receiver<Command>, unsettled: Arc<Unsettled>) {
     let partitions = broker.partitions();
     while let Some(first) = receiver.recv().await {
         let mut by_partition: BTreeMap<u16, Vec<Command>> = BTreeMap::new();
@@ -93,12 +146,12 @@ async fn run(broker: Broker, mut receiver: mpsc::Receiver<Command>) {
             };
         }
         for (partition, group) in by_partition {
-            send(&broker, partition, group).await;
+            send(&broker, partition, group, unsettled.clone()).await;
         }
     }
 }
 
-async fn send(broker: &Broker, partition: u16, group: Vec<Command>) {
+async fn send(broker: &Broker, partition: u16, group: Vec<Command>, unsettled: Arc<Unsettled>) {
     let commands: Vec<&Command> = group.iter().collect();
     metrics::histogram!("flash_api_commands_per_message").record(commands.len() as f64);
     let body = encode_message(&commands);
@@ -115,6 +168,7 @@ async fn send(broker: &Broker, partition: u16, group: Vec<Command>) {
         if let Err(e) = confirmed {
             send_again(&broker, partition, &body, group.len(), e).await;
         }
+        unsettled.settle(group.len());
     });
 }
 

@@ -3,11 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use flash_sale::{broker, dead_letters, jobs};
+use flash_sale::{broker, commands::Command, dead_letters, jobs};
 use futures_util::future::join_all;
 use lapin::{
     BasicProperties,
-    options::{BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions},
+    options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions},
     types::FieldTable,
 };
 use reqwest::StatusCode;
@@ -399,5 +399,45 @@ async fn a_worker_locking_queued_jobs_does_not_block_new_jobs() {
         "withdrawing a job waited for the worker's locks"
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_api_waits_until_the_commands_it_handed_over_are_confirmed() {
+    let app = spawn_with(Roles::NONE, &[]).await;
+    let publisher = flash_sale::api::CommandPublisher::start(app.broker.clone());
+    let product = 7;
+    let mut places = Vec::new();
+    for _ in 0..300 {
+        places.push(publisher.place().await.expect("place"));
+    }
+    for place in places {
+        place.publish(Command::Hold {
+            job_id: uuid::Uuid::now_v7(),
+            product_id: product,
+            qty: 1,
+        });
+    }
+    // What `run_api` does once its last request is answered, before the
+    // process exits and takes unsent messages with it.
+    assert!(publisher.settled(Duration::from_secs(10)).await);
+
+    // Settled means in the queue already, not on the way.
+    let queue = broker::partition_queue(broker::partition_for_product(
+        product,
+        app.settings.partitions,
+    ));
+    let channel = app.broker.channel().await.expect("channel");
+    let mut commands = 0;
+    while let Some(message) = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+    {
+        commands += flash_sale::commands::decode_message(&message.delivery.data)
+            .expect("decode")
+            .len();
+    }
+    assert_eq!(commands, 300);
     app.stop().await;
 }
