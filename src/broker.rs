@@ -57,8 +57,18 @@ pub fn partition_for_uuid(id: Uuid, partitions: u16) -> u16 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    StockChanged { product_id: i64 },
-    JobsFinished { job_ids: Vec<Uuid> },
+    StockChanged {
+        product_id: i64,
+    },
+    JobsFinished {
+        job_ids: Vec<Uuid>,
+        /// The hold jobs among them that were granted: an api that claimed
+        /// their units moves them from its claims into its cached stock at
+        /// once, so they are never counted nowhere while the stock reloads.
+        /// Absent (an older worker): claims just end.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        granted_holds: Vec<Uuid>,
+    },
 }
 
 /// A live connection with its two confirm-mode channels.
@@ -455,5 +465,18 @@ mod tests {
     fn events_have_a_stable_wire_form() {
         let json = serde_json::to_string(&Event::StockChanged { product_id: 3 }).expect("encode");
         assert_eq!(json, r#"{"type":"stock_changed","product_id":3}"#);
+    }
+
+    #[test]
+    fn jobs_finished_reads_without_granted_holds() {
+        let id = Uuid::nil();
+        let old = format!(r#"{{"type":"jobs_finished","job_ids":["{id}"]}}"#);
+        assert_eq!(
+            serde_json::from_str::<Event>(&old).expect("decode"),
+            Event::JobsFinished {
+                job_ids: vec![id],
+                granted_holds: Vec::new()
+            }
+        );
     }
 }

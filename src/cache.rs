@@ -50,6 +50,10 @@ struct State {
     products: HashMap<i64, Product>,
     /// When the last full reload finished; `None` until the first one.
     loaded_at: Option<Instant>,
+    /// When each product's entry was last read (the start of the read):
+    /// the hot product is reloaded on every event, so it stays fresh while
+    /// a slow full reload under load would age the whole cache.
+    read_at: HashMap<i64, Instant>,
 }
 
 /// Products (those of `ids`, or all) and which of the `claimed` jobs are
@@ -98,10 +102,20 @@ impl ProductCache {
             .is_some_and(|at| at.elapsed() <= FRESH_FOR)
     }
 
+    /// Whether `id`'s entry is recent enough to refuse a request from.
+    pub fn is_fresh_for(&self, id: i64) -> bool {
+        self.read()
+            .read_at
+            .get(&id)
+            .is_some_and(|at| at.elapsed() <= FRESH_FOR)
+    }
+
     /// Stores a product this process just wrote (admin create/restock).
     pub fn put(&self, product: Product) {
         observe(&product);
-        self.write().products.insert(product.id, product);
+        let mut state = self.write();
+        state.read_at.insert(product.id, Instant::now());
+        state.products.insert(product.id, product);
     }
 
     /// A stock-change event: reload this product as soon as possible.
@@ -110,14 +124,31 @@ impl ProductCache {
         self.inner.wake.notify_one();
     }
 
+    /// Jobs a worker decided: their claims end, and the units of the
+    /// granted holds among them leave the cached stock in the same step, so
+    /// they are counted once (in a claim, then in the stock) until the
+    /// stock event's reload reads the stock that holds them.
+    pub fn jobs_finished(&self, job_ids: &[Uuid], granted_holds: &[Uuid]) {
+        let mut state = self.write();
+        for (job_id, product_id, qty) in self.claims.end(job_ids) {
+            if granted_holds.contains(&job_id)
+                && let Some(product) = state.products.get_mut(&product_id)
+            {
+                product.stock = (product.stock - qty).max(0);
+            }
+        }
+    }
+
     /// Reloads every product.
     pub async fn reload_all(&self, pool: &MySqlPool) -> sqlx::Result<()> {
         // Dirty marks taken before the query are covered by its result.
         self.lock_dirty().clear();
         let claimed = self.claims.jobs(None);
+        let started = Instant::now();
         let (all, still_queued) = read_snapshot(pool, None, &claimed).await?;
         all.iter().for_each(observe);
         let mut state = self.write();
+        state.read_at = all.iter().map(|p| (p.id, started)).collect();
         state.products = all.into_iter().map(|p| (p.id, p)).collect();
         state.loaded_at = Some(Instant::now());
         self.claims.settle(&claimed, &still_queued);
@@ -130,6 +161,7 @@ impl ProductCache {
             return Ok(());
         }
         let claimed = self.claims.jobs(Some(&ids));
+        let started = Instant::now();
         let fresh = read_snapshot(pool, Some(&ids), &claimed).await;
         let (fresh, still_queued) = match fresh {
             Ok(fresh) => fresh,
@@ -142,6 +174,7 @@ impl ProductCache {
         let mut state = self.write();
         for product in fresh {
             observe(&product);
+            state.read_at.insert(product.id, started);
             state.products.insert(product.id, product);
         }
         self.claims.settle(&claimed, &still_queued);
@@ -155,11 +188,14 @@ impl ProductCache {
         full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
-            let result = tokio::select! {
+            let started = Instant::now();
+            let (result, kind) = tokio::select! {
                 _ = &mut shutdown => return,
-                _ = full.tick() => self.reload_all(&pool).await,
-                _ = self.inner.wake.notified() => self.reload_dirty(&pool).await,
+                _ = full.tick() => (self.reload_all(&pool).await, "full"),
+                _ = self.inner.wake.notified() => (self.reload_dirty(&pool).await, "changed"),
             };
+            metrics::histogram!("flash_api_cache_reload_seconds", "kind" => kind)
+                .record(started.elapsed().as_secs_f64());
             if let Err(e) = result {
                 tracing::warn!(error = %e, "product cache refresh failed");
             }

@@ -8,11 +8,15 @@
 //! already spoken for, until the worker catches up and the cache sees zero;
 //! under a crowd that is most of the sale.
 //!
-//! A claim ends when the worker's "jobs finished" event names its job, when
-//! a cache reload finds its job no longer queued (the reload reads the stock
-//! and the job rows in one snapshot, so a unit is never counted both in the
-//! stock and in a claim), when its request was not accepted after all, or,
-//! should the database be unreachable for reloads, after [`CLAIM_TTL`].
+//! A claim ends when the worker's "jobs finished" event names its job (a
+//! granted hold's units then leave the cached stock in the same step: ended
+//! alone, they would be counted nowhere until the stock event's reload, and
+//! every request in that moment would be queued for the worker to refuse;
+//! under a crowd, thousands per sale), when a cache reload finds its job no
+//! longer queued (the reload reads the stock and the job rows in one
+//! snapshot, so a unit is never counted both in the stock and in a claim),
+//! when its request was not accepted after all, or, should the database be
+//! unreachable for reloads, after [`CLAIM_TTL`].
 //! Ending early only lets the worker refuse a request the api could have;
 //! counting a unit twice would refuse one that could have been granted.
 //! Claims are per replica: another replica's requests are not counted, so
@@ -35,25 +39,35 @@ pub struct Claims {
     inner: Arc<Mutex<State>>,
 }
 
+/// One request's claim.
+struct Held {
+    product_id: i64,
+    qty: i64,
+    /// Its job is recorded (the request was queued). Until then a reload
+    /// must not check it: a snapshot taken while the job's INSERT is in
+    /// flight finds no row, which would end the claim of a job that is
+    /// about to be queued.
+    queued: bool,
+}
+
 #[derive(Default)]
 struct State {
-    by_job: HashMap<Uuid, (i64, i64)>,
+    by_job: HashMap<Uuid, Held>,
     per_product: HashMap<i64, i64>,
     /// Claims in the order they were made, for expiry.
     made: VecDeque<(Instant, Uuid)>,
 }
 
 impl State {
-    fn end(&mut self, job_id: &Uuid) {
-        let Some((product_id, qty)) = self.by_job.remove(job_id) else {
-            return;
-        };
-        if let Some(claimed) = self.per_product.get_mut(&product_id) {
-            *claimed -= qty;
+    fn end(&mut self, job_id: &Uuid) -> Option<Held> {
+        let held = self.by_job.remove(job_id)?;
+        if let Some(claimed) = self.per_product.get_mut(&held.product_id) {
+            *claimed -= held.qty;
             if *claimed <= 0 {
-                self.per_product.remove(&product_id);
+                self.per_product.remove(&held.product_id);
             }
         }
+        Some(held)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -97,7 +111,14 @@ impl Claims {
         if stock - claimed < qty {
             return Err(Spoken { claimed });
         }
-        state.by_job.insert(job_id, (product_id, qty));
+        state.by_job.insert(
+            job_id,
+            Held {
+                product_id,
+                qty,
+                queued: false,
+            },
+        );
         *state.per_product.entry(product_id).or_default() += qty;
         state.made.push_back((now, job_id));
         Ok(Claim {
@@ -107,23 +128,31 @@ impl Claims {
         })
     }
 
-    /// Jobs whose outcome committed: their units are in the stock now.
-    pub fn finished(&self, job_ids: &[Uuid]) {
+    /// Ends the claims of `job_ids` (jobs decided, or requests not queued)
+    /// and returns those that were held: job, product and units.
+    pub fn end(&self, job_ids: &[Uuid]) -> Vec<(Uuid, i64, i64)> {
         let mut state = self.lock();
-        for job_id in job_ids {
-            state.end(job_id);
-        }
+        job_ids
+            .iter()
+            .filter_map(|job_id| {
+                state
+                    .end(job_id)
+                    .map(|held| (*job_id, held.product_id, held.qty))
+            })
+            .collect()
     }
 
-    /// The jobs of the claims on `products` (every product when `None`),
-    /// for a reload to check against the database.
+    /// The jobs of the queued claims on `products` (every product when
+    /// `None`), for a reload to check against the database.
     pub fn jobs(&self, products: Option<&[i64]>) -> Vec<Uuid> {
         let mut state = self.lock();
         state.expire(Instant::now());
         state
             .by_job
             .iter()
-            .filter(|(_, (product_id, _))| products.is_none_or(|p| p.contains(product_id)))
+            .filter(|(_, held)| {
+                held.queued && products.is_none_or(|p| p.contains(&held.product_id))
+            })
             .map(|(job_id, _)| *job_id)
             .collect()
     }
@@ -164,16 +193,20 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// The request was queued: the claim stands until its job is decided.
+    /// The request was queued (its job is recorded): the claim stands
+    /// until a reload sees its job decided.
     pub fn keep(mut self) {
         self.kept = true;
+        if let Some(held) = self.claims.lock().by_job.get_mut(&self.job_id) {
+            held.queued = true;
+        }
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         if !self.kept {
-            self.claims.finished(&[self.job_id]);
+            self.claims.end(&[self.job_id]);
         }
     }
 }
@@ -183,7 +216,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn claims_count_until_finished_or_dropped() {
+    fn claims_count_until_their_job_is_decided_or_dropped() {
         let claims = Claims::new();
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         claims.claim(a, 1, 2, 3).expect("2 of 3").keep();
@@ -195,8 +228,8 @@ mod tests {
             assert_eq!(claims.claimed(1), 3);
         }
         assert_eq!(claims.claimed(1), 2);
-        // The job finished: the stock (reloaded) holds its effect now.
-        claims.finished(&[a, Uuid::now_v7()]);
+        // The job finished (a job of another replica ends nothing here).
+        assert_eq!(claims.end(&[a, Uuid::now_v7()]), vec![(a, 1, 2)]);
         assert_eq!(claims.claimed(1), 0);
         assert_eq!(claims.claimed(2), 3);
     }
@@ -210,6 +243,11 @@ mod tests {
         let checked = claims.jobs(Some(&[1]));
         assert_eq!(checked.len(), 2);
         assert!(claims.jobs(Some(&[2])).is_empty());
+        // A request whose job is still being recorded is not checked: a
+        // snapshot taken now would not find its row.
+        let recording = claims.claim(Uuid::now_v7(), 1, 1, 10).expect("claim");
+        assert_eq!(claims.jobs(Some(&[1])).len(), 2);
+        drop(recording);
         // Made after the reload read its snapshot: not checked, kept.
         claims.claim(later, 1, 4, 10).expect("claim").keep();
         claims.settle(&checked, &HashSet::from([queued]));

@@ -68,8 +68,11 @@ async fn subscribe(
         };
         match serde_json::from_slice::<Event>(&delivery.data) {
             Ok(Event::StockChanged { product_id }) => cache.mark_dirty(product_id),
-            Ok(Event::JobsFinished { job_ids }) => {
-                cache.claims().finished(&job_ids);
+            Ok(Event::JobsFinished {
+                job_ids,
+                granted_holds,
+            }) => {
+                cache.jobs_finished(&job_ids, &granted_holds);
                 for job_id in job_ids {
                     waiters.finished(job_id);
                 }

@@ -58,7 +58,11 @@ pub async fn create(
         None => false,
     };
     let id = Uuid::now_v7();
-    let claim = if repeat || !state.cache.is_fresh() {
+    let fresh = state.cache.is_fresh_for(product_id);
+    if !fresh {
+        metrics::counter!("flash_api_holds_unchecked_total").increment(1);
+    }
+    let claim = if repeat || !fresh {
         None
     } else {
         let claim = state

@@ -278,13 +278,19 @@ impl Worker {
 
     async fn announce_decided(&self, decided: Decided) {
         decided.record_metrics();
-        // Jobs first: an api ends its claims on them before it reloads the
-        // stock they changed, so for a moment it counts their units nowhere
-        // (and queues a request the worker will refuse) rather than twice
-        // (and refuses one at once that could have been granted).
+        // Jobs first, with the holds granted: an api ends its claims on
+        // them and takes the granted units off its cached stock in one step,
+        // ahead of the reload the stock event brings.
         if !decided.jobs.is_empty() {
+            let granted_holds = decided
+                .outcomes
+                .iter()
+                .filter(|(_, kind, succeeded)| *kind == JobKind::Hold && *succeeded)
+                .map(|(id, _, _)| *id)
+                .collect();
             self.announce(Event::JobsFinished {
                 job_ids: decided.jobs,
+                granted_holds,
             })
             .await;
         }

@@ -1,10 +1,11 @@
 //! Holds through the whole pipeline: api → RabbitMQ → worker → MySQL.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use flash_sale::{
     broker::{self, Broker},
     commands::{Command, encode_message},
+    jobs,
     worker::{HoldRequest, apply_holds},
 };
 use futures_util::future::join_all;
@@ -397,6 +398,118 @@ async fn a_refused_job_records_its_problem() {
         "not_found",
     )
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
+    let app = spawn_with(Roles::NONE, &[]).await;
+    let product = flash_sale::products::create(
+        &app.pool,
+        &flash_sale::domain::NewProduct {
+            name: "Counted once".into(),
+            price: 100,
+            stock: 2,
+        },
+    )
+    .await
+    .expect("product")
+    .id;
+    let cache = flash_sale::cache::ProductCache::new();
+    cache.reload_all(&app.pool).await.expect("reload");
+    let stock = |cache: &flash_sale::cache::ProductCache| cache.get(product).expect("cached").stock;
+    let job = app
+        .record_unpublished_hold(product, 2)
+        .await
+        .job_id()
+        .expect("job");
+    cache
+        .claims()
+        .claim(job, product, 2, stock(&cache))
+        .expect("2 of 2")
+        .keep();
+
+    // A worker grants it and announces the job; the stock event has not
+    // been heard yet.
+    let request = HoldRequest {
+        job_id: job,
+        product_id: product,
+        qty: 2,
+    };
+    apply_holds(&app.pool, product, &[request], app.settings.hold_ttl)
+        .await
+        .expect("grant");
+    cache.jobs_finished(&[job], &[job]);
+    // Its units moved from the claim to the cached stock: still counted,
+    // nothing is left to queue.
+    assert_eq!((stock(&cache), cache.claims().claimed(product)), (0, 0));
+    assert!(
+        cache
+            .claims()
+            .claim(Uuid::now_v7(), product, 1, stock(&cache))
+            .is_err()
+    );
+
+    // The reload agrees.
+    cache.reload_all(&app.pool).await.expect("reload");
+    assert_eq!((stock(&cache), cache.claims().claimed(product)), (0, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_checks_a_crowd_of_claims_in_one_read_and_exactly() {
+    let app = spawn_with(Roles::NONE, &[]).await;
+    // 1,500 claims (a range read), among other jobs of the same moments.
+    let rows: Vec<jobs::NewRow> = (0..3000)
+        .map(|i| {
+            let id = Uuid::now_v7();
+            jobs::NewRow {
+                id,
+                kind: jobs::JobKind::Hold,
+                command: Command::Hold {
+                    job_id: id,
+                    product_id: 1 + i % 2,
+                    qty: 1,
+                },
+                created_at: flash_sale::time::now(),
+            }
+        })
+        .collect();
+    jobs::insert_many(&app.pool, &rows).await.expect("jobs");
+    let claimed: Vec<Uuid> = rows.iter().step_by(2).map(|r| r.id).collect();
+    // Every third claim's job is decided; one claim's job was withdrawn.
+    let mut decided: Vec<jobs::Outcome> = Vec::new();
+    for id in claimed.iter().step_by(3) {
+        decided.push(jobs::Outcome {
+            job_id: *id,
+            kind: jobs::JobKind::Hold,
+            result: Ok(json!({})),
+        });
+    }
+    let mut tx = app.pool.begin().await.expect("tx");
+    jobs::complete_all(&mut tx, &decided, flash_sale::time::now())
+        .await
+        .expect("decide");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        jobs::withdraw_queued(&app.pool, &claimed[1..2])
+            .await
+            .expect("withdraw"),
+        1
+    );
+
+    let mut tx = app.pool.begin().await.expect("tx");
+    let queued = jobs::still_queued(&mut tx, &claimed).await.expect("read");
+    tx.commit().await.expect("commit");
+    let expected: HashSet<Uuid> = claimed
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0 && *i != 1)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(claimed.len(), 1500);
+    assert_eq!(queued.len(), 999);
+    assert_eq!(queued, expected);
     app.stop().await;
 }
 
