@@ -334,6 +334,32 @@ impl TestApp {
         command
     }
 
+    /// GET /api/v1/jobs/{id}, which must be 200.
+    pub async fn job(&self, id: &str) -> Value {
+        let response = self.get(&format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.json().await.expect("job json")
+    }
+
+    /// Messages ready in `queue` (unacked deliveries are not counted).
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let channel = self.broker.channel().await.expect("channel");
+        let depth = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..lapin::options::QueueDeclareOptions::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count();
+        let _ = channel.close(200, "done".into()).await;
+        depth
+    }
+
     /// Waits until no job is queued (every accepted command decided).
     pub async fn wait_until_idle(&self) {
         let started = std::time::Instant::now();

@@ -9,7 +9,6 @@ use flash_sale::{
     worker::{HoldRequest, apply_holds},
 };
 use futures_util::future::join_all;
-use lapin::{options::QueueDeclareOptions, types::FieldTable};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -54,12 +53,6 @@ async fn decided_jobs(app: &TestApp) -> (i64, i64) {
         app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
             .await,
     )
-}
-
-async fn job(app: &TestApp, id: &str) -> Value {
-    let response = app.get(&format!("/api/v1/jobs/{id}")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("job json")
 }
 
 #[tokio::test]
@@ -159,7 +152,7 @@ async fn the_same_command_published_three_times_holds_once() {
     }
     app.add_worker().await;
     app.wait_until_idle().await;
-    let first = job(&app, &job_id).await;
+    let first = app.job(&job_id).await;
     assert_eq!(first["status"], "succeeded");
 
     // And once more after it is decided.
@@ -171,7 +164,7 @@ async fn the_same_command_published_three_times_holds_once() {
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM stock_ledger").await, 2);
     assert_eq!(app.stock_books(product).await, (7, 7, 3));
-    let again = job(&app, &job_id).await;
+    let again = app.job(&job_id).await;
     assert_eq!(again["completed_at"], first["completed_at"]);
     assert_eq!(again["result"], first["result"]);
     assert_partition_drained(&app, partition).await;
@@ -213,20 +206,9 @@ async fn a_redelivery_after_commit_but_before_ack_changes_nothing() {
 
 /// Waits until a partition queue is empty (every delivery acked).
 async fn assert_partition_drained(app: &TestApp, partition: u16) {
-    let channel = app.broker.channel().await.expect("channel");
+    let queue = broker::partition_queue(partition);
     for _ in 0..200 {
-        let queue = channel
-            .queue_declare(
-                broker::partition_queue(partition).into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive declare");
-        if queue.message_count() == 0 {
+        if app.queue_depth(&queue).await == 0 {
             // Unacked deliveries are not counted; give acks a moment too.
             tokio::time::sleep(Duration::from_millis(100)).await;
             return;
@@ -237,19 +219,7 @@ async fn assert_partition_drained(app: &TestApp, partition: u16) {
 }
 
 async fn dead_letter_count(app: &TestApp) -> u32 {
-    let channel = app.broker.channel().await.expect("channel");
-    channel
-        .queue_declare(
-            broker::DEAD_LETTER_QUEUE.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare")
-        .message_count()
+    app.queue_depth(broker::DEAD_LETTER_QUEUE).await
 }
 
 #[tokio::test]
@@ -324,7 +294,7 @@ async fn prefer_wait_answers_like_a_synchronous_api() {
     // The same hold through GET, and its job.
     let read: Value = app.get(&location).await.json().await.expect("hold");
     assert_eq!(read, hold);
-    let job = job(&app, id).await;
+    let job = app.job(id).await;
     assert_eq!(job["kind"], "hold");
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["result"], hold);
@@ -371,7 +341,7 @@ async fn a_refused_job_records_its_problem() {
         ids.push(body["job_id"].as_str().expect("id").to_owned());
     }
     // Queued: the job is visible, the hold is not yet.
-    let queued = job(&app, &ids[0]).await;
+    let queued = app.job(&ids[0]).await;
     assert_eq!(queued["status"], "queued");
     assert_eq!(queued["completed_at"], Value::Null);
     assert_problem(
@@ -384,8 +354,8 @@ async fn a_refused_job_records_its_problem() {
     let mut app = app;
     app.add_worker().await;
     app.wait_until_idle().await;
-    let first = job(&app, &ids[0]).await;
-    let second = job(&app, &ids[1]).await;
+    let first = app.job(&ids[0]).await;
+    let second = app.job(&ids[1]).await;
     assert_eq!(first["status"], "succeeded");
     assert_eq!(second["status"], "failed");
     assert_eq!(second["result"], Value::Null);

@@ -7,8 +7,7 @@ use flash_sale::{broker, commands::Command, dead_letters, jobs};
 use futures_util::future::join_all;
 use lapin::{
     BasicProperties,
-    options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions},
-    types::FieldTable,
+    options::{BasicGetOptions, BasicPublishOptions, QueuePurgeOptions},
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -187,27 +186,16 @@ async fn a_hold_answered_202_is_decided_even_if_its_message_is_lost() {
         product,
         app.settings.partitions,
     ));
-    let channel = app.broker.channel().await.expect("channel");
     let mut arrived = 0;
     for _ in 0..200 {
-        arrived = channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive declare")
-            .message_count();
+        arrived = app.queue_depth(&queue).await;
         if arrived > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(arrived, 1);
+    let channel = app.broker.channel().await.expect("channel");
     let purged = channel
         .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
         .await
@@ -218,12 +206,7 @@ async fn a_hold_answered_202_is_decided_even_if_its_message_is_lost() {
     app.add_worker().await;
     app.start_scheduler().await;
     app.wait_until_idle().await;
-    let job: serde_json::Value = app
-        .get(&format!("/api/v1/jobs/{job_id}"))
-        .await
-        .json()
-        .await
-        .expect("job");
+    let job = app.job(&job_id).await;
     assert_eq!(job["status"], "succeeded");
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
     assert_eq!(app.stock_books(product).await, (3, 3, 2));

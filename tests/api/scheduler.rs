@@ -9,7 +9,6 @@ use std::{
 use chrono::{DateTime, Utc};
 use flash_sale::{audit, products, scheduler::apply_retention, time};
 use reqwest::StatusCode;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{self, Roles, TestApp, spawn_with};
@@ -215,12 +214,7 @@ async fn a_job_whose_publish_was_lost_is_relayed_and_completes_once() {
     let job_id = command.job_id().expect("hold job");
 
     app.wait_until_idle().await;
-    let job: Value = app
-        .get(&format!("/api/v1/jobs/{job_id}"))
-        .await
-        .json()
-        .await
-        .expect("job");
+    let job = app.job(&job_id.to_string()).await;
     assert_eq!(job["status"], "succeeded");
     // Relayed again later or not, it applied once.
     tokio::time::sleep(Duration::from_millis(2500)).await;
