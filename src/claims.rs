@@ -194,7 +194,8 @@ pub struct Claim {
 
 impl Claim {
     /// The request was queued (its job is recorded): the claim stands
-    /// until a reload sees its job decided.
+    /// until its job is decided (the worker's event, or a reload that sees
+    /// it), and from now on a reload may check it.
     pub fn keep(mut self) {
         self.kept = true;
         if let Some(held) = self.claims.lock().by_job.get_mut(&self.job_id) {

@@ -126,9 +126,9 @@ pub async fn accept(
 const WITHDRAW_FOR: Duration = Duration::from_secs(120);
 
 /// Withdraws jobs the client was told were not accepted (an insert whose
-/// answer was lost), retrying while the database is unreachable. The relay may publish one first if the outage
-/// outlasts `RELAY_AFTER_SECS`; that job then applies despite its 503, which
-/// is logged.
+/// answer was lost), retrying while the database is unreachable. The relay
+/// may publish one first if the outage outlasts `RELAY_AFTER_SECS`; that job
+/// then applies despite its 503, which is logged.
 pub fn withdraw_later(pool: sqlx::MySqlPool, ids: Vec<Uuid>) {
     tokio::spawn(async move {
         let withdrawn = (|| jobs::withdraw_queued(&pool, &ids))

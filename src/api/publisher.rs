@@ -152,9 +152,9 @@ async fn run(broker: Broker, mut receiver: mpsc::Receiver<Command>, unsettled: A
 }
 
 async fn send(broker: &Broker, partition: u16, group: Vec<Command>, unsettled: Arc<Unsettled>) {
-    let commands: Vec<&Command> = group.iter().collect();
-    metrics::histogram!("flash_api_commands_per_message").record(commands.len() as f64);
-    let body = encode_message(&commands);
+    let count = group.len();
+    metrics::histogram!("flash_api_commands_per_message").record(count as f64);
+    let body = encode_message(&group.iter().collect::<Vec<_>>());
     let sent = std::time::Instant::now();
     let confirm = broker.send_command(partition, &body).await;
     let broker = broker.clone();
@@ -166,9 +166,9 @@ async fn send(broker: &Broker, partition: u16, group: Vec<Command>, unsettled: A
         metrics::histogram!("flash_api_publish_confirm_seconds")
             .record(sent.elapsed().as_secs_f64());
         if let Err(e) = confirmed {
-            send_again(&broker, partition, &body, group.len(), e).await;
+            send_again(&broker, partition, &body, count, e).await;
         }
-        unsettled.settle(group.len());
+        unsettled.settle(count);
     });
 }
 
