@@ -188,11 +188,16 @@ impl ProductCache {
         full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
-            let started = Instant::now();
-            let (result, kind) = tokio::select! {
+            let kind = tokio::select! {
                 _ = &mut shutdown => return,
-                _ = full.tick() => (self.reload_all(&pool).await, "full"),
-                _ = self.inner.wake.notified() => (self.reload_dirty(&pool).await, "changed"),
+                _ = full.tick() => "full",
+                _ = self.inner.wake.notified() => "changed",
+            };
+            let started = Instant::now();
+            let result = if kind == "full" {
+                self.reload_all(&pool).await
+            } else {
+                self.reload_dirty(&pool).await
             };
             metrics::histogram!("flash_api_cache_reload_seconds", "kind" => kind)
                 .record(started.elapsed().as_secs_f64());

@@ -3,7 +3,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use serde_json::json;
-use sqlx::MySqlPool;
+use sqlx::{MySqlPool, Row};
 use uuid::Uuid;
 
 use super::Decided;
@@ -11,7 +11,7 @@ use crate::{
     domain::LedgerReason,
     jobs::{self, JobKind, Outcome},
     problem::{Code, Problem},
-    sql_text::Sql,
+    sql_text::{Sql, TextTransaction},
     time,
 };
 
@@ -24,7 +24,8 @@ pub struct HoldRequest {
 
 /// Locks the product once, then grants or refuses each queued request in
 /// arrival order, writing holds, ledger rows and job outcomes with one
-/// statement each. Requests whose job is already decided (redelivery,
+/// statement each: two round trips in all, the locks with BEGIN and the
+/// writes with COMMIT. Requests whose job is already decided (redelivery,
 /// duplicate publish) or unknown are skipped.
 #[tracing::instrument(skip(pool, requests, ttl), fields(jobs = requests.len()))]
 pub async fn apply_holds(
@@ -33,17 +34,24 @@ pub async fn apply_holds(
     requests: &[HoldRequest],
     ttl: Duration,
 ) -> sqlx::Result<Decided> {
-    let mut tx = pool.begin().await?;
-    let product: Option<(i64, i64)> =
-        sqlx::query_as("SELECT price, stock FROM products WHERE id = ? FOR UPDATE")
-            .bind(product_id)
-            .fetch_optional(&mut *tx)
-            .await?;
     let ids = super::unique_jobs(requests.iter().map(|r| &r.job_id));
-    let queued: HashSet<Uuid> = jobs::lock_queued(&mut tx, &ids)
-        .await?
-        .into_iter()
-        .collect();
+    let mut locks = Sql::new();
+    locks
+        .push("SELECT price, stock FROM products WHERE id = ")
+        .int(product_id)
+        .push(" FOR UPDATE;\n");
+    if !ids.is_empty() {
+        locks.append(jobs::lock_queued_sql(&ids));
+    }
+    let (tx, rows) = TextTransaction::begin_with(pool, locks).await?;
+    let product: Option<(i64, i64)> = match rows.first().and_then(|rows| rows.first()) {
+        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+        None => None,
+    };
+    let queued: HashSet<Uuid> = match rows.get(1) {
+        Some(rows) => jobs::ids_of(rows)?.into_iter().collect(),
+        None => HashSet::new(),
+    };
 
     let now = time::now();
     let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
@@ -136,8 +144,7 @@ pub async fn apply_holds(
             .push(";\n");
     }
     writes.append(jobs::outcomes_sql(&outcomes, now));
-    writes.execute(&mut *tx).await?;
-    tx.commit().await?;
+    tx.commit_with(writes).await?;
 
     Ok(Decided {
         jobs: outcomes.iter().map(|o| o.job_id).collect(),

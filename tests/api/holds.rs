@@ -779,3 +779,69 @@ async fn a_message_of_several_commands_decides_each_once_and_is_acked() {
     assert_eq!(dead_letter_count(&app).await, 0);
     app.stop().await;
 }
+
+/// One transaction decides a crowd of holds of different sizes: every job
+/// gets its own hold as its result (the worker writes the results of
+/// same-shaped holds with one statement built around each row's id), and
+/// each refusal its own problem.
+#[tokio::test]
+async fn a_crowd_decided_together_gets_each_its_own_result() {
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Crowd", 700, 20).await;
+    let mut requests = Vec::new();
+    let mut tx = app.pool.begin().await.expect("tx");
+    for qty in [1, 2, 3].repeat(4) {
+        let job_id = Uuid::now_v7();
+        let command = Command::Hold {
+            job_id,
+            product_id: product,
+            qty,
+        };
+        jobs::insert(
+            &mut tx,
+            job_id,
+            jobs::JobKind::Hold,
+            &command,
+            flash_sale::time::now(),
+        )
+        .await
+        .expect("job");
+        requests.push(HoldRequest {
+            job_id,
+            product_id: product,
+            qty,
+        });
+    }
+    tx.commit().await.expect("commit");
+    apply_holds(&app.pool, product, &requests, app.settings.hold_ttl)
+        .await
+        .expect("decide");
+
+    // 1+2+3+1+2+3+1+2+3+1 = 19 of 20 units granted; then 2 and 3 do not fit.
+    for (i, request) in requests.iter().enumerate() {
+        let id = request.job_id.to_string();
+        let job = app.job(&id).await;
+        if i < 10 {
+            assert_eq!(job["status"], "succeeded", "job {i}");
+            let hold: Value = app
+                .get(&format!("/api/v1/holds/{id}"))
+                .await
+                .json()
+                .await
+                .expect("hold");
+            assert_eq!(job["result"], hold, "job {i}");
+            assert_eq!(hold["id"], id.as_str());
+            assert_eq!(hold["qty"], request.qty);
+            assert_eq!(hold["amount"], 700 * request.qty);
+        } else {
+            assert_eq!(job["status"], "failed", "job {i}");
+            assert_eq!(job["error"]["code"], "insufficient_stock");
+            assert_eq!(
+                job["error"]["detail"],
+                format!("product {product} has 1 left, {} requested", request.qty)
+            );
+        }
+    }
+    assert_eq!(app.stock_books(product).await, (1, 1, 19));
+    app.stop().await;
+}

@@ -424,3 +424,103 @@ async fn a_stopping_api_waits_until_the_commands_it_handed_over_are_confirmed() 
     assert_eq!(commands, 300);
     app.stop().await;
 }
+
+/// The worker's hold batches begin and commit as text, with their first and
+/// last statements. A batch abandoned before its COMMIT (an error, a
+/// cancelled future) must not hand its connection back to the pool inside
+/// the transaction: its writes roll back, its locks go, and the next user of
+/// the pool starts clean.
+#[tokio::test]
+async fn an_abandoned_text_transaction_leaves_nothing_behind() {
+    use flash_sale::sql_text::{Sql, TextTransaction};
+    use sqlx::mysql::MySqlPoolOptions;
+
+    let app = spawn_with(Roles::API_ONLY, &[]).await;
+    let product = app.create_product("Abandoned", 100, 10).await;
+    // One connection: whatever the abandoned transaction left on it, the
+    // next acquire would get.
+    let pool = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.settings.database_url)
+        .await
+        .expect("pool");
+    let stock = |pool: sqlx::MySqlPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT stock FROM products WHERE id = ?")
+            .bind(product)
+            .fetch_one(&pool)
+            .await
+            .expect("stock")
+    };
+
+    // Dropped after a write, before its COMMIT.
+    let mut lock = Sql::new();
+    lock.push("SELECT stock FROM products WHERE id = ")
+        .int(product)
+        .push(" FOR UPDATE;\n")
+        .push("UPDATE products SET stock = 3 WHERE id = ")
+        .int(product)
+        .push(";\n");
+    let (tx, rows) = TextTransaction::begin_with(&pool, lock)
+        .await
+        .expect("begin");
+    assert_eq!(rows.len(), 2, "one list of rows per statement");
+    assert_eq!(rows[0].len(), 1);
+    drop(tx);
+    let in_transaction: i64 = sqlx::query_scalar("SELECT CAST(@@in_transaction AS SIGNED)")
+        .fetch_one(&pool)
+        .await
+        .expect("next user");
+    let stock_seen = stock(pool.clone()).await;
+    // Its row lock went with it (as soon as the server saw the connection
+    // close): another session gets the row within a second.
+    let mut other = app.pool.begin().await.expect("other");
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1")
+        .execute(&mut *other)
+        .await
+        .expect("timeout");
+    let locked = sqlx::query("SELECT stock FROM products WHERE id = ? FOR UPDATE")
+        .bind(product)
+        .execute(&mut *other)
+        .await;
+    other.rollback().await.expect("rollback");
+    if in_transaction != 0 {
+        // Else the open transaction would keep the test's database from
+        // being dropped.
+        pool.close().await;
+    }
+    assert_eq!(in_transaction, 0);
+    assert_eq!(stock_seen, 10);
+    assert!(locked.is_ok(), "the lock is free: {locked:?}");
+
+    // A statement that fails stops the COMMIT sent with it.
+    let mut lock = Sql::new();
+    lock.push("SELECT stock FROM products WHERE id = ")
+        .int(product)
+        .push(" FOR UPDATE;\n");
+    let (tx, _) = TextTransaction::begin_with(&pool, lock)
+        .await
+        .expect("begin");
+    let mut last = Sql::new();
+    last.push("UPDATE products SET stock = 4 WHERE id = ")
+        .int(product)
+        .push(";\n")
+        .push("UPDATE products SET stock = -1 WHERE id = ")
+        .int(product)
+        .push(";\n");
+    tx.commit_with(last)
+        .await
+        .expect_err("the CHECK refuses negative stock");
+    assert_eq!(stock(pool.clone()).await, 10);
+
+    // And one that commits keeps its writes.
+    let (tx, _) = TextTransaction::begin_with(&pool, Sql::new())
+        .await
+        .expect("begin");
+    let mut last = Sql::new();
+    last.push("UPDATE products SET stock = 7 WHERE id = ")
+        .int(product)
+        .push(";\n");
+    tx.commit_with(last).await.expect("commit");
+    assert_eq!(stock(pool.clone()).await, 7);
+    app.stop().await;
+}
