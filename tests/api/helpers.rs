@@ -546,14 +546,28 @@ pub async fn grant_directly(
     count: usize,
     qty: i64,
 ) -> Vec<Uuid> {
+    let requests = record_queued_holds(pool, product_id, &vec![qty; count]).await;
+    flash_sale::worker::apply_holds(pool, product_id, &requests, hold_ttl)
+        .await
+        .expect("grant");
+    requests.iter().map(|r| r.job_id).collect()
+}
+
+/// Records one queued hold job per entry of `qtys`, as the api would, and
+/// returns them as the worker would take them.
+pub async fn record_queued_holds(
+    pool: &MySqlPool,
+    product_id: i64,
+    qtys: &[i64],
+) -> Vec<flash_sale::worker::HoldRequest> {
     use flash_sale::{
         commands,
         jobs::{self, JobKind},
-        worker::{HoldRequest, apply_holds},
+        worker::HoldRequest,
     };
     let mut requests = Vec::new();
     let mut tx = pool.begin().await.expect("tx");
-    for _ in 0..count {
+    for &qty in qtys {
         let job_id = Uuid::now_v7();
         let command = commands::Command::Hold {
             job_id,
@@ -576,8 +590,5 @@ pub async fn grant_directly(
         });
     }
     tx.commit().await.expect("commit");
-    apply_holds(pool, product_id, &requests, hold_ttl)
-        .await
-        .expect("grant");
-    requests.iter().map(|r| r.job_id).collect()
+    requests
 }

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Roles, TestApp, assert_problem, spawn_app, spawn_with};
+use crate::helpers::{Roles, TestApp, assert_problem, record_queued_holds, spawn_app, spawn_with};
 
 const NO_WORKERS: Roles = Roles::API_ONLY;
 
@@ -788,31 +788,7 @@ async fn a_message_of_several_commands_decides_each_once_and_is_acked() {
 async fn a_crowd_decided_together_gets_each_its_own_result() {
     let app = spawn_with(NO_WORKERS, &[]).await;
     let product = app.create_product("Crowd", 700, 20).await;
-    let mut requests = Vec::new();
-    let mut tx = app.pool.begin().await.expect("tx");
-    for qty in [1, 2, 3].repeat(4) {
-        let job_id = Uuid::now_v7();
-        let command = Command::Hold {
-            job_id,
-            product_id: product,
-            qty,
-        };
-        jobs::insert(
-            &mut tx,
-            job_id,
-            jobs::JobKind::Hold,
-            &command,
-            flash_sale::time::now(),
-        )
-        .await
-        .expect("job");
-        requests.push(HoldRequest {
-            job_id,
-            product_id: product,
-            qty,
-        });
-    }
-    tx.commit().await.expect("commit");
+    let requests = record_queued_holds(&app.pool, product, &[1, 2, 3].repeat(4)).await;
     apply_holds(&app.pool, product, &requests, app.settings.hold_ttl)
         .await
         .expect("decide");
