@@ -412,6 +412,23 @@ impl TestApp {
         (stock, ledger, held)
     }
 
+    /// Decides one recorded hold job as a worker would, without one.
+    pub async fn decide_hold(
+        &self,
+        job_id: Uuid,
+        product_id: i64,
+        qty: i64,
+    ) -> flash_sale::worker::Decided {
+        let request = flash_sale::worker::HoldRequest {
+            job_id,
+            product_id,
+            qty,
+        };
+        flash_sale::worker::apply_holds(&self.pool, product_id, &[request], self.settings.hold_ttl)
+            .await
+            .expect("hold decided")
+    }
+
     /// A granted hold's id (waits for the worker).
     pub async fn granted_hold(&self, product_id: i64, qty: i64) -> String {
         let response = self

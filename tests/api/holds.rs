@@ -6,7 +6,7 @@ use flash_sale::{
     broker::{self, Broker},
     commands::{Command, encode_message},
     jobs,
-    worker::{HoldRequest, apply_holds},
+    worker::apply_holds,
 };
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -184,14 +184,7 @@ async fn a_redelivery_after_commit_but_before_ack_changes_nothing() {
 
     // A worker that committed and died before acking: the effect is in the
     // database and the message is still in its queue.
-    let request = HoldRequest {
-        job_id,
-        product_id: product,
-        qty: 2,
-    };
-    let decided = apply_holds(&app.pool, product, &[request], app.settings.hold_ttl)
-        .await
-        .expect("commit");
+    let decided = app.decide_hold(job_id, product, 2).await;
     assert_eq!(decided.jobs, vec![job_id]);
     assert_eq!(app.stock_books(product).await, (3, 3, 2));
 
@@ -401,14 +394,7 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
 
     // A worker grants it and announces the job; the stock event has not
     // been heard yet.
-    let request = HoldRequest {
-        job_id: job,
-        product_id: product,
-        qty: 2,
-    };
-    apply_holds(&app.pool, product, &[request], app.settings.hold_ttl)
-        .await
-        .expect("grant");
+    app.decide_hold(job, product, 2).await;
     cache.jobs_finished(&[job], &[job]);
     // Its units moved from the claim to the cached stock: still counted,
     // nothing is left to queue.

@@ -6,7 +6,7 @@ use flash_sale::{
     commands::Command,
     jobs::{self, JobKind},
     payments,
-    worker::{HoldRequest, apply_holds, apply_order, apply_payment},
+    worker::{apply_order, apply_payment},
 };
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -392,14 +392,7 @@ async fn a_webhook_before_the_order_job_is_applied_when_the_order_is_made() {
     // The hold is decided and the payment processed while the order's own
     // job is still queued.
     let hold = Uuid::parse_str(&hold_id).expect("uuid");
-    let request = HoldRequest {
-        job_id: hold,
-        product_id: product,
-        qty: 2,
-    };
-    apply_holds(&app.pool, product, &[request], app.settings.hold_ttl)
-        .await
-        .expect("hold");
+    app.decide_hold(hold, product, 2).await;
     let order_uuid = Uuid::parse_str(&order_id).expect("uuid");
     apply_payment(&app.pool, payment_job, order_uuid)
         .await
