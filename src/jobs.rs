@@ -361,6 +361,14 @@ pub fn lock_queued_sql(ids: &[Uuid]) -> Sql {
     sql
 }
 
+/// The plain read of [`still_queued`] for a few ids, for a caller that
+/// sends it with others; `ids` must not be empty. [`ids_of`] reads its rows.
+pub fn queued_sql(ids: &[Uuid]) -> Sql {
+    let mut sql = queued_among_sql(ids, "");
+    sql.push(";\n");
+    sql
+}
+
 fn queued_among_sql(ids: &[Uuid], lock: &'static str) -> Sql {
     let mut sql = Sql::new();
     sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")

@@ -45,7 +45,7 @@ use crate::{
 };
 
 pub use holds::{HoldRequest, apply_holds};
-pub use orders::{OrderApplied, apply_order};
+pub use orders::{OrderApplied, OrderRequest, OrdersApplied, apply_order, apply_orders};
 pub use payments::apply_payment;
 pub use sweeps::{SWEEP_BATCH, expire_holds};
 
@@ -162,6 +162,7 @@ impl Worker {
     /// Decides a batch and settles every message in it.
     async fn process(self: &Arc<Self>, batch: Vec<Taken>, shutdown: &CancellationToken) {
         let mut holds: Vec<(Arc<Message>, HoldRequest)> = Vec::new();
+        let mut orders: Vec<(Arc<Message>, OrderRequest)> = Vec::new();
         let mut others: Vec<(Arc<Message>, Command)> = Vec::new();
         for (message, command) in batch {
             match command {
@@ -176,6 +177,9 @@ impl Worker {
                         qty,
                     };
                     holds.push((message, request));
+                }
+                Command::Order { job_id, hold_id } => {
+                    orders.push((message, OrderRequest { job_id, hold_id }));
                 }
                 command => others.push((message, command)),
             }
@@ -211,15 +215,66 @@ impl Worker {
             }
         }
 
-        // Orders, payments and sweeps: one transaction each, a few at a
-        // time. They touch different rows (or, for the same order, wait on
-        // its job row's lock), so running them side by side is as correct
-        // as running them in turn.
+        // Orders next, so that payments in the same batch find them made.
+        for chunk in orders.chunks(MAX_TRANSACTION) {
+            match self.apply_orders(chunk, shutdown).await {
+                Some(alone) => others.extend(alone),
+                None => return,
+            }
+        }
+
+        // Payments, sweeps and orders that payments came before: one
+        // transaction each, a few at a time. They touch different rows (or,
+        // for the same order, wait on its job row's lock), so running them
+        // side by side is as correct as running them in turn.
         futures_util::stream::iter(others)
             .for_each_concurrent(SIDE_BY_SIDE, |(message, command)| async move {
                 self.apply_one(message, command, shutdown).await;
             })
             .await;
+    }
+
+    /// Decides orders in one transaction and settles their deliveries,
+    /// except those it leaves for later: an order whose hold is still queued
+    /// waits on the side; an order that payments came before is returned,
+    /// to be applied alone. None when shutting down.
+    async fn apply_orders(
+        self: &Arc<Self>,
+        chunk: &[(Arc<Message>, OrderRequest)],
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<(Arc<Message>, Command)>> {
+        let requests: Vec<OrderRequest> = chunk.iter().map(|(_, r)| r.clone()).collect();
+        let started = Instant::now();
+        let applied = self
+            .with_retries(shutdown, || apply_orders(&self.pool, &requests))
+            .await;
+        metrics::histogram!("flash_worker_order_batch_size").record(requests.len() as f64);
+        metrics::histogram!("flash_worker_order_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let applied = match applied {
+            Applied::Done(applied) => applied,
+            Applied::Failed => {
+                let messages: Vec<&Arc<Message>> = chunk.iter().map(|(m, _)| m).collect();
+                return self.settle(&messages, Applied::Failed).await.then(Vec::new);
+            }
+            Applied::ShuttingDown => return None,
+        };
+        let mut decided = Vec::new();
+        let mut alone = Vec::new();
+        for (message, request) in chunk {
+            let OrderRequest { job_id, hold_id } = *request;
+            if applied.hold_pending.contains(&job_id) {
+                self.clone()
+                    .defer_order(message.clone(), job_id, hold_id, shutdown.clone());
+            } else if applied.alone.contains(&job_id) {
+                alone.push((message.clone(), Command::Order { job_id, hold_id }));
+            } else {
+                decided.push(message);
+            }
+        }
+        self.settle(&decided, Applied::Done(applied.decided))
+            .await
+            .then_some(alone)
     }
 
     /// Applies one order, payment or sweep and settles its delivery.

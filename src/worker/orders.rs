@@ -1,7 +1,9 @@
 //! Order commands: a hold becomes an order, once.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Value, json};
-use sqlx::{MySql, MySqlPool, Transaction};
+use sqlx::{FromRow, MySql, MySqlPool, Transaction};
 use uuid::Uuid;
 
 use super::{
@@ -14,6 +16,7 @@ use crate::{
     orders::OrderStatus,
     payments as events,
     problem::{Code, Problem},
+    sql_text::{Sql, TextTransaction},
     time,
 };
 
@@ -25,6 +28,7 @@ pub enum OrderApplied {
 
 #[derive(sqlx::FromRow)]
 struct HoldRow {
+    id: Uuid,
     product_id: i64,
     qty: i64,
     amount: i64,
@@ -55,7 +59,7 @@ pub async fn apply_order(
         return Ok(OrderApplied::Decided(Decided::default()));
     }
     let hold: Option<HoldRow> = sqlx::query_as(
-        "SELECT product_id, qty, amount, status, expires_at FROM holds WHERE id = ? FOR UPDATE",
+        "SELECT id, product_id, qty, amount, status, expires_at FROM holds WHERE id = ? FOR UPDATE",
     )
     .bind(hold_id)
     .fetch_optional(&mut *tx)
@@ -73,7 +77,7 @@ pub async fn apply_order(
         _ => false,
     };
     let now = time::now();
-    let decision: Result<HoldRow, Problem> = match hold {
+    let decision = match hold {
         None => {
             let hold_job: Option<JobStatus> =
                 sqlx::query_scalar("SELECT status FROM jobs WHERE id = ? AND kind = 'hold'")
@@ -84,20 +88,9 @@ pub async fn apply_order(
                 tx.rollback().await?;
                 return Ok(OrderApplied::HoldPending);
             }
-            Err(Problem::new(
-                Code::HoldNotFound,
-                format!("hold {hold_id} does not exist"),
-            ))
+            Err(hold_not_found(hold_id))
         }
-        Some(h) if taken || h.status == HoldStatus::Used => Err(Problem::new(
-            Code::HoldAlreadyUsed,
-            format!("hold {hold_id} already became an order"),
-        )),
-        Some(h) if h.status == HoldStatus::Expired || h.expires_at <= now => Err(Problem::new(
-            Code::HoldExpired,
-            format!("hold {hold_id} expired"),
-        )),
-        Some(h) => Ok(h),
+        Some(hold) => judge(&hold, taken, now).map(|()| hold),
     };
 
     let mut decided = Decided {
@@ -145,6 +138,162 @@ pub async fn apply_order(
     Ok(OrderApplied::Decided(decided))
 }
 
+#[derive(Clone, Copy, Debug)]
+pub struct OrderRequest {
+    pub job_id: Uuid,
+    pub hold_id: Uuid,
+}
+
+/// What one transaction of orders did, and what it left for later.
+#[derive(Debug, Default)]
+pub struct OrdersApplied {
+    pub decided: Decided,
+    /// Orders whose hold's own job is still queued: try again shortly.
+    pub hold_pending: Vec<Uuid>,
+    /// Orders that payments arrived before: left untouched, for
+    /// [`apply_order`], which settles those payments with the order.
+    pub alone: Vec<Uuid>,
+}
+
+/// The orders of a batch, decided in one transaction of two round trips:
+/// the locks (order jobs, then holds, as [`apply_order`] takes them, each
+/// set in key order) and the plain reads after them go with BEGIN, the
+/// writes with COMMIT. Orders are decided in arrival order, so of two
+/// orders for one hold the first wins. Orders already decided are skipped.
+#[tracing::instrument(skip(pool, requests), fields(jobs = requests.len()))]
+pub async fn apply_orders(
+    pool: &MySqlPool,
+    requests: &[OrderRequest],
+) -> sqlx::Result<OrdersApplied> {
+    let jobs = super::unique_jobs(requests.iter().map(|r| &r.job_id));
+    if jobs.is_empty() {
+        return Ok(OrdersApplied::default());
+    }
+    let holds: Vec<Uuid> = {
+        let mut seen = HashSet::new();
+        requests
+            .iter()
+            .map(|r| r.hold_id)
+            .filter(|id| seen.insert(*id))
+            .collect()
+    };
+    let id_list = |sql: &mut Sql, ids: &[Uuid]| {
+        sql.join(ids, ", ", |sql, id| {
+            sql.uuid(*id);
+        });
+    };
+    let mut reads = jobs::lock_queued_sql(&jobs);
+    reads.push("SELECT id, product_id, qty, amount, status, expires_at FROM holds WHERE id IN (");
+    id_list(&mut reads, &holds);
+    // Plain reads from here on: the snapshot is taken at the first, after
+    // the locks above are held (see `apply_order`).
+    reads.push(") FOR UPDATE;\nSELECT hold_id FROM orders WHERE hold_id IN (");
+    id_list(&mut reads, &holds);
+    reads.push(
+        ");\nSELECT DISTINCT order_id FROM payment_events FORCE INDEX (payment_events_order) \
+         WHERE state = 'awaiting_order' AND order_id IN (",
+    );
+    id_list(&mut reads, &jobs);
+    reads.push(");\n").append(jobs::queued_sql(&holds));
+    let (tx, rows) = TextTransaction::begin_with(pool, reads).await?;
+    let part = |i: usize| rows.get(i).map(Vec::as_slice).unwrap_or_default();
+    let queued: HashSet<Uuid> = jobs::ids_of(part(0))?.into_iter().collect();
+    let mut found: HashMap<Uuid, HoldRow> = HashMap::new();
+    for row in part(1) {
+        let hold = HoldRow::from_row(row)?;
+        found.insert(hold.id, hold);
+    }
+    let mut taken: HashSet<Uuid> = jobs::ids_of(part(2))?.into_iter().collect();
+    let early_payments: HashSet<Uuid> = jobs::ids_of(part(3))?.into_iter().collect();
+    let holds_queued: HashSet<Uuid> = jobs::ids_of(part(4))?.into_iter().collect();
+
+    let now = time::now();
+    let mut applied = OrdersApplied::default();
+    let mut outcomes = Vec::new();
+    let mut created: Vec<(OrderRow, i64)> = Vec::new();
+    let mut seen = HashSet::new();
+    for request in requests {
+        let (job_id, hold_id) = (request.job_id, request.hold_id);
+        if !queued.contains(&job_id) || !seen.insert(job_id) {
+            continue;
+        }
+        if early_payments.contains(&job_id) {
+            applied.alone.push(job_id);
+            continue;
+        }
+        let result = match found.get(&hold_id) {
+            None if holds_queued.contains(&hold_id) => {
+                applied.hold_pending.push(job_id);
+                continue;
+            }
+            None => Err(hold_not_found(hold_id)),
+            Some(hold) => match judge(hold, taken.contains(&hold_id), now) {
+                Ok(()) => {
+                    let order = OrderRow {
+                        id: job_id,
+                        hold_id,
+                        product_id: hold.product_id,
+                        qty: hold.qty,
+                        status: OrderStatus::Pending,
+                    };
+                    // Any later order for this hold in the batch is refused.
+                    taken.insert(hold_id);
+                    let result = order_json(&order, hold, now);
+                    created.push((order, hold.amount));
+                    Ok(result)
+                }
+                Err(problem) => Err(problem),
+            },
+        };
+        outcomes.push(Outcome {
+            job_id,
+            kind: JobKind::Order,
+            result,
+        });
+    }
+
+    let mut writes = Sql::new();
+    if !created.is_empty() {
+        writes
+            .push("INSERT INTO orders (id, hold_id, product_id, qty, amount, status, created_at, updated_at) VALUES ")
+            .join(&created, ", ", |sql, (order, amount)| {
+                sql.push("(")
+                    .uuid(order.id)
+                    .push(", ")
+                    .uuid(order.hold_id)
+                    .push(", ")
+                    .int(order.product_id)
+                    .push(", ")
+                    .int(order.qty)
+                    .push(", ")
+                    .int(*amount)
+                    .push(", 'pending', ")
+                    .time(&now)
+                    .push(", ")
+                    .time(&now)
+                    .push(")");
+            })
+            .push(";\nUPDATE holds SET status = 'used', updated_at = ")
+            .time(&now)
+            .push(" WHERE id IN (")
+            .join(&created, ", ", |sql, (order, _)| {
+                sql.uuid(order.hold_id);
+            })
+            .push(");\n");
+    }
+    // A refused order here has no payment waiting for it (those are left
+    // for `apply_order`), and none can start waiting while its job's lock
+    // is held.
+    writes.append(jobs::outcomes_sql(&outcomes, now));
+    tx.commit_with(writes).await?;
+    applied.decided = Decided {
+        jobs: outcomes.iter().map(|o| o.job_id).collect(),
+        outcomes: Decided::outcomes_of(&outcomes),
+        changed_products: Vec::new(),
+    };
+    Ok(applied)
+}
+
 async fn create(
     tx: &mut Transaction<'_, MySql>,
     id: Uuid,
@@ -177,6 +326,28 @@ async fn create(
         qty: hold.qty,
         status: OrderStatus::Pending,
     })
+}
+
+/// Whether an existing, locked hold can become an order now. `taken`: it
+/// already has an order (canceled since, or made earlier in this batch).
+fn judge(hold: &HoldRow, taken: bool, now: chrono::DateTime<chrono::Utc>) -> Result<(), Problem> {
+    if taken || hold.status == HoldStatus::Used {
+        Err(Problem::new(
+            Code::HoldAlreadyUsed,
+            format!("hold {} already became an order", hold.id),
+        ))
+    } else if hold.status == HoldStatus::Expired || hold.expires_at <= now {
+        Err(Problem::new(
+            Code::HoldExpired,
+            format!("hold {} expired", hold.id),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn hold_not_found(hold_id: Uuid) -> Problem {
+    Problem::new(Code::HoldNotFound, format!("hold {hold_id} does not exist"))
 }
 
 fn order_json(order: &OrderRow, hold: &HoldRow, now: chrono::DateTime<chrono::Utc>) -> Value {

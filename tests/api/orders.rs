@@ -6,7 +6,7 @@ use flash_sale::{
     commands::Command,
     jobs::{self, JobKind},
     payments,
-    worker::{apply_order, apply_payment},
+    worker::{OrderRequest, apply_order, apply_orders, apply_payment},
 };
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Roles, TestApp, WEBHOOK_SECRET, assert_problem, grant_directly, spawn_app,
-    spawn_with,
+    ADMIN_TOKEN, Roles, TestApp, WEBHOOK_SECRET, assert_problem, grant_directly,
+    record_queued_holds, spawn_app, spawn_with,
 };
 
 const NO_WORKERS: Roles = Roles::API_ONLY;
@@ -59,6 +59,24 @@ async fn pay(app: &TestApp, key: &str, order_id: &str, status: &str) -> Value {
     let job_id = body["job_id"].as_str().expect("job id").to_owned();
     app.wait_until_idle().await;
     get_json(app, &format!("/api/v1/jobs/{job_id}")).await
+}
+
+/// Records one queued order job per hold, as the api would; returns them as
+/// the worker would take them.
+async fn record_orders(app: &TestApp, holds: &[Uuid]) -> Vec<OrderRequest> {
+    let now = flash_sale::time::now();
+    let mut tx = app.pool.begin().await.expect("tx");
+    let mut orders = Vec::new();
+    for &hold_id in holds {
+        let job_id = Uuid::now_v7();
+        let command = Command::Order { job_id, hold_id };
+        jobs::insert(&mut tx, job_id, JobKind::Order, &command, now)
+            .await
+            .expect("order job");
+        orders.push(OrderRequest { job_id, hold_id });
+    }
+    tx.commit().await.expect("commit");
+    orders
 }
 
 async fn admin_payments(app: &TestApp, state: &str) -> Vec<Value> {
@@ -616,18 +634,7 @@ async fn concurrent_orders_for_one_product_never_deadlock() {
     let app = spawn_with(NO_WORKERS, &[]).await;
     let product = app.create_product("Busy", 100, ORDERS as i64).await;
     let holds = grant_directly(&app.pool, app.settings.hold_ttl, product, ORDERS, 1).await;
-    let now = flash_sale::time::now();
-    let mut tx = app.pool.begin().await.expect("tx");
-    let mut orders = Vec::new();
-    for &hold_id in &holds {
-        let job_id = Uuid::now_v7();
-        let command = Command::Order { job_id, hold_id };
-        jobs::insert(&mut tx, job_id, JobKind::Order, &command, now)
-            .await
-            .expect("order job");
-        orders.push((job_id, hold_id));
-    }
-    tx.commit().await.expect("commit");
+    let orders = record_orders(&app, &holds).await;
 
     // All at once and without the worker's retries: the order ids and hold
     // ids are time-ordered neighbours, so any lock on the gap after them
@@ -635,7 +642,7 @@ async fn concurrent_orders_for_one_product_never_deadlock() {
     let results = join_all(
         orders
             .iter()
-            .map(|(job_id, hold_id)| apply_order(&app.pool, *job_id, *hold_id)),
+            .map(|o| apply_order(&app.pool, o.job_id, o.hold_id)),
     )
     .await;
     let failures: Vec<String> = results
@@ -668,5 +675,137 @@ async fn a_hold_whose_order_was_canceled_cannot_be_ordered_again() {
     assert_problem(response, 409, "hold_already_used").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
     assert_eq!(app.stock_books(product).await.0, 5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_orders_is_decided_in_arrival_order_each_on_its_own_hold() {
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Batch", 100, 20).await;
+    let held = grant_directly(&app.pool, app.settings.hold_ttl, product, 5, 2).await;
+    let (fresh, other, early, expired, used) = (held[0], held[1], held[2], held[3], held[4]);
+    sqlx::query("UPDATE holds SET expires_at = ? WHERE id = ?")
+        .bind(flash_sale::time::now() - chrono::Duration::seconds(1))
+        .bind(expired)
+        .execute(&app.pool)
+        .await
+        .expect("expire");
+    let first_order = record_orders(&app, &[used]).await[0];
+    apply_order(&app.pool, first_order.job_id, used)
+        .await
+        .expect("first order");
+    let undecided = record_queued_holds(&app.pool, product, &[1]).await[0].job_id;
+    // A payment for the `early` order arrives before the order is made.
+    let early_order = record_orders(&app, &[early]).await[0];
+    let response = app
+        .webhook(&payment(
+            "batch-early",
+            &early_order.job_id.to_string(),
+            "success",
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    apply_payment(
+        &app.pool,
+        payments::job_id("batch-early"),
+        early_order.job_id,
+    )
+    .await
+    .expect("early payment");
+
+    let unknown = Uuid::now_v7();
+    let orders = record_orders(
+        &app,
+        &[
+            fresh, fresh, other, expired, expired, used, unknown, undecided,
+        ],
+    )
+    .await;
+    let mut batch = orders.clone();
+    batch.insert(2, early_order);
+    // A duplicate publish and a redelivery of an order already made.
+    batch.push(orders[0]);
+    batch.push(first_order);
+    let applied = apply_orders(&app.pool, &batch).await.expect("batch");
+
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.job_id).collect();
+    assert_eq!(applied.decided.jobs, ids[..7].to_vec());
+    assert_eq!(applied.hold_pending, vec![ids[7]]);
+    assert_eq!(applied.alone, vec![early_order.job_id]);
+    assert!(applied.decided.changed_products.is_empty());
+
+    for (order, hold) in [(ids[0], fresh), (ids[2], other)] {
+        let job = app.job(&order.to_string()).await;
+        assert_eq!(job["status"], "succeeded");
+        let result = &job["result"];
+        assert_eq!(result["id"], order.to_string());
+        assert_eq!(result["hold_id"], hold.to_string());
+        assert_eq!(
+            (result["qty"].clone(), result["amount"].clone()),
+            (json!(2), json!(200))
+        );
+        assert_eq!(result["status"], "pending");
+        let stored = get_json(&app, &format!("/api/v1/orders/{order}")).await;
+        assert_eq!(stored["hold_id"], hold.to_string());
+        assert_eq!(stored["status"], "pending");
+    }
+    let refused = [
+        (ids[1], "hold_already_used"),
+        (ids[3], "hold_expired"),
+        (ids[4], "hold_expired"),
+        (ids[5], "hold_already_used"),
+        (ids[6], "hold_not_found"),
+    ];
+    for (order, code) in refused {
+        let job = app.job(&order.to_string()).await;
+        assert_eq!(job["status"], "failed", "{order}");
+        assert_eq!(job["error"]["code"], code, "{order}");
+    }
+    for left in [ids[7], early_order.job_id] {
+        assert_eq!(app.job(&left.to_string()).await["status"], "queued");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM holds WHERE status = 'used'")
+            .await,
+        3
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_events WHERE state = 'awaiting_order'")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn overlapping_order_batches_make_each_order_once_without_deadlock() {
+    const ORDERS: usize = 40;
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Overlap", 100, ORDERS as i64).await;
+    let holds = grant_directly(&app.pool, app.settings.hold_ttl, product, ORDERS, 1).await;
+    let orders = record_orders(&app, &holds).await;
+
+    // Two workers given overlapping deliveries (a redelivery while the first
+    // is still deciding), at once and without the worker's retries.
+    let (first, second) = tokio::join!(
+        apply_orders(&app.pool, &orders[..30]),
+        apply_orders(&app.pool, &orders[10..]),
+    );
+    let (first, second) = (first.expect("first batch"), second.expect("second batch"));
+    let mut decided = [first.decided.jobs, second.decided.jobs].concat();
+    assert_eq!(decided.len(), ORDERS, "each order decided exactly once");
+    decided.sort();
+    decided.dedup();
+    assert_eq!(decided.len(), ORDERS);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders").await,
+        ORDERS as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'order' AND status = 'succeeded'")
+            .await,
+        ORDERS as i64
+    );
     app.stop().await;
 }
