@@ -45,8 +45,8 @@ use crate::{
 };
 
 pub use holds::{HoldRequest, apply_holds};
-pub use orders::{OrderApplied, OrderRequest, OrdersApplied, apply_order, apply_orders};
-pub use payments::apply_payment;
+pub use orders::{OrderApplied, OrderRequest, apply_order, apply_orders};
+pub use payments::{PaymentRequest, apply_payment, apply_payments};
 pub use sweeps::{SWEEP_BATCH, expire_holds};
 
 /// Orders, payments and sweeps of one batch applied at the same time.
@@ -163,6 +163,7 @@ impl Worker {
     async fn process(self: &Arc<Self>, batch: Vec<Taken>, shutdown: &CancellationToken) {
         let mut holds: Vec<(Arc<Message>, HoldRequest)> = Vec::new();
         let mut orders: Vec<(Arc<Message>, OrderRequest)> = Vec::new();
+        let mut payments: Vec<(Arc<Message>, PaymentRequest)> = Vec::new();
         let mut others: Vec<(Arc<Message>, Command)> = Vec::new();
         for (message, command) in batch {
             match command {
@@ -180,6 +181,9 @@ impl Worker {
                 }
                 Command::Order { job_id, hold_id } => {
                     orders.push((message, OrderRequest { job_id, hold_id }));
+                }
+                Command::Payment { job_id, order_id } => {
+                    payments.push((message, PaymentRequest { job_id, order_id }));
                 }
                 command => others.push((message, command)),
             }
@@ -206,8 +210,9 @@ impl Worker {
                         apply_holds(&self.pool, product_id, &requests, self.hold_ttl)
                     })
                     .await;
-                metrics::histogram!("flash_worker_hold_batch_size").record(requests.len() as f64);
-                metrics::histogram!("flash_worker_hold_batch_seconds")
+                metrics::histogram!("flash_worker_batch_size", "kind" => "hold")
+                    .record(requests.len() as f64);
+                metrics::histogram!("flash_worker_batch_seconds", "kind" => "hold")
                     .record(started.elapsed().as_secs_f64());
                 if !self.settle(&messages, applied).await {
                     return;
@@ -215,18 +220,32 @@ impl Worker {
             }
         }
 
-        // Orders next, so that payments in the same batch find them made.
+        // Orders next, so that payments in the same batch find them made;
+        // then payments, one transaction per chunk each.
         for chunk in orders.chunks(MAX_TRANSACTION) {
-            match self.apply_orders(chunk, shutdown).await {
+            let requests: Vec<OrderRequest> = chunk.iter().map(|(_, r)| *r).collect();
+            let run = || apply_orders(&self.pool, &requests);
+            match self.apply_batch(JobKind::Order, chunk, shutdown, run).await {
+                Some(alone) => others.extend(alone),
+                None => return,
+            }
+        }
+        for chunk in payments.chunks(MAX_TRANSACTION) {
+            let requests: Vec<PaymentRequest> = chunk.iter().map(|(_, r)| *r).collect();
+            let run = || apply_payments(&self.pool, &requests);
+            match self
+                .apply_batch(JobKind::Payment, chunk, shutdown, run)
+                .await
+            {
                 Some(alone) => others.extend(alone),
                 None => return,
             }
         }
 
-        // Payments, sweeps and orders that payments came before: one
-        // transaction each, a few at a time. They touch different rows (or,
-        // for the same order, wait on its job row's lock), so running them
-        // side by side is as correct as running them in turn.
+        // Sweeps, and the orders and payments the batches left to be applied
+        // alone: one transaction each, a few at a time. They touch different
+        // rows (or, for the same order, wait on its job row's lock), so
+        // running them side by side is as correct as running them in turn.
         futures_util::stream::iter(others)
             .for_each_concurrent(SIDE_BY_SIDE, |(message, command)| async move {
                 self.apply_one(message, command, shutdown).await;
@@ -234,22 +253,27 @@ impl Worker {
             .await;
     }
 
-    /// Decides orders in one transaction and settles their deliveries,
-    /// except those it leaves for later: an order whose hold is still queued
-    /// waits on the side; an order that payments came before is returned,
-    /// to be applied alone. None when shutting down.
-    async fn apply_orders(
+    /// Decides a chunk of orders or payments in one transaction (`run`) and
+    /// settles their deliveries, except what it left: an order whose hold
+    /// is still queued waits on the side; what must be applied alone is
+    /// returned, for [`Self::apply_one`]. None when shutting down.
+    async fn apply_batch<R, F, Fut>(
         self: &Arc<Self>,
-        chunk: &[(Arc<Message>, OrderRequest)],
+        kind: JobKind,
+        chunk: &[(Arc<Message>, R)],
         shutdown: &CancellationToken,
-    ) -> Option<Vec<(Arc<Message>, Command)>> {
-        let requests: Vec<OrderRequest> = chunk.iter().map(|(_, r)| r.clone()).collect();
+        run: F,
+    ) -> Option<Vec<(Arc<Message>, Command)>>
+    where
+        R: Copy + Into<Command>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = sqlx::Result<BatchApplied>>,
+    {
         let started = Instant::now();
-        let applied = self
-            .with_retries(shutdown, || apply_orders(&self.pool, &requests))
-            .await;
-        metrics::histogram!("flash_worker_order_batch_size").record(requests.len() as f64);
-        metrics::histogram!("flash_worker_order_batch_seconds")
+        let applied = self.with_retries(shutdown, run).await;
+        let kind = kind.as_str();
+        metrics::histogram!("flash_worker_batch_size", "kind" => kind).record(chunk.len() as f64);
+        metrics::histogram!("flash_worker_batch_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());
         let applied = match applied {
             Applied::Done(applied) => applied,
@@ -262,14 +286,17 @@ impl Worker {
         let mut decided = Vec::new();
         let mut alone = Vec::new();
         for (message, request) in chunk {
-            let OrderRequest { job_id, hold_id } = *request;
-            if applied.hold_pending.contains(&job_id) {
-                self.clone()
-                    .defer_order(message.clone(), job_id, hold_id, shutdown.clone());
-            } else if applied.alone.contains(&job_id) {
-                alone.push((message.clone(), Command::Order { job_id, hold_id }));
-            } else {
-                decided.push(message);
+            let command: Command = (*request).into();
+            let job_id = command.job_id().unwrap_or_default();
+            match command {
+                Command::Order { job_id, hold_id } if applied.hold_pending.contains(&job_id) => {
+                    self.clone()
+                        .defer_order(message.clone(), job_id, hold_id, shutdown.clone());
+                }
+                command if applied.alone.contains(&job_id) => {
+                    alone.push((message.clone(), command));
+                }
+                _ => decided.push(message),
             }
         }
         self.settle(&decided, Applied::Done(applied.decided))
@@ -456,6 +483,18 @@ enum Applied<T> {
     Done(T),
     Failed,
     ShuttingDown,
+}
+
+/// What a transaction of orders or payments decided, and what it left.
+#[derive(Debug, Default)]
+pub struct BatchApplied {
+    pub decided: Decided,
+    /// Orders whose hold's own job is still queued: try again shortly.
+    pub hold_pending: Vec<Uuid>,
+    /// Left untouched, to be applied one transaction each: orders that
+    /// payments came before, payments that cancel an order (and any after
+    /// them for the same order).
+    pub alone: Vec<Uuid>,
 }
 
 /// What a committed transaction decided.

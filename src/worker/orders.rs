@@ -7,10 +7,11 @@ use sqlx::{FromRow, MySql, MySqlPool, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Decided,
+    BatchApplied, Decided,
     payments::{self, OrderRow},
 };
 use crate::{
+    commands::Command,
     holds::HoldStatus,
     jobs::{self, JobKind, JobStatus, Outcome},
     orders::OrderStatus,
@@ -90,7 +91,10 @@ pub async fn apply_order(
             }
             Err(hold_not_found(hold_id))
         }
-        Some(hold) => judge(&hold, taken, now).map(|()| hold),
+        Some(hold) => match refusal(&hold, taken, now) {
+            Some(problem) => Err(problem),
+            None => Ok(hold),
+        },
     };
 
     let mut decided = Decided {
@@ -144,15 +148,13 @@ pub struct OrderRequest {
     pub hold_id: Uuid,
 }
 
-/// What one transaction of orders did, and what it left for later.
-#[derive(Debug, Default)]
-pub struct OrdersApplied {
-    pub decided: Decided,
-    /// Orders whose hold's own job is still queued: try again shortly.
-    pub hold_pending: Vec<Uuid>,
-    /// Orders that payments arrived before: left untouched, for
-    /// [`apply_order`], which settles those payments with the order.
-    pub alone: Vec<Uuid>,
+impl From<OrderRequest> for Command {
+    fn from(r: OrderRequest) -> Self {
+        Command::Order {
+            job_id: r.job_id,
+            hold_id: r.hold_id,
+        }
+    }
 }
 
 /// The orders of a batch, decided in one transaction of two round trips:
@@ -164,10 +166,10 @@ pub struct OrdersApplied {
 pub async fn apply_orders(
     pool: &MySqlPool,
     requests: &[OrderRequest],
-) -> sqlx::Result<OrdersApplied> {
+) -> sqlx::Result<BatchApplied> {
     let jobs = super::unique_jobs(requests.iter().map(|r| &r.job_id));
     if jobs.is_empty() {
-        return Ok(OrdersApplied::default());
+        return Ok(BatchApplied::default());
     }
     let holds: Vec<Uuid> = {
         let mut seen = HashSet::new();
@@ -208,7 +210,7 @@ pub async fn apply_orders(
     let holds_queued: HashSet<Uuid> = jobs::ids_of(part(4))?.into_iter().collect();
 
     let now = time::now();
-    let mut applied = OrdersApplied::default();
+    let mut applied = BatchApplied::default();
     let mut outcomes = Vec::new();
     let mut created: Vec<(OrderRow, i64)> = Vec::new();
     let mut seen = HashSet::new();
@@ -227,8 +229,9 @@ pub async fn apply_orders(
                 continue;
             }
             None => Err(hold_not_found(hold_id)),
-            Some(hold) => match judge(hold, taken.contains(&hold_id), now) {
-                Ok(()) => {
+            Some(hold) => match refusal(hold, taken.contains(&hold_id), now) {
+                Some(problem) => Err(problem),
+                None => {
                     let order = OrderRow {
                         id: job_id,
                         hold_id,
@@ -242,7 +245,6 @@ pub async fn apply_orders(
                     created.push((order, hold.amount));
                     Ok(result)
                 }
-                Err(problem) => Err(problem),
             },
         };
         outcomes.push(Outcome {
@@ -328,21 +330,22 @@ async fn create(
     })
 }
 
-/// Whether an existing, locked hold can become an order now. `taken`: it
-/// already has an order (canceled since, or made earlier in this batch).
-fn judge(hold: &HoldRow, taken: bool, now: chrono::DateTime<chrono::Utc>) -> Result<(), Problem> {
+/// Why an existing, locked hold cannot become an order now, if it cannot.
+/// `taken`: it already has an order (canceled since, or made earlier in
+/// this batch).
+fn refusal(hold: &HoldRow, taken: bool, now: chrono::DateTime<chrono::Utc>) -> Option<Problem> {
     if taken || hold.status == HoldStatus::Used {
-        Err(Problem::new(
+        Some(Problem::new(
             Code::HoldAlreadyUsed,
             format!("hold {} already became an order", hold.id),
         ))
     } else if hold.status == HoldStatus::Expired || hold.expires_at <= now {
-        Err(Problem::new(
+        Some(Problem::new(
             Code::HoldExpired,
             format!("hold {} expired", hold.id),
         ))
     } else {
-        Ok(())
+        None
     }
 }
 

@@ -1,22 +1,27 @@
 //! Payment events applied to orders. Both the payment job and the order job
 //! (for events that arrived first) settle events through [`settle`].
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::{MySql, MySqlPool, Transaction};
+use sqlx::{FromRow, MySql, MySqlPool, Row, Transaction};
 use uuid::Uuid;
 
-use super::Decided;
+use super::{BatchApplied, Decided};
 use crate::{
+    commands::Command,
     domain::LedgerReason,
     jobs::{self, JobKind, JobStatus, Outcome},
     orders::OrderStatus,
     payments::{self, EventState, PaymentEvent, PaymentStatus},
-    products, time,
+    products,
+    sql_text::{Sql, TextTransaction},
+    time,
 };
 
 /// The locked facts about an order that settling an event needs.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OrderRow {
     pub id: Uuid,
     pub hold_id: Uuid,
@@ -103,6 +108,183 @@ pub async fn apply_payment(
     })
 }
 
+/// An event's new state and reason.
+type Mark = (EventState, Option<&'static str>);
+
+#[derive(Clone, Copy, Debug)]
+pub struct PaymentRequest {
+    pub job_id: Uuid,
+    pub order_id: Uuid,
+}
+
+impl From<PaymentRequest> for Command {
+    fn from(r: PaymentRequest) -> Self {
+        Command::Payment {
+            job_id: r.job_id,
+            order_id: r.order_id,
+        }
+    }
+}
+
+/// The payments of a batch, decided in one transaction of two round trips:
+/// the locks (order jobs, orders, events, payment jobs, as [`apply_payment`]
+/// takes them, each set in key order) with BEGIN, the writes with COMMIT.
+/// Events are decided in arrival order, each against the order as the ones
+/// before it left it. A `failed` payment for a pending order is left for
+/// [`apply_payment`], and so is every later payment for that order, so
+/// that none of them is decided against a state it would not see.
+#[tracing::instrument(skip(pool, requests), fields(jobs = requests.len()))]
+pub async fn apply_payments(
+    pool: &MySqlPool,
+    requests: &[PaymentRequest],
+) -> sqlx::Result<BatchApplied> {
+    let jobs = super::unique_jobs(requests.iter().map(|r| &r.job_id));
+    if jobs.is_empty() {
+        return Ok(BatchApplied::default());
+    }
+    let orders = super::unique_jobs(requests.iter().map(|r| &r.order_id));
+    let id_list = |sql: &mut Sql, ids: &[Uuid]| {
+        sql.join(ids, ", ", |sql, id| {
+            sql.uuid(*id);
+        });
+    };
+    let mut locks = Sql::new();
+    locks
+        .push("SELECT id, status FROM jobs FORCE INDEX (PRIMARY) WHERE kind = 'order' AND id IN (");
+    id_list(&mut locks, &orders);
+    locks.push(
+        ") FOR UPDATE;\nSELECT id, hold_id, product_id, qty, status FROM orders WHERE id IN (",
+    );
+    id_list(&mut locks, &orders);
+    locks.push(
+        ") FOR UPDATE;\nSELECT id AS job_id, idempotency_key, order_id, status, state, reason, \
+         created_at, processed_at FROM payment_events WHERE id IN (",
+    );
+    id_list(&mut locks, &jobs);
+    locks
+        .push(") FOR UPDATE;\n")
+        .append(jobs::lock_queued_sql(&jobs));
+    let (tx, rows) = TextTransaction::begin_with(pool, locks).await?;
+    let part = |i: usize| rows.get(i).map(Vec::as_slice).unwrap_or_default();
+    let mut order_jobs: HashMap<Uuid, JobStatus> = HashMap::new();
+    for row in part(0) {
+        order_jobs.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    let mut found: HashMap<Uuid, OrderRow> = HashMap::new();
+    for row in part(1) {
+        let order = OrderRow::from_row(row)?;
+        found.insert(order.id, order);
+    }
+    let mut events: HashMap<Uuid, PaymentEvent> = HashMap::new();
+    for row in part(2) {
+        let event = PaymentEvent::from_row(row)?;
+        events.insert(event.job_id, event);
+    }
+    let queued: HashSet<Uuid> = jobs::ids_of(part(3))?.into_iter().collect();
+
+    let now = time::now();
+    let mut applied = BatchApplied::default();
+    let mut outcomes = Vec::new();
+    let mut paid: Vec<Uuid> = Vec::new();
+    let mut marks: Vec<(Mark, Vec<Uuid>)> = Vec::new();
+    let mut left_for_later: HashSet<Uuid> = HashSet::new();
+    let mut seen = HashSet::new();
+    for request in requests {
+        let job_id = request.job_id;
+        // Withdrawn (never published) or removed by retention; decided
+        // already (redelivery, duplicate publish).
+        let Some(event) = events.get(&job_id) else {
+            continue;
+        };
+        if event.state != EventState::Received || !queued.contains(&job_id) || !seen.insert(job_id)
+        {
+            continue;
+        }
+        if left_for_later.contains(&event.order_id) {
+            applied.alone.push(job_id);
+            continue;
+        }
+        let (mark, result) = match found.get_mut(&event.order_id) {
+            Some(order) => {
+                let verdict = Verdict::of(order.status, event.status);
+                match verdict.order_becomes {
+                    Some(OrderStatus::Canceled) => {
+                        left_for_later.insert(order.id);
+                        applied.alone.push(job_id);
+                        continue;
+                    }
+                    Some(status) => {
+                        order.status = status;
+                        paid.push(order.id);
+                    }
+                    None => {}
+                }
+                (
+                    (verdict.state, verdict.reason),
+                    outcome(verdict.name, Some(order.status)),
+                )
+            }
+            None => match order_jobs.get(&event.order_id) {
+                Some(JobStatus::Queued) => (
+                    (EventState::AwaitingOrder, None),
+                    outcome("awaiting_order", None),
+                ),
+                Some(_) => (
+                    (EventState::Unmatched, Some("the order was refused")),
+                    outcome("ignored", None),
+                ),
+                None => (
+                    (EventState::Unmatched, Some("no such order")),
+                    outcome("ignored", None),
+                ),
+            },
+        };
+        match marks.iter_mut().find(|(m, _)| *m == mark) {
+            Some((_, ids)) => ids.push(job_id),
+            None => marks.push((mark, vec![job_id])),
+        }
+        outcomes.push(Outcome {
+            job_id,
+            kind: JobKind::Payment,
+            result: Ok(result),
+        });
+    }
+
+    let mut writes = Sql::new();
+    if !paid.is_empty() {
+        writes
+            .push("UPDATE orders SET status = 'paid', updated_at = ")
+            .time(&now)
+            .push(" WHERE id IN (");
+        id_list(&mut writes, &paid);
+        writes.push(");\n");
+    }
+    for ((state, reason), ids) in &marks {
+        writes
+            .push("UPDATE payment_events SET state = ")
+            .text(&state.column_text().map_err(sqlx::Error::Encode)?)
+            .push(", reason = ");
+        match reason {
+            Some(reason) => writes.text(reason),
+            None => writes.push("NULL"),
+        };
+        writes
+            .push(", processed_at = ")
+            .time(&now)
+            .push(" WHERE id IN (");
+        id_list(&mut writes, ids);
+        writes.push(");\n");
+    }
+    writes.append(jobs::outcomes_sql(&outcomes, now));
+    tx.commit_with(writes).await?;
+    applied.decided = Decided {
+        jobs: outcomes.iter().map(|o| o.job_id).collect(),
+        outcomes: Decided::outcomes_of(&outcomes),
+        changed_products: Vec::new(),
+    };
+    Ok(applied)
+}
+
 /// Decides `event` against a locked order. Never reverses a final state:
 /// `paid` stays paid, `canceled` stays canceled. Returns the job result and
 /// whether stock came back.
@@ -112,33 +294,66 @@ pub async fn settle(
     event: &PaymentEvent,
     now: DateTime<Utc>,
 ) -> sqlx::Result<(Value, bool)> {
-    use OrderStatus::{Canceled, Paid, Pending};
-    use PaymentStatus::{Failed, Success};
-    let (state, reason, name, stock_back) = match (order.status, event.status) {
-        (Pending, Success) => {
-            set_order_status(tx, order, Paid, now).await?;
-            (EventState::Applied, None, "applied", false)
-        }
-        (Pending, Failed) => {
+    let verdict = Verdict::of(order.status, event.status);
+    if let Some(status) = verdict.order_becomes {
+        if status == OrderStatus::Canceled {
             cancel(tx, order, now).await?;
-            (EventState::Applied, None, "applied", true)
+        } else {
+            set_order_status(tx, order, status, now).await?;
         }
-        (Paid, Success) | (Canceled, Failed) => (EventState::Duplicate, None, "duplicate", false),
-        (Canceled, Success) => (
-            EventState::NeedsRefund,
-            Some("payment succeeded for a canceled order"),
-            "needs_refund",
-            false,
-        ),
-        (Paid, Failed) => (
-            EventState::Conflict,
-            Some("payment failed after the order was paid; the order stays paid"),
-            "ignored",
-            false,
-        ),
-    };
-    mark(tx, event, state, reason, now).await?;
-    Ok((outcome(name, Some(order.status)), stock_back))
+    }
+    mark(tx, event, verdict.state, verdict.reason, now).await?;
+    Ok((
+        outcome(verdict.name, Some(order.status)),
+        verdict.stock_back(),
+    ))
+}
+
+/// What an event does to an order in a given state.
+struct Verdict {
+    /// The order's new status, if it changes.
+    order_becomes: Option<OrderStatus>,
+    state: EventState,
+    reason: Option<&'static str>,
+    /// The job result's `outcome`.
+    name: &'static str,
+}
+
+impl Verdict {
+    fn of(order: OrderStatus, event: PaymentStatus) -> Self {
+        use OrderStatus::{Canceled, Paid, Pending};
+        use PaymentStatus::{Failed, Success};
+        let (order_becomes, state, reason, name) = match (order, event) {
+            (Pending, Success) => (Some(Paid), EventState::Applied, None, "applied"),
+            (Pending, Failed) => (Some(Canceled), EventState::Applied, None, "applied"),
+            (Paid, Success) | (Canceled, Failed) => {
+                (None, EventState::Duplicate, None, "duplicate")
+            }
+            (Canceled, Success) => (
+                None,
+                EventState::NeedsRefund,
+                Some("payment succeeded for a canceled order"),
+                "needs_refund",
+            ),
+            (Paid, Failed) => (
+                None,
+                EventState::Conflict,
+                Some("payment failed after the order was paid; the order stays paid"),
+                "ignored",
+            ),
+        };
+        Self {
+            order_becomes,
+            state,
+            reason,
+            name,
+        }
+    }
+
+    /// A canceled order gives its units back.
+    fn stock_back(&self) -> bool {
+        self.order_becomes == Some(OrderStatus::Canceled)
+    }
 }
 
 /// `failed` on a pending order: cancel it, expire its hold, give the stock

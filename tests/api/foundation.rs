@@ -447,7 +447,7 @@ async fn metrics_count_requests_and_jobs() {
     assert!(has("flash_http_request_duration_seconds_bucket"));
     assert!(has(r#"flash_jobs_total{kind="hold",outcome="succeeded"}"#));
     assert!(has("flash_job_commit_latency_seconds_bucket"));
-    assert!(has("flash_worker_hold_batch_size_count"));
+    assert!(has(r#"flash_worker_batch_size_count{kind="hold"}"#));
     assert!(has("flash_product_stock"));
     // A message no worker can decode is counted as it is dead-lettered.
     app.broker

@@ -6,7 +6,9 @@ use flash_sale::{
     commands::Command,
     jobs::{self, JobKind},
     payments,
-    worker::{OrderRequest, apply_order, apply_orders, apply_payment},
+    worker::{
+        OrderRequest, PaymentRequest, apply_order, apply_orders, apply_payment, apply_payments,
+    },
 };
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -807,5 +809,144 @@ async fn overlapping_order_batches_make_each_order_once_without_deadlock() {
             .await,
         ORDERS as i64
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Paid together", 100, 20).await;
+    let held = grant_directly(&app.pool, app.settings.hold_ttl, product, 4, 2).await;
+    let placed = record_orders(&app, &held[..3]).await;
+    apply_orders(&app.pool, &placed).await.expect("orders");
+    let (paid, canceled, other) = (placed[0].job_id, placed[1].job_id, placed[2].job_id);
+    let unplaced = record_orders(&app, &held[3..]).await[0].job_id;
+    let refused = record_orders(&app, &[Uuid::now_v7()]).await;
+    apply_orders(&app.pool, &refused)
+        .await
+        .expect("refused order");
+    let (refused, unknown) = (refused[0].job_id, Uuid::now_v7());
+
+    let deliveries = [
+        ("b-paid", paid, "success"),
+        ("b-paid-again", paid, "success"),
+        ("b-paid-failed", paid, "failed"),
+        ("b-cancel", canceled, "failed"),
+        ("b-after-cancel", canceled, "success"),
+        ("b-other", other, "success"),
+        ("b-unknown", unknown, "success"),
+        ("b-early", unplaced, "success"),
+        ("b-refused", refused, "success"),
+    ];
+    let mut batch = Vec::new();
+    for (key, order_id, status) in deliveries {
+        let response = app
+            .webhook(&payment(key, &order_id.to_string(), status))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{key}");
+        batch.push(PaymentRequest {
+            job_id: payments::job_id(key),
+            order_id,
+        });
+    }
+    // A duplicate publish of the first.
+    batch.push(batch[0]);
+    let applied = apply_payments(&app.pool, &batch).await.expect("batch");
+
+    let ids: Vec<Uuid> = batch.iter().map(|p| p.job_id).collect();
+    assert_eq!(
+        applied.decided.jobs,
+        [ids[0], ids[1], ids[2], ids[5], ids[6], ids[7], ids[8]]
+    );
+    assert_eq!(applied.alone, [ids[3], ids[4]]);
+    assert!(applied.hold_pending.is_empty());
+    assert!(applied.decided.changed_products.is_empty());
+
+    let expected = [
+        (
+            "b-paid",
+            "applied",
+            json!({"outcome": "applied", "order_status": "paid"}),
+        ),
+        (
+            "b-paid-again",
+            "duplicate",
+            json!({"outcome": "duplicate", "order_status": "paid"}),
+        ),
+        (
+            "b-paid-failed",
+            "conflict",
+            json!({"outcome": "ignored", "order_status": "paid"}),
+        ),
+        (
+            "b-other",
+            "applied",
+            json!({"outcome": "applied", "order_status": "paid"}),
+        ),
+        (
+            "b-unknown",
+            "unmatched",
+            json!({"outcome": "ignored", "order_status": null}),
+        ),
+        (
+            "b-early",
+            "awaiting_order",
+            json!({"outcome": "awaiting_order", "order_status": null}),
+        ),
+        (
+            "b-refused",
+            "unmatched",
+            json!({"outcome": "ignored", "order_status": null}),
+        ),
+    ];
+    for (key, state, result) in expected {
+        let job = app.job(&payments::job_id(key).to_string()).await;
+        assert_eq!(job["status"], "succeeded", "{key}");
+        assert_eq!(job["result"], result, "{key}");
+        let stored: (String, Option<String>) =
+            sqlx::query_as("SELECT state, reason FROM payment_events WHERE idempotency_key = ?")
+                .bind(key)
+                .fetch_one(&app.pool)
+                .await
+                .expect("event");
+        assert_eq!(stored.0, state, "{key}");
+        let reason = match key {
+            "b-unknown" => Some("no such order"),
+            "b-refused" => Some("the order was refused"),
+            "b-paid-failed" => {
+                Some("payment failed after the order was paid; the order stays paid")
+            }
+            _ => None,
+        };
+        assert_eq!(stored.1.as_deref(), reason, "{key}");
+    }
+    for order in [paid, other] {
+        assert_eq!(
+            get_json(&app, &format!("/api/v1/orders/{order}")).await["status"],
+            "paid"
+        );
+    }
+    assert_eq!(
+        get_json(&app, &format!("/api/v1/orders/{canceled}")).await["status"],
+        "pending"
+    );
+
+    // What the batch left, applied alone in arrival order.
+    for job in &applied.alone {
+        apply_payment(&app.pool, *job, canceled)
+            .await
+            .expect("alone");
+    }
+    assert_eq!(
+        get_json(&app, &format!("/api/v1/orders/{canceled}")).await["status"],
+        "canceled"
+    );
+    assert_eq!(
+        app.job(&ids[4].to_string()).await["result"],
+        json!({"outcome": "needs_refund", "order_status": "canceled"})
+    );
+    // Four holds of 2 granted, one canceled order gave its 2 back.
+    assert_eq!(app.stock_books(product).await.0, 20 - 4 * 2 + 2);
+    app.assert_stock_accounted(product).await;
     app.stop().await;
 }
