@@ -22,7 +22,7 @@ use crate::{
     jobs::{self, JobKind, JobStatus},
     problem::Code,
     time,
-    waiters::POLL_FALLBACK,
+    waiters::{POLL_FALLBACK, Waiter},
 };
 
 /// RFC 7240 `wait` is capped at 10 s by the contract.
@@ -117,9 +117,19 @@ pub async fn accept(
             ));
         }
     }
+    // Registered before the publish, the waiter cannot miss the outcome,
+    // and the job just recorded is known queued: the first read waits for
+    // the wake-up instead of finding what this request already knows.
+    let wait = wait.filter(|w| !w.is_zero());
+    let waiter = wait.map(|_| state.waiters.register(job.id));
     place.publish(job.command);
     tracing::debug!(job_id = %job.id, kind = ?job.kind, "command accepted");
-    answer(state, job.kind, job.id, wait, Some(JobStatus::Queued)).await
+    match (wait, waiter) {
+        (Some(wait), Some(waiter)) => {
+            outcome(state, job.kind, job.id, wait, Some(waiter), true).await
+        }
+        _ => Ok(accepted(job.kind, job.id, JobStatus::Queued)),
+    }
 }
 
 /// How long [`withdraw_later`] keeps trying.
@@ -184,19 +194,39 @@ pub async fn answer(
     {
         return Ok(accepted(kind, job_id, status));
     }
-    let deadline = Instant::now() + wait.unwrap_or_default();
     let waiter = wait.map(|_| state.waiters.register(job_id));
+    outcome(state, kind, job_id, wait.unwrap_or_default(), waiter, false).await
+}
+
+/// Reads the job until it is decided or `wait` runs out, waking on its
+/// waiter; without a waiter, answers after one read. `queued`: the caller
+/// knows the job is queued, so the first read waits for a wake-up.
+async fn outcome(
+    state: &AppState,
+    kind: JobKind,
+    job_id: Uuid,
+    wait: Duration,
+    waiter: Option<Waiter>,
+    queued: bool,
+) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + wait;
+    let mut read = !queued;
     loop {
-        let job = jobs::get(&state.pool, job_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format_args!("job {job_id}")))?;
+        if read {
+            let job = jobs::get(&state.pool, job_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format_args!("job {job_id}")))?;
+            match &waiter {
+                None => return Ok(accepted(kind, job_id, job.status)),
+                Some(_) if job.status != JobStatus::Queued => return Ok(finished(kind, job)),
+                Some(_) => {}
+            }
+        }
+        read = true;
         let left = deadline.saturating_duration_since(Instant::now());
         match &waiter {
-            Some(waiter) if job.status == JobStatus::Queued && !left.is_zero() => {
-                waiter.wait(left.min(POLL_FALLBACK)).await;
-            }
-            Some(_) if job.status != JobStatus::Queued => return Ok(finished(kind, job)),
-            _ => return Ok(accepted(kind, job_id, job.status)),
+            Some(waiter) if !left.is_zero() => waiter.wait(left.min(POLL_FALLBACK)).await,
+            _ => return Ok(accepted(kind, job_id, JobStatus::Queued)),
         }
     }
 }

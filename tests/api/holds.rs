@@ -704,6 +704,18 @@ async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
         .await
         .expect("broker");
     crate::helpers::rabbitmqctl(&["delete_vhost", &doomed]);
+    // The broker closes the connection on its own time; a request sent
+    // before the client has heard is accepted (its job waits for the relay).
+    for _ in 0..100 {
+        if !dead_broker.is_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !dead_broker.is_connected(),
+        "the deleted vhost's connection stayed open"
+    );
     let base = app.serve_api_with(app.pool.clone(), dead_broker).await;
     let response = app
         .client
