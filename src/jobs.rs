@@ -237,9 +237,7 @@ pub fn outcomes_sql(outcomes: &[Outcome], completed_at: DateTime<Utc>) -> Sql {
         sql.push(", completed_at = ")
             .time(&completed_at)
             .push(" WHERE id IN (")
-            .join(ids, ", ", |sql, id| {
-                sql.uuid(id);
-            })
+            .uuids(&ids)
             .push(");\n");
     }
 
@@ -261,9 +259,7 @@ pub fn outcomes_sql(outcomes: &[Outcome], completed_at: DateTime<Utc>) -> Sql {
             .push(", completed_at = ")
             .time(&completed_at)
             .push(" WHERE id IN (")
-            .join(ids, ", ", |sql, id| {
-                sql.uuid(id);
-            })
+            .uuids(&ids)
             .push(");\n");
     }
     sql
@@ -372,9 +368,7 @@ pub fn queued_sql(ids: &[Uuid]) -> Sql {
 fn queued_among_sql(ids: &[Uuid], lock: &'static str) -> Sql {
     let mut sql = Sql::new();
     sql.push("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' AND id IN (")
-        .join(ids, ", ", |sql, id| {
-            sql.uuid(*id);
-        })
+        .uuids(ids)
         .push(")")
         .push(lock);
     sql

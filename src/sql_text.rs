@@ -59,6 +59,13 @@ impl Sql {
         self.bytes(id.as_bytes())
     }
 
+    /// Ids separated by commas, for `IN (…)`.
+    pub fn uuids<'a>(&mut self, ids: impl IntoIterator<Item = &'a Uuid>) -> &mut Self {
+        self.join(ids, ", ", |sql, id| {
+            sql.uuid(*id);
+        })
+    }
+
     pub fn text(&mut self, value: &str) -> &mut Self {
         self.bytes(value.as_bytes())
     }

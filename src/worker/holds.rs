@@ -34,7 +34,7 @@ pub async fn apply_holds(
     requests: &[HoldRequest],
     ttl: Duration,
 ) -> sqlx::Result<Decided> {
-    let ids = super::unique_jobs(requests.iter().map(|r| &r.job_id));
+    let ids = super::unique(requests.iter().map(|r| &r.job_id));
     let mut locks = Sql::new();
     locks
         .push("SELECT price, stock FROM products WHERE id = ")
@@ -146,13 +146,10 @@ pub async fn apply_holds(
     writes.append(jobs::outcomes_sql(&outcomes, now));
     tx.commit_with(writes).await?;
 
-    Ok(Decided {
-        jobs: outcomes.iter().map(|o| o.job_id).collect(),
-        outcomes: Decided::outcomes_of(&outcomes),
-        changed_products: if granted.is_empty() {
-            Vec::new()
-        } else {
-            vec![product_id]
-        },
-    })
+    let changed = if granted.is_empty() {
+        Vec::new()
+    } else {
+        vec![product_id]
+    };
+    Ok(Decided::of(&outcomes, changed))
 }

@@ -509,6 +509,16 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// A transaction that wrote `outcomes` and changed the stock of
+    /// `changed_products`.
+    pub fn of(outcomes: &[jobs::Outcome], changed_products: Vec<i64>) -> Self {
+        Self {
+            jobs: outcomes.iter().map(|o| o.job_id).collect(),
+            outcomes: Self::outcomes_of(outcomes),
+            changed_products,
+        }
+    }
+
     pub fn outcomes_of(outcomes: &[jobs::Outcome]) -> Vec<(Uuid, JobKind, bool)> {
         outcomes
             .iter()
@@ -604,8 +614,8 @@ async fn unpack(delivery: Delivery, batch: &mut Vec<Taken>) {
     }
 }
 
-/// Job ids of a batch without repeats, first occurrence kept.
-pub fn unique_jobs<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
+/// Ids without repeats, first occurrence kept.
+pub fn unique<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
     let mut seen = HashSet::new();
     ids.into_iter()
         .filter(|id| seen.insert(**id))

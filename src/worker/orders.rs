@@ -167,35 +167,23 @@ pub async fn apply_orders(
     pool: &MySqlPool,
     requests: &[OrderRequest],
 ) -> sqlx::Result<BatchApplied> {
-    let jobs = super::unique_jobs(requests.iter().map(|r| &r.job_id));
+    let jobs = super::unique(requests.iter().map(|r| &r.job_id));
     if jobs.is_empty() {
         return Ok(BatchApplied::default());
     }
-    let holds: Vec<Uuid> = {
-        let mut seen = HashSet::new();
-        requests
-            .iter()
-            .map(|r| r.hold_id)
-            .filter(|id| seen.insert(*id))
-            .collect()
-    };
-    let id_list = |sql: &mut Sql, ids: &[Uuid]| {
-        sql.join(ids, ", ", |sql, id| {
-            sql.uuid(*id);
-        });
-    };
+    let holds = super::unique(requests.iter().map(|r| &r.hold_id));
     let mut reads = jobs::lock_queued_sql(&jobs);
     reads.push("SELECT id, product_id, qty, amount, status, expires_at FROM holds WHERE id IN (");
-    id_list(&mut reads, &holds);
+    reads.uuids(&holds);
     // Plain reads from here on: the snapshot is taken at the first, after
     // the locks above are held (see `apply_order`).
     reads.push(") FOR UPDATE;\nSELECT hold_id FROM orders WHERE hold_id IN (");
-    id_list(&mut reads, &holds);
+    reads.uuids(&holds);
     reads.push(
         ");\nSELECT DISTINCT order_id FROM payment_events FORCE INDEX (payment_events_order) \
          WHERE state = 'awaiting_order' AND order_id IN (",
     );
-    id_list(&mut reads, &jobs);
+    reads.uuids(&jobs);
     reads.push(");\n").append(jobs::queued_sql(&holds));
     let (tx, rows) = TextTransaction::begin_with(pool, reads).await?;
     let part = |i: usize| rows.get(i).map(Vec::as_slice).unwrap_or_default();
@@ -288,11 +276,7 @@ pub async fn apply_orders(
     // is held.
     writes.append(jobs::outcomes_sql(&outcomes, now));
     tx.commit_with(writes).await?;
-    applied.decided = Decided {
-        jobs: outcomes.iter().map(|o| o.job_id).collect(),
-        outcomes: Decided::outcomes_of(&outcomes),
-        changed_products: Vec::new(),
-    };
+    applied.decided = Decided::of(&outcomes, Vec::new());
     Ok(applied)
 }
 

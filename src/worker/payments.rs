@@ -138,29 +138,24 @@ pub async fn apply_payments(
     pool: &MySqlPool,
     requests: &[PaymentRequest],
 ) -> sqlx::Result<BatchApplied> {
-    let jobs = super::unique_jobs(requests.iter().map(|r| &r.job_id));
+    let jobs = super::unique(requests.iter().map(|r| &r.job_id));
     if jobs.is_empty() {
         return Ok(BatchApplied::default());
     }
-    let orders = super::unique_jobs(requests.iter().map(|r| &r.order_id));
-    let id_list = |sql: &mut Sql, ids: &[Uuid]| {
-        sql.join(ids, ", ", |sql, id| {
-            sql.uuid(*id);
-        });
-    };
+    let orders = super::unique(requests.iter().map(|r| &r.order_id));
     let mut locks = Sql::new();
     locks
         .push("SELECT id, status FROM jobs FORCE INDEX (PRIMARY) WHERE kind = 'order' AND id IN (");
-    id_list(&mut locks, &orders);
+    locks.uuids(&orders);
     locks.push(
         ") FOR UPDATE;\nSELECT id, hold_id, product_id, qty, status FROM orders WHERE id IN (",
     );
-    id_list(&mut locks, &orders);
+    locks.uuids(&orders);
     locks.push(
         ") FOR UPDATE;\nSELECT id AS job_id, idempotency_key, order_id, status, state, reason, \
          created_at, processed_at FROM payment_events WHERE id IN (",
     );
-    id_list(&mut locks, &jobs);
+    locks.uuids(&jobs);
     locks
         .push(") FOR UPDATE;\n")
         .append(jobs::lock_queued_sql(&jobs));
@@ -256,7 +251,7 @@ pub async fn apply_payments(
             .push("UPDATE orders SET status = 'paid', updated_at = ")
             .time(&now)
             .push(" WHERE id IN (");
-        id_list(&mut writes, &paid);
+        writes.uuids(&paid);
         writes.push(");\n");
     }
     for ((state, reason), ids) in &marks {
@@ -272,16 +267,12 @@ pub async fn apply_payments(
             .push(", processed_at = ")
             .time(&now)
             .push(" WHERE id IN (");
-        id_list(&mut writes, ids);
+        writes.uuids(ids);
         writes.push(");\n");
     }
     writes.append(jobs::outcomes_sql(&outcomes, now));
     tx.commit_with(writes).await?;
-    applied.decided = Decided {
-        jobs: outcomes.iter().map(|o| o.job_id).collect(),
-        outcomes: Decided::outcomes_of(&outcomes),
-        changed_products: Vec::new(),
-    };
+    applied.decided = Decided::of(&outcomes, Vec::new());
     Ok(applied)
 }
 
