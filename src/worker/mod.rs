@@ -16,7 +16,7 @@ mod payments;
 mod sweeps;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -243,12 +243,16 @@ impl Worker {
         }
 
         // Sweeps, and the orders and payments the batches left to be applied
-        // alone: one transaction each, a few at a time. They touch different
-        // rows (or, for the same order, wait on its job row's lock), so
-        // running them side by side is as correct as running them in turn.
-        futures_util::stream::iter(others)
-            .for_each_concurrent(SIDE_BY_SIDE, |(message, command)| async move {
-                self.apply_one(message, command, shutdown).await;
+        // alone: one transaction each, a few at a time. Those of one order
+        // run in arrival order (side by side, the later could take the
+        // order's lock first: a success applied before the failure that came
+        // ahead of it); the rest touch different rows, so running them side
+        // by side is as correct as running them in turn.
+        futures_util::stream::iter(in_order_per_order(others))
+            .for_each_concurrent(SIDE_BY_SIDE, |chain| async move {
+                for (message, command) in chain {
+                    self.apply_one(message, command, shutdown).await;
+                }
             })
             .await;
     }
@@ -614,6 +618,30 @@ async fn unpack(delivery: Delivery, batch: &mut Vec<Taken>) {
     }
 }
 
+/// `commands` in chains: those of one order together in arrival order,
+/// every other command alone.
+fn in_order_per_order<T>(commands: Vec<(T, Command)>) -> Vec<Vec<(T, Command)>> {
+    let mut chains: Vec<Vec<(T, Command)>> = Vec::new();
+    let mut chain_of: HashMap<Uuid, usize> = HashMap::new();
+    for (item, command) in commands {
+        let order = match &command {
+            Command::Order { job_id, .. } => Some(*job_id),
+            Command::Payment { order_id, .. } => Some(*order_id),
+            Command::Hold { .. } | Command::Sweep { .. } => None,
+        };
+        match order.and_then(|o| chain_of.get(&o).copied()) {
+            Some(at) => chains[at].push((item, command)),
+            None => {
+                if let Some(order) = order {
+                    chain_of.insert(order, chains.len());
+                }
+                chains.push(vec![(item, command)]);
+            }
+        }
+    }
+    chains
+}
+
 /// Ids without repeats, first occurrence kept.
 pub fn unique<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
     let mut seen = HashSet::new();
@@ -647,4 +675,42 @@ async fn settle(channel: &Channel) {
     let _ = channel
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_of_one_order_chain_in_arrival_order_and_others_stand_alone() {
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let pay = |n: u8, order_id| {
+            (
+                n,
+                Command::Payment {
+                    job_id: Uuid::now_v7(),
+                    order_id,
+                },
+            )
+        };
+        let commands = vec![
+            pay(1, first),
+            pay(2, second),
+            (3, Command::Sweep { product_id: 7 }),
+            pay(4, first),
+            (
+                5,
+                Command::Order {
+                    job_id: second,
+                    hold_id: Uuid::now_v7(),
+                },
+            ),
+            (6, Command::Sweep { product_id: 7 }),
+        ];
+        let chains: Vec<Vec<u8>> = in_order_per_order(commands)
+            .into_iter()
+            .map(|chain| chain.into_iter().map(|(n, _)| n).collect())
+            .collect();
+        assert_eq!(chains, vec![vec![1, 4], vec![2, 5], vec![3], vec![6]]);
+    }
 }

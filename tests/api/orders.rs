@@ -950,3 +950,42 @@ async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
     app.assert_stock_accounted(product).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_applies_a_failure_and_a_later_success_for_one_order_in_arrival_order() {
+    const ORDERS: usize = 12;
+    let mut app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("In order", 100, ORDERS as i64).await;
+    let holds = grant_directly(&app.pool, app.settings.hold_ttl, product, ORDERS, 1).await;
+    let orders = record_orders(&app, &holds).await;
+    apply_orders(&app.pool, &orders).await.expect("orders");
+    // Both deliveries of every order wait in its queue, failure first, so
+    // a worker takes them in one batch: the failure cancels (applied alone),
+    // then the success finds the order canceled.
+    for (i, order) in orders.iter().enumerate() {
+        for (key, status) in [
+            (format!("fail-{i}"), "failed"),
+            (format!("ok-{i}"), "success"),
+        ] {
+            let response = app
+                .webhook(&payment(&key, &order.job_id.to_string(), status))
+                .await;
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+        }
+    }
+    app.add_worker().await;
+    app.wait_until_idle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'canceled'")
+            .await,
+        ORDERS as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_events WHERE state = 'needs_refund'")
+            .await,
+        ORDERS as i64
+    );
+    assert_eq!(app.stock_books(product).await.0, ORDERS as i64);
+    app.assert_stock_accounted(product).await;
+    app.stop().await;
+}
