@@ -1,5 +1,8 @@
-//! Payment events applied to orders. Both the payment job and the order job
-//! (for events that arrived first) settle events through [`settle`].
+//! Payment events applied to orders: a batch's payments together
+//! ([`apply_payments`]), or one at a time where stock comes back
+//! ([`apply_payment`]). One table ([`Verdict`]) decides what an event does
+//! to an order, on both paths and for the events an order's own job
+//! settles ([`settle`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,7 +24,7 @@ use crate::{
 };
 
 /// The locked facts about an order that settling an event needs.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub struct OrderRow {
     pub id: Uuid,
     pub hold_id: Uuid,
