@@ -128,6 +128,25 @@ impl Sql {
     }
 }
 
+/// The rows of each statement sent in one round trip, in order.
+pub struct Results(Vec<Vec<MySqlRow>>);
+
+impl Results {
+    /// The rows of statement `index` (none for a statement past the end).
+    pub fn of(&self, index: usize) -> &[MySqlRow] {
+        self.0.get(index).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// How many statements answered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A transaction begun together with its first statements and committed
 /// together with its last, in one round trip each: a hold batch takes two
 /// round trips instead of five (BEGIN, product lock, job locks, writes,
@@ -146,10 +165,7 @@ pub struct TextTransaction {
 impl TextTransaction {
     /// Begins a transaction and runs `first` in it; returns the rows of each
     /// of its statements.
-    pub async fn begin_with(
-        pool: &MySqlPool,
-        first: Sql,
-    ) -> sqlx::Result<(Self, Vec<Vec<MySqlRow>>)> {
+    pub async fn begin_with(pool: &MySqlPool, first: Sql) -> sqlx::Result<(Self, Results)> {
         let mut tx = Self {
             conn: pool.acquire().await?,
             committed: false,
@@ -157,7 +173,7 @@ impl TextTransaction {
         let mut sql = Sql::new();
         sql.push("BEGIN;\n").append(first);
         let rows = sql.fetch_each(&mut *tx.conn).await?;
-        Ok((tx, rows.into_iter().skip(1).collect()))
+        Ok((tx, Results(rows.into_iter().skip(1).collect())))
     }
 
     /// Runs `last` and commits. A statement that fails stops the rest, the

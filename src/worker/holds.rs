@@ -44,14 +44,11 @@ pub async fn apply_holds(
         locks.append(jobs::lock_queued_sql(&ids));
     }
     let (tx, rows) = TextTransaction::begin_with(pool, locks).await?;
-    let product: Option<(i64, i64)> = match rows.first().and_then(|rows| rows.first()) {
+    let product: Option<(i64, i64)> = match rows.of(0).first() {
         Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
         None => None,
     };
-    let queued: HashSet<Uuid> = match rows.get(1) {
-        Some(rows) => jobs::ids_of(rows)?.into_iter().collect(),
-        None => HashSet::new(),
-    };
+    let queued: HashSet<Uuid> = jobs::ids_of(rows.of(1))?.into_iter().collect();
 
     let now = time::now();
     let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);

@@ -163,22 +163,21 @@ pub async fn apply_payments(
         .push(") FOR UPDATE;\n")
         .append(jobs::lock_queued_sql(&jobs));
     let (tx, rows) = TextTransaction::begin_with(pool, locks).await?;
-    let part = |i: usize| rows.get(i).map(Vec::as_slice).unwrap_or_default();
     let mut order_jobs: HashMap<Uuid, JobStatus> = HashMap::new();
-    for row in part(0) {
+    for row in rows.of(0) {
         order_jobs.insert(row.try_get(0)?, row.try_get(1)?);
     }
     let mut found: HashMap<Uuid, OrderRow> = HashMap::new();
-    for row in part(1) {
+    for row in rows.of(1) {
         let order = OrderRow::from_row(row)?;
         found.insert(order.id, order);
     }
     let mut events: HashMap<Uuid, PaymentEvent> = HashMap::new();
-    for row in part(2) {
+    for row in rows.of(2) {
         let event = PaymentEvent::from_row(row)?;
         events.insert(event.job_id, event);
     }
-    let queued: HashSet<Uuid> = jobs::ids_of(part(3))?.into_iter().collect();
+    let queued: HashSet<Uuid> = jobs::ids_of(rows.of(3))?.into_iter().collect();
 
     let now = time::now();
     let mut applied = BatchApplied::default();

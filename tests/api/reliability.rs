@@ -464,7 +464,7 @@ async fn an_abandoned_text_transaction_leaves_nothing_behind() {
         .await
         .expect("begin");
     assert_eq!(rows.len(), 2, "one list of rows per statement");
-    assert_eq!(rows[0].len(), 1);
+    assert_eq!(rows.of(0).len(), 1);
     drop(tx);
     let in_transaction: i64 = sqlx::query_scalar("SELECT CAST(@@in_transaction AS SIGNED)")
         .fetch_one(&pool)
