@@ -172,20 +172,6 @@ pub async fn list(
     query.build_query_as().fetch_all(pool).await
 }
 
-/// The event row, locked, for the worker.
-pub async fn lock(
-    tx: &mut Transaction<'_, MySql>,
-    job_id: Uuid,
-) -> sqlx::Result<Option<PaymentEvent>> {
-    sqlx::query_as(
-        "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
-         FROM payment_events WHERE id = ? FOR UPDATE",
-    )
-    .bind(job_id)
-    .fetch_optional(&mut **tx)
-    .await
-}
-
 /// Events that came before their order, in arrival order. Read without a
 /// lock: the caller holds the order job's lock, under which alone events
 /// are marked as waiting (see `worker::orders::apply_order`).

@@ -46,7 +46,7 @@ use crate::{
 
 pub use holds::{HoldRequest, apply_holds};
 pub use orders::{OrderApplied, OrderRequest, apply_order, apply_orders};
-pub use payments::{PaymentRequest, apply_payment, apply_payments};
+pub use payments::{PaymentRequest, apply_payments};
 pub use sweeps::{SWEEP_BATCH, expire_holds};
 
 /// Orders, payments and sweeps of one batch applied at the same time.
@@ -242,11 +242,10 @@ impl Worker {
             }
         }
 
-        // Sweeps, and the orders and payments the batches left to be applied
-        // alone: one transaction each, a few at a time. Those of one order
-        // run in arrival order (side by side, the later could take the
-        // order's lock first: a success applied before the failure that came
-        // ahead of it); the rest touch different rows, so running them side
+        // Sweeps, and the orders the batches left to be applied alone: one
+        // transaction each, a few at a time. Commands of one order run in
+        // arrival order (side by side, the later could take the order's
+        // lock first); the rest touch different rows, so running them side
         // by side is as correct as running them in turn.
         futures_util::stream::iter(in_order_per_order(others))
             .for_each_concurrent(SIDE_BY_SIDE, |chain| async move {
@@ -331,9 +330,18 @@ impl Worker {
                     Applied::ShuttingDown => Applied::ShuttingDown,
                 }
             }
+            // Batches leave no payment alone; should one come here, it is
+            // a batch of one.
             Command::Payment { job_id, order_id } => {
-                self.with_retries(shutdown, || apply_payment(&self.pool, job_id, order_id))
+                let request = [PaymentRequest { job_id, order_id }];
+                match self
+                    .with_retries(shutdown, || apply_payments(&self.pool, &request))
                     .await
+                {
+                    Applied::Done(applied) => Applied::Done(applied.decided),
+                    Applied::Failed => Applied::Failed,
+                    Applied::ShuttingDown => Applied::ShuttingDown,
+                }
             }
             Command::Sweep { product_id } => {
                 self.with_retries(shutdown, || expire_holds(&self.pool, product_id))
@@ -496,8 +504,7 @@ pub struct BatchApplied {
     /// Orders whose hold's own job is still queued: try again shortly.
     pub hold_pending: Vec<Uuid>,
     /// Left untouched, to be applied one transaction each: orders that
-    /// payments came before, payments that cancel an order (and any after
-    /// them for the same order).
+    /// payments came before.
     pub alone: Vec<Uuid>,
 }
 

@@ -1,10 +1,10 @@
-//! Payment events applied to orders: a batch's payments together
-//! ([`apply_payments`]), or one at a time where stock comes back
-//! ([`apply_payment`]). One table ([`Verdict`]) decides what an event does
-//! to an order, on both paths and for the events an order's own job
-//! settles ([`settle`]).
+//! Payment events applied to orders, a batch's payments together
+//! ([`apply_payments`]). One table ([`Verdict`]) decides what an event does
+//! to an order, for them and for the events an order's own job settles
+//! ([`settle`]); one set of writes ([`cancel_sql`]) gives a canceled
+//! order's units back, for both.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -17,8 +17,7 @@ use crate::{
     domain::LedgerReason,
     jobs::{self, JobKind, JobStatus, Outcome},
     orders::OrderStatus,
-    payments::{self, EventState, PaymentEvent, PaymentStatus},
-    products,
+    payments::{EventState, PaymentEvent, PaymentStatus},
     sql_text::{Sql, TextTransaction},
     time,
 };
@@ -33,18 +32,6 @@ pub struct OrderRow {
     pub status: OrderStatus,
 }
 
-pub async fn lock_order(
-    tx: &mut Transaction<'_, MySql>,
-    id: Uuid,
-) -> sqlx::Result<Option<OrderRow>> {
-    sqlx::query_as(
-        "SELECT id, hold_id, product_id, qty, status FROM orders WHERE id = ? FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await
-}
-
 /// Locks the order's job row: the first lock of every transaction that
 /// touches an order, so all of them for one order run one at a time.
 pub async fn lock_order_job(
@@ -55,60 +42,6 @@ pub async fn lock_order_job(
         .bind(order_id)
         .fetch_optional(&mut **tx)
         .await
-}
-
-/// The payment job: apply event `job_id` to its order, or keep it for the
-/// order's own job, or mark it unmatched.
-#[tracing::instrument(skip(pool), fields(job_id = %job_id, order_id = %order_id))]
-pub async fn apply_payment(
-    pool: &MySqlPool,
-    job_id: Uuid,
-    order_id: Uuid,
-) -> sqlx::Result<Decided> {
-    let mut tx = pool.begin().await?;
-    let order_job = lock_order_job(&mut tx, order_id).await?;
-    let mut order = lock_order(&mut tx, order_id).await?;
-    let Some(event) = payments::lock(&mut tx, job_id).await? else {
-        // Withdrawn (never published) or removed by retention.
-        return Ok(Decided::default());
-    };
-    if event.state != EventState::Received
-        || jobs::lock_queued(&mut tx, &[job_id]).await?.is_empty()
-    {
-        return Ok(Decided::default());
-    }
-    let now = time::now();
-    let (result, stock_changed) = match order.as_mut() {
-        Some(order) => settle(&mut tx, order, &event, now).await?,
-        None if order_job == Some(JobStatus::Queued) => {
-            mark(&mut tx, &event, EventState::AwaitingOrder, None, now).await?;
-            (outcome("awaiting_order", None), false)
-        }
-        None => {
-            let reason = match order_job {
-                Some(_) => "the order was refused",
-                None => "no such order",
-            };
-            mark(&mut tx, &event, EventState::Unmatched, Some(reason), now).await?;
-            (outcome("ignored", None), false)
-        }
-    };
-    let outcomes = [Outcome {
-        job_id,
-        kind: JobKind::Payment,
-        result: Ok(result),
-    }];
-    jobs::complete_all(&mut tx, &outcomes, now).await?;
-    tx.commit().await?;
-    Ok(Decided {
-        jobs: vec![job_id],
-        outcomes: Decided::outcomes_of(&outcomes),
-        changed_products: order
-            .filter(|_| stock_changed)
-            .map(|o| o.product_id)
-            .into_iter()
-            .collect(),
-    })
 }
 
 /// An event's new state and reason.
@@ -130,12 +63,12 @@ impl From<PaymentRequest> for Command {
 }
 
 /// The payments of a batch, decided in one transaction of two round trips:
-/// the locks (order jobs, orders, events, payment jobs, as [`apply_payment`]
-/// takes them, each set in key order) with BEGIN, the writes with COMMIT.
-/// Events are decided in arrival order, each against the order as the ones
-/// before it left it. A `failed` payment for a pending order is left for
-/// [`apply_payment`], and so is every later payment for that order, so
-/// that none of them is decided against a state it would not see.
+/// the locks (order jobs, orders, events, payment jobs, each set in key
+/// order) with BEGIN, the writes with COMMIT. Events are decided in arrival
+/// order, each against the order as the ones before it left it: a success
+/// after a failure finds the order canceled. The holds and products of
+/// canceled orders are locked by the writes themselves, so the hot
+/// product's row is held for the last round trip only.
 #[tracing::instrument(skip(pool, requests), fields(jobs = requests.len()))]
 pub async fn apply_payments(
     pool: &MySqlPool,
@@ -180,11 +113,10 @@ pub async fn apply_payments(
     let queued: HashSet<Uuid> = jobs::ids_of(rows.of(3))?.into_iter().collect();
 
     let now = time::now();
-    let mut applied = BatchApplied::default();
     let mut outcomes = Vec::new();
     let mut paid: Vec<Uuid> = Vec::new();
+    let mut canceled: Vec<Uuid> = Vec::new();
     let mut marks: Vec<(Mark, Vec<Uuid>)> = Vec::new();
-    let mut left_for_later: HashSet<Uuid> = HashSet::new();
     let mut seen = HashSet::new();
     for request in requests {
         let job_id = request.job_id;
@@ -197,24 +129,16 @@ pub async fn apply_payments(
         {
             continue;
         }
-        if left_for_later.contains(&event.order_id) {
-            applied.alone.push(job_id);
-            continue;
-        }
         let (mark, result) = match found.get_mut(&event.order_id) {
             Some(order) => {
                 let verdict = Verdict::of(order.status, event.status);
                 match verdict.order_becomes {
-                    Some(OrderStatus::Canceled) => {
-                        left_for_later.insert(order.id);
-                        applied.alone.push(job_id);
-                        continue;
-                    }
-                    Some(status) => {
-                        order.status = status;
-                        paid.push(order.id);
-                    }
+                    Some(OrderStatus::Canceled) => canceled.push(order.id),
+                    Some(_) => paid.push(order.id),
                     None => {}
+                }
+                if let Some(status) = verdict.order_becomes {
+                    order.status = status;
                 }
                 (
                     (verdict.state, verdict.reason),
@@ -256,6 +180,8 @@ pub async fn apply_payments(
         writes.uuids(&paid);
         writes.push(");\n");
     }
+    let canceled: Vec<&OrderRow> = canceled.iter().filter_map(|id| found.get(id)).collect();
+    writes.append(cancel_sql(&canceled, now));
     for ((state, reason), ids) in &marks {
         writes
             .push("UPDATE payment_events SET state = ")
@@ -273,9 +199,12 @@ pub async fn apply_payments(
         writes.push(");\n");
     }
     writes.append(jobs::outcomes_sql(&outcomes, now));
+    let changed_products: BTreeSet<i64> = canceled.iter().map(|o| o.product_id).collect();
     tx.commit_with(writes).await?;
-    applied.decided = Decided::of(&outcomes, Vec::new());
-    Ok(applied)
+    Ok(BatchApplied {
+        decided: Decided::of(&outcomes, changed_products.into_iter().collect()),
+        ..BatchApplied::default()
+    })
 }
 
 /// Decides `event` against a locked order. Never reverses a final state:
@@ -288,12 +217,13 @@ pub async fn settle(
     now: DateTime<Utc>,
 ) -> sqlx::Result<(Value, bool)> {
     let verdict = Verdict::of(order.status, event.status);
+    match verdict.order_becomes {
+        Some(OrderStatus::Canceled) => cancel_sql(&[&*order], now).execute(&mut **tx).await?,
+        Some(status) => set_order_status(tx, order.id, status, now).await?,
+        None => {}
+    }
     if let Some(status) = verdict.order_becomes {
-        if status == OrderStatus::Canceled {
-            cancel(tx, order, now).await?;
-        } else {
-            set_order_status(tx, order, status, now).await?;
-        }
+        order.status = status;
     }
     mark(tx, event, verdict.state, verdict.reason, now).await?;
     Ok((
@@ -349,56 +279,68 @@ impl Verdict {
     }
 }
 
-/// `failed` on a pending order: cancel it, expire its hold, give the stock
-/// back with a ledger row. Lock order: hold, then product.
-async fn cancel(
-    tx: &mut Transaction<'_, MySql>,
-    order: &mut OrderRow,
-    now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query("SELECT id FROM holds WHERE id = ? FOR UPDATE")
-        .bind(order.hold_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    sqlx::query("SELECT id FROM products WHERE id = ? FOR UPDATE")
-        .bind(order.product_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    set_order_status(tx, order, OrderStatus::Canceled, now).await?;
-    sqlx::query("UPDATE holds SET status = 'expired', updated_at = ? WHERE id = ?")
-        .bind(now)
-        .bind(order.hold_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?")
-        .bind(order.qty)
-        .bind(now)
-        .bind(order.product_id)
-        .execute(&mut **tx)
-        .await?;
-    products::insert_ledger(
-        tx,
-        order.product_id,
-        order.qty,
-        LedgerReason::PaymentFailed,
-        Some(order.id),
-    )
-    .await
+/// The writes that cancel pending `orders` whose payment failed: each
+/// order canceled, its hold expired, its units back on its product with a
+/// ledger row. The holds are locked before the products (those in id
+/// order), the order every writer of stock locks them in; the ledger rows
+/// are written under their product's lock, as the audit relies on.
+fn cancel_sql(orders: &[&OrderRow], now: DateTime<Utc>) -> Sql {
+    let mut sql = Sql::new();
+    if orders.is_empty() {
+        return sql;
+    }
+    sql.push("UPDATE orders SET status = 'canceled', updated_at = ")
+        .time(&now)
+        .push(" WHERE id IN (")
+        .uuids(orders.iter().map(|o| &o.id))
+        .push(");\nUPDATE holds SET status = 'expired', updated_at = ")
+        .time(&now)
+        .push(" WHERE id IN (")
+        .uuids(orders.iter().map(|o| &o.hold_id))
+        .push(");\n");
+    let mut units_back: BTreeMap<i64, i64> = BTreeMap::new();
+    for order in orders {
+        *units_back.entry(order.product_id).or_default() += order.qty;
+    }
+    for (product_id, qty) in units_back {
+        sql.push("UPDATE products SET stock = stock + ")
+            .int(qty)
+            .push(", updated_at = ")
+            .time(&now)
+            .push(" WHERE id = ")
+            .int(product_id)
+            .push(";\n");
+    }
+    sql.push("INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES ")
+        .join(orders, ", ", |sql, order| {
+            sql.push("(")
+                .int(order.product_id)
+                .push(", ")
+                .int(order.qty)
+                .push(", ")
+                .text(LedgerReason::PaymentFailed.as_str())
+                .push(", ")
+                .uuid(order.id)
+                .push(", ")
+                .time(&now)
+                .push(")");
+        })
+        .push(";\n");
+    sql
 }
 
 async fn set_order_status(
     tx: &mut Transaction<'_, MySql>,
-    order: &mut OrderRow,
+    order_id: Uuid,
     status: OrderStatus,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
         .bind(status)
         .bind(now)
-        .bind(order.id)
+        .bind(order_id)
         .execute(&mut **tx)
         .await?;
-    order.status = status;
     Ok(())
 }
 

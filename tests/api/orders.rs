@@ -6,9 +6,7 @@ use flash_sale::{
     commands::Command,
     jobs::{self, JobKind},
     payments,
-    worker::{
-        OrderRequest, PaymentRequest, apply_order, apply_orders, apply_payment, apply_payments,
-    },
+    worker::{OrderRequest, PaymentRequest, apply_order, apply_orders, apply_payments},
 };
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -414,7 +412,11 @@ async fn a_webhook_before_the_order_job_is_applied_when_the_order_is_made() {
     let hold = Uuid::parse_str(&hold_id).expect("uuid");
     app.decide_hold(hold, product, 2).await;
     let order_uuid = Uuid::parse_str(&order_id).expect("uuid");
-    apply_payment(&app.pool, payment_job, order_uuid)
+    let request = PaymentRequest {
+        job_id: payment_job,
+        order_id: order_uuid,
+    };
+    apply_payments(&app.pool, &[request])
         .await
         .expect("payment");
     let job = get_json(&app, &format!("/api/v1/jobs/{payment_job}")).await;
@@ -707,13 +709,13 @@ async fn a_batch_of_orders_is_decided_in_arrival_order_each_on_its_own_hold() {
         ))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    apply_payment(
-        &app.pool,
-        payments::job_id("batch-early"),
-        early_order.job_id,
-    )
-    .await
-    .expect("early payment");
+    let request = PaymentRequest {
+        job_id: payments::job_id("batch-early"),
+        order_id: early_order.job_id,
+    };
+    apply_payments(&app.pool, &[request])
+        .await
+        .expect("early payment");
 
     let unknown = Uuid::now_v7();
     let orders = record_orders(
@@ -816,11 +818,11 @@ async fn overlapping_order_batches_make_each_order_once_without_deadlock() {
 async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
     let app = spawn_with(NO_WORKERS, &[]).await;
     let product = app.create_product("Paid together", 100, 20).await;
-    let held = grant_directly(&app.pool, app.settings.hold_ttl, product, 4, 2).await;
-    let placed = record_orders(&app, &held[..3]).await;
+    let held = grant_directly(&app.pool, app.settings.hold_ttl, product, 5, 2).await;
+    let placed = record_orders(&app, &held[..4]).await;
     apply_orders(&app.pool, &placed).await.expect("orders");
-    let (paid, canceled, other) = (placed[0].job_id, placed[1].job_id, placed[2].job_id);
-    let unplaced = record_orders(&app, &held[3..]).await[0].job_id;
+    let [paid, canceled, other, also_canceled] = [0, 1, 2, 3].map(|i| placed[i].job_id);
+    let unplaced = record_orders(&app, &held[4..]).await[0].job_id;
     let refused = record_orders(&app, &[Uuid::now_v7()]).await;
     apply_orders(&app.pool, &refused)
         .await
@@ -833,7 +835,9 @@ async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
         ("b-paid-failed", paid, "failed"),
         ("b-cancel", canceled, "failed"),
         ("b-after-cancel", canceled, "success"),
+        ("b-cancel-again", canceled, "failed"),
         ("b-other", other, "success"),
+        ("b-also-cancel", also_canceled, "failed"),
         ("b-unknown", unknown, "success"),
         ("b-early", unplaced, "success"),
         ("b-refused", refused, "success"),
@@ -854,13 +858,10 @@ async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
     let applied = apply_payments(&app.pool, &batch).await.expect("batch");
 
     let ids: Vec<Uuid> = batch.iter().map(|p| p.job_id).collect();
-    assert_eq!(
-        applied.decided.jobs,
-        [ids[0], ids[1], ids[2], ids[5], ids[6], ids[7], ids[8]]
-    );
-    assert_eq!(applied.alone, [ids[3], ids[4]]);
+    assert_eq!(applied.decided.jobs, ids[..ids.len() - 1]);
+    assert!(applied.alone.is_empty());
     assert!(applied.hold_pending.is_empty());
-    assert!(applied.decided.changed_products.is_empty());
+    assert_eq!(applied.decided.changed_products, [product]);
 
     let expected = [
         (
@@ -879,9 +880,29 @@ async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
             json!({"outcome": "ignored", "order_status": "paid"}),
         ),
         (
+            "b-cancel",
+            "applied",
+            json!({"outcome": "applied", "order_status": "canceled"}),
+        ),
+        (
+            "b-after-cancel",
+            "needs_refund",
+            json!({"outcome": "needs_refund", "order_status": "canceled"}),
+        ),
+        (
+            "b-cancel-again",
+            "duplicate",
+            json!({"outcome": "duplicate", "order_status": "canceled"}),
+        ),
+        (
             "b-other",
             "applied",
             json!({"outcome": "applied", "order_status": "paid"}),
+        ),
+        (
+            "b-also-cancel",
+            "applied",
+            json!({"outcome": "applied", "order_status": "canceled"}),
         ),
         (
             "b-unknown",
@@ -916,6 +937,7 @@ async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
             "b-paid-failed" => {
                 Some("payment failed after the order was paid; the order stays paid")
             }
+            "b-after-cancel" => Some("payment succeeded for a canceled order"),
             _ => None,
         };
         assert_eq!(stored.1.as_deref(), reason, "{key}");
@@ -926,27 +948,24 @@ async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
             "paid"
         );
     }
-    assert_eq!(
-        get_json(&app, &format!("/api/v1/orders/{canceled}")).await["status"],
-        "pending"
-    );
-
-    // What the batch left, applied alone in arrival order.
-    for job in &applied.alone {
-        apply_payment(&app.pool, *job, canceled)
-            .await
-            .expect("alone");
+    for order in [canceled, also_canceled] {
+        assert_eq!(
+            get_json(&app, &format!("/api/v1/orders/{order}")).await["status"],
+            "canceled"
+        );
     }
     assert_eq!(
-        get_json(&app, &format!("/api/v1/orders/{canceled}")).await["status"],
-        "canceled"
+        app.count("SELECT COUNT(*) FROM holds WHERE status = 'expired'")
+            .await,
+        2
     );
     assert_eq!(
-        app.job(&ids[4].to_string()).await["result"],
-        json!({"outcome": "needs_refund", "order_status": "canceled"})
+        app.count("SELECT COUNT(*) FROM stock_ledger WHERE reason = 'payment_failed'")
+            .await,
+        2
     );
-    // Four holds of 2 granted, one canceled order gave its 2 back.
-    assert_eq!(app.stock_books(product).await.0, 20 - 4 * 2 + 2);
+    // Five holds of 2 granted, two canceled orders gave their 2 back.
+    assert_eq!(app.stock_books(product).await.0, 20 - 5 * 2 + 2 * 2);
     app.assert_stock_accounted(product).await;
     app.stop().await;
 }
@@ -960,7 +979,7 @@ async fn a_worker_applies_a_failure_and_a_later_success_for_one_order_in_arrival
     let orders = record_orders(&app, &holds).await;
     apply_orders(&app.pool, &orders).await.expect("orders");
     // Both deliveries of every order wait in its queue, failure first, so
-    // a worker takes them in one batch: the failure cancels (applied alone),
+    // a worker takes them in one batch: the failure cancels,
     // then the success finds the order canceled.
     for (i, order) in orders.iter().enumerate() {
         for (key, status) in [
