@@ -1,13 +1,15 @@
 //! Batches the api's job inserts across concurrent requests: whatever is
 //! waiting goes in one multi-row INSERT (one commit, one fsync) instead of a
-//! transaction per request. At low load a batch is a single row and nothing
-//! waits; under a crowd the batches grow by themselves.
+//! transaction per request. One INSERT at a time: while it commits, the
+//! requests behind it gather into the next. At low load a batch is a single
+//! row and nothing waits; under a crowd the batches grow by themselves.
+//! (Four side by side made twice the commits and a longer accept p99 at
+//! 3,400 and 5,000 requests/s: docs/BENCHMARKS.md.)
 
 use backon::Retryable;
 use sqlx::MySqlPool;
-use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{commands::NewJob, error::ApiError};
 use crate::{db, jobs, time};
@@ -46,11 +48,7 @@ async fn settle_failed_insert(
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
-/// Batches being inserted at once. One at a time, a slow commit (an fsync
-/// queued behind the worker's) holds up every request behind it; a few
-/// side by side share the server's group commit instead.
-const IN_FLIGHT: usize = 4;
-/// Requests waiting for a batch slot before `record` itself waits.
+/// Requests waiting for the next INSERT before `record` itself waits.
 const QUEUE: usize = 4096;
 
 type Reply = Result<(), Failure>;
@@ -102,16 +100,7 @@ impl JobRecorder {
 }
 
 async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        // Wait for a free slot first: requests keep gathering meanwhile, so
-        // the next batch takes all of them.
-        let Ok(slot) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = receiver.recv().await else {
-            return;
-        };
+    while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -119,11 +108,7 @@ async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            insert(&pool, batch).await;
-            drop(slot);
-        });
+        insert(&pool, batch).await;
     }
 }
 
