@@ -132,13 +132,12 @@ pub async fn apply_payments(
         let (mark, result) = match found.get_mut(&event.order_id) {
             Some(order) => {
                 let verdict = Verdict::of(order.status, event.status);
-                match verdict.order_becomes {
-                    Some(OrderStatus::Canceled) => canceled.push(order.id),
-                    Some(_) => paid.push(order.id),
-                    None => {}
-                }
                 if let Some(status) = verdict.order_becomes {
                     order.status = status;
+                    match status {
+                        OrderStatus::Canceled => canceled.push(order.id),
+                        _ => paid.push(order.id),
+                    }
                 }
                 (
                     (verdict.state, verdict.reason),
@@ -217,12 +216,11 @@ pub async fn settle(
     now: DateTime<Utc>,
 ) -> sqlx::Result<(Value, bool)> {
     let verdict = Verdict::of(order.status, event.status);
-    match verdict.order_becomes {
-        Some(OrderStatus::Canceled) => cancel_sql(&[&*order], now).execute(&mut **tx).await?,
-        Some(status) => set_order_status(tx, order.id, status, now).await?,
-        None => {}
-    }
     if let Some(status) = verdict.order_becomes {
+        match status {
+            OrderStatus::Canceled => cancel_sql(&[&*order], now).execute(&mut **tx).await?,
+            _ => set_order_status(tx, order.id, status, now).await?,
+        }
         order.status = status;
     }
     mark(tx, event, verdict.state, verdict.reason, now).await?;
