@@ -21,6 +21,7 @@ pub mod events;
 pub mod holds;
 pub mod idempotency;
 pub mod jobs;
+pub mod named_lock;
 pub mod orders;
 pub mod payments;
 pub mod problem;

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     startup::serve_metrics(&settings, &stop);
     let pool = startup::prepare_database(&settings, startup::WORKER_POOL_SIZE).await?;
     let broker = startup::connect_broker(&settings, "worker").await?;
-    tracing::info!(partitions = settings.partitions, "worker consuming");
+    tracing::info!(partitions = settings.partitions, "worker starting");
     startup::run_worker(&settings, pool, broker.clone(), stop).await?;
     broker.close().await;
     Ok(())

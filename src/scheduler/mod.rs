@@ -3,7 +3,6 @@
 //! retry the lock every [`STANDBY_RETRY`].
 
 mod duties;
-mod leader;
 
 use std::{
     collections::HashMap,
@@ -18,10 +17,13 @@ use sqlx::MySqlPool;
 use tokio::time::{MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 
+use crate::{
+    audit,
+    broker::Broker,
+    config::Settings,
+    named_lock::{self, NamedLock},
+};
 pub use duties::{apply_retention, publish_sweeps, relay_stuck_jobs};
-pub use leader::lock_name;
-
-use crate::{audit, broker::Broker, config::Settings};
 
 /// How often a standby tries to take the lock.
 pub const STANDBY_RETRY: Duration = Duration::from_secs(1);
@@ -48,10 +50,8 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
-            .fetch_one(&self.pool)
-            .await?;
-        let name = lock_name(database.as_deref().unwrap_or_default());
+        let database = named_lock::database_name(&self.pool).await?;
+        let name = named_lock::lock_name("scheduler", &database);
         loop {
             let leadership = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -73,9 +73,9 @@ impl Scheduler {
         metrics::gauge!("flash_scheduler_leader").set(if leader { 1.0 } else { 0.0 });
     }
 
-    async fn wait_for_leadership(&self, name: &str) -> leader::Leadership {
+    async fn wait_for_leadership(&self, name: &str) -> NamedLock {
         loop {
-            match leader::try_acquire(&self.pool, name).await {
+            match named_lock::try_acquire(&self.pool, name).await {
                 Ok(Some(leadership)) => return leadership,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "leader lock attempt failed"),
@@ -85,7 +85,7 @@ impl Scheduler {
     }
 
     /// Runs the duties until the lock is lost or shutdown (which releases it).
-    async fn lead(&self, mut leadership: leader::Leadership, shutdown: &CancellationToken) {
+    async fn lead(&self, mut leadership: NamedLock, shutdown: &CancellationToken) {
         let mut check = ticker(LEADER_CHECK);
         let mut sweep = ticker(self.settings.sweep_interval);
         let mut relay = ticker(RELAY_EVERY);

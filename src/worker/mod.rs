@@ -1,5 +1,6 @@
-//! The worker: consumes every partition queue and applies commands in locked
-//! MySQL transactions (DESIGN.md §5).
+//! The worker: consumes its share of the partition queues (the workers
+//! share them out, see [`membership`]) and applies commands in locked MySQL
+//! transactions (DESIGN.md §5).
 //!
 //! Each partition has its own channel and consumer. Deliveries are taken in
 //! batches (whatever is ready, plus a short linger); a delivery carries one
@@ -8,15 +9,16 @@
 //! message is acked only after every command in it committed, events only
 //! after commit. Correctness rests on the row
 //! locks and the job rows, never on routing: any number of workers may
-//! consume any partition.
+//! consume any partition, as they briefly do while the share changes.
 
 mod holds;
+pub mod membership;
 mod orders;
 mod payments;
 mod sweeps;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -24,6 +26,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
 use lapin::{
@@ -33,7 +36,7 @@ use lapin::{
     types::FieldTable,
 };
 use sqlx::MySqlPool;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -43,6 +46,7 @@ use crate::{
     db,
     jobs::{self, JobKind},
 };
+use membership::Membership;
 
 pub use holds::{HoldRequest, apply_holds};
 pub use orders::{OrderApplied, OrderRequest, apply_order, apply_orders};
@@ -64,6 +68,8 @@ pub const MAX_BATCH: usize = 1024;
 const MAX_TRANSACTION: usize = 2 * MAX_BATCH;
 /// Pause before replacing a consumer that ended or failed.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How long a stopping consumer waits for its last acks, then its close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 /// After the first delivery, how long to wait for more before deciding.
 const LINGER: Duration = Duration::from_millis(2);
 
@@ -75,49 +81,76 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Consumes every partition until `shutdown`, then finishes the batch in
-    /// hand and returns.
+    /// Consumes this worker's share of the partitions until `shutdown`,
+    /// following the share as workers come and go; then finishes the
+    /// batches in hand and returns.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let worker = Arc::new(self);
+        let mut membership = Membership::new(worker.pool.clone(), worker.broker.partitions())
+            .await
+            .context("reading the worker slots")?;
+        let mut consumers: BTreeMap<u16, CancellationToken> = BTreeMap::new();
         let mut tasks = tokio::task::JoinSet::new();
-        for partition in 0..worker.broker.partitions() {
-            let (worker, shutdown) = (worker.clone(), shutdown.clone());
-            tasks.spawn(async move { worker.consume_partition(partition, shutdown).await });
-        }
-        let mut first_error = None;
-        while let Some(done) = tasks.join_next().await {
-            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(e) = result {
-                tracing::error!(error = %format!("{e:#}"), "partition consumer failed");
-                first_error.get_or_insert(e);
+        let mut check = tokio::time::interval(membership::CHECK_EVERY);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let share = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                share = async {
+                    check.tick().await;
+                    membership.share().await
+                } => share,
+            };
+            let Some(share) = share else {
+                continue;
+            };
+            if share.iter().eq(consumers.keys()) {
+                continue;
             }
+            consumers.retain(|partition, stop| {
+                let keep = share.contains(partition);
+                if !keep {
+                    stop.cancel();
+                }
+                keep
+            });
+            for &partition in &share {
+                if consumers.contains_key(&partition) {
+                    continue;
+                }
+                let stop = shutdown.child_token();
+                consumers.insert(partition, stop.clone());
+                let worker = worker.clone();
+                tasks.spawn(async move { worker.consume_partition(partition, stop).await });
+            }
+            tracing::info!(partitions = ?share, "consuming");
+            metrics::gauge!("flash_worker_partitions").set(share.len() as f64);
         }
-        first_error.map_or(Ok(()), Err)
+        // Consumers stop with `shutdown` (their tokens are its children).
+        while tasks.join_next().await.is_some() {}
+        membership.leave().await;
+        Ok(())
     }
 
-    /// Consumes one partition until shutdown. A consumer that ends or fails
-    /// (a broker restart the connection could not recover from, a channel
-    /// closed by the broker) is replaced after a pause, so a partition is
-    /// never silently abandoned.
-    async fn consume_partition(
-        self: &Arc<Self>,
-        partition: u16,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        while !shutdown.is_cancelled() {
-            match self.consume_session(partition, &shutdown).await {
-                Ok(()) if shutdown.is_cancelled() => break,
+    /// Consumes one partition until `stop` (the partition went to another
+    /// worker, or shutdown). A consumer that ends or fails (a broker
+    /// restart the connection could not recover from, a channel closed by
+    /// the broker) is replaced after a pause, so a partition is never
+    /// silently abandoned.
+    async fn consume_partition(self: &Arc<Self>, partition: u16, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            match self.consume_session(partition, &stop).await {
+                Ok(()) if stop.is_cancelled() => break,
                 Ok(()) => tracing::warn!(partition, "consumer ended; subscribing again"),
                 Err(e) => {
                     tracing::warn!(partition, error = %format!("{e:#}"), "consumer failed; subscribing again");
                 }
             }
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
             }
         }
-        Ok(())
     }
 
     async fn consume_session(
@@ -154,8 +187,11 @@ impl Worker {
             self.process(batch, shutdown).await;
         }
         // Let the last acks reach the broker before the channel closes
-        // (quorum queues have dropped acks sent just before a close).
-        let _ = tokio::time::timeout(Duration::from_secs(2), settle(&channel)).await;
+        // (quorum queues have dropped acks sent just before a close); the
+        // close hands what is still unacked (orders waiting for their hold)
+        // back to the queue, for whichever worker now owns the partition.
+        let _ = tokio::time::timeout(CLOSE_WITHIN, settle(&channel)).await;
+        let _ = tokio::time::timeout(CLOSE_WITHIN, channel.close(200, "stopped".into())).await;
         Ok(())
     }
 

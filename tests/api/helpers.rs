@@ -343,8 +343,17 @@ impl TestApp {
 
     /// Messages ready in `queue` (unacked deliveries are not counted).
     pub async fn queue_depth(&self, queue: &str) -> u32 {
+        self.queue_state(queue).await.message_count()
+    }
+
+    /// Consumers subscribed to `queue`.
+    pub async fn queue_consumers(&self, queue: &str) -> u32 {
+        self.queue_state(queue).await.consumer_count()
+    }
+
+    async fn queue_state(&self, queue: &str) -> lapin::Queue {
         let channel = self.broker.channel().await.expect("channel");
-        let depth = channel
+        let state = channel
             .queue_declare(
                 queue.into(),
                 lapin::options::QueueDeclareOptions {
@@ -354,10 +363,9 @@ impl TestApp {
                 lapin::types::FieldTable::default(),
             )
             .await
-            .expect("passive declare")
-            .message_count();
+            .expect("passive declare");
         let _ = channel.close(200, "done".into()).await;
-        depth
+        state
     }
 
     /// Waits until no job is queued (every accepted command decided).

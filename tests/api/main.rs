@@ -8,3 +8,4 @@ mod openapi;
 mod orders;
 mod reliability;
 mod scheduler;
+mod workers;
