@@ -114,6 +114,8 @@ impl Worker {
                     membership.share().await
                 } => share,
             };
+            // Consumers of partitions given up end by themselves.
+            while tasks.try_join_next().is_some() {}
             let Some(share) = share else {
                 continue;
             };
