@@ -119,6 +119,7 @@ impl Worker {
             let Some(share) = share else {
                 continue;
             };
+            metrics::gauge!("flash_worker_partitions").set(share.len() as f64);
             if share.iter().eq(consumers.keys()) {
                 continue;
             }
@@ -139,7 +140,6 @@ impl Worker {
                 tasks.spawn(async move { worker.consume_partition(partition, &turns, stop).await });
             }
             tracing::info!(partitions = ?share, "consuming");
-            metrics::gauge!("flash_worker_partitions").set(share.len() as f64);
         }
         // Consumers stop with `shutdown` (their tokens are its children).
         while tasks.join_next().await.is_some() {}
