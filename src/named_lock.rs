@@ -96,9 +96,9 @@ impl NamedLock {
     /// Whether the lock is still ours (the connection is alive and the
     /// server still names it as the holder).
     pub async fn still_held(&mut self) -> bool {
-        let names = [self.name.clone()];
+        let name = std::slice::from_ref(&self.name);
         matches!(
-            holders(&mut self.connection, &names).await.as_deref(),
+            holders(&mut self.connection, name).await.as_deref(),
             Ok([Holder::Us])
         )
     }

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, MySqlPool};
+use sqlx::MySqlPool;
 
 use crate::named_lock::{self, Holder, NamedLock};
 
@@ -61,11 +61,10 @@ impl Membership {
         let read = tokio::time::timeout(CHECK_EVERY * 5, lock.holders(&self.slots)).await;
         let why = match read {
             Ok(Ok(holders)) if holders.get(slot) == Some(&Holder::Us) => {
-                let used: Vec<usize> = (0..holders.len())
-                    .filter(|&i| holders[i] != Holder::Free)
-                    .collect();
-                let rank = used.iter().position(|&i| i == slot)?;
-                return Some(share_of(rank, used.len(), self.slots.len() as u16));
+                let held = |h: &&Holder| **h != Holder::Free;
+                let rank = holders[..slot].iter().filter(held).count();
+                let members = holders.iter().filter(held).count();
+                return Some(share_of(rank, members, self.slots.len() as u16));
             }
             Ok(Ok(_)) => "held by another connection".to_owned(),
             Ok(Err(e)) => e.to_string(),
@@ -80,10 +79,11 @@ impl Membership {
 
     /// The first free slot, taken; `None` when all are held.
     async fn take_slot(&self) -> sqlx::Result<Option<(usize, NamedLock)>> {
-        let mut connection = self.pool.acquire().await?.detach();
-        let holders = named_lock::holders(&mut connection, &self.slots).await;
-        let _ = connection.close().await;
-        for (slot, holder) in holders?.into_iter().enumerate() {
+        let holders = {
+            let mut connection = self.pool.acquire().await?;
+            named_lock::holders(&mut connection, &self.slots).await?
+        };
+        for (slot, holder) in holders.into_iter().enumerate() {
             if holder != Holder::Free {
                 continue;
             }
