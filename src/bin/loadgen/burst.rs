@@ -10,11 +10,13 @@ use std::{
 };
 
 use anyhow::Context;
+use hyper::body::Bytes;
 use reqwest::{Client, StatusCode, header};
 use serde_json::Value;
 
 use crate::{
     api::{Api, transport_key},
+    conn::BuyerConn,
     progress::Progress,
     stats::ms,
 };
@@ -111,14 +113,13 @@ pub(crate) async fn burst(
         clients, requests, ..
     } = load;
     let next = Arc::new(AtomicUsize::new(0));
-    let url: Arc<str> = api.url(path).into();
-    let body = Arc::new(body.clone());
+    let url = api.url(path);
+    let body = Bytes::from(serde_json::to_vec(body).context("serializing the burst's body")?);
     let mut buyers = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let client = api.client.clone();
+        let mut conn = BuyerConn::to(&url)?;
         let next = Arc::clone(&next);
-        let url = Arc::clone(&url);
-        let body = Arc::clone(&body);
+        let body = body.clone();
         let done = progress.counter();
         buyers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(requests / clients + 1);
@@ -135,7 +136,7 @@ pub(crate) async fn burst(
                     }
                     None => Instant::now(),
                 };
-                let answer = post_once(&client, &url, &body, None).await;
+                let answer = conn.post(&body, None).await;
                 let answered = Instant::now();
                 samples.push(Sample {
                     at_s: (sent - start).as_secs_f64(),

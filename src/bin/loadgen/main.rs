@@ -45,6 +45,7 @@ mod api;
 mod args;
 mod baseline;
 mod burst;
+mod conn;
 mod full;
 mod holds;
 mod progress;
