@@ -136,7 +136,7 @@ pub(crate) async fn burst(
                     }
                     None => Instant::now(),
                 };
-                let answer = conn.post(&body, None).await;
+                let answer = conn.post(&body).await;
                 let answered = Instant::now();
                 samples.push(Sample {
                     at_s: (sent - start).as_secs_f64(),

@@ -58,16 +58,14 @@ impl BuyerConn {
         })
     }
 
-    /// POSTs `body` (JSON), with `Prefer` if given. A connection that
-    /// failed is dropped and the next request opens a new one.
-    pub(crate) async fn post(&mut self, body: &Bytes, prefer: Option<&str>) -> Answer {
-        let mut request = Request::post(self.path.clone())
+    /// POSTs `body` (JSON). A connection that failed is dropped and the
+    /// next request opens a new one.
+    pub(crate) async fn post(&mut self, body: &Bytes) -> Answer {
+        let request = Request::post(self.path.clone())
             .header(header::HOST, self.host.clone())
-            .header(header::CONTENT_TYPE, "application/json");
-        if let Some(prefer) = prefer {
-            request = request.header("prefer", prefer);
-        }
-        let request = match request.body(Full::new(body.clone())) {
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.clone()));
+        let request = match request {
             Ok(request) => request,
             Err(_) => return Answer::Transport("transport (request)".into()),
         };
@@ -167,12 +165,10 @@ mod tests {
                         if let Ok(mut peers) = peers.lock() {
                             peers.insert(peer);
                         }
-                        let prefer = headers
-                            .get("prefer")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("none")
-                            .to_owned();
-                        let echo = serde_json::json!({ "bytes": body.len(), "prefer": prefer });
+                        let echo = serde_json::json!({
+                            "bytes": body.len(),
+                            "type": headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                        });
                         (
                             StatusCode::ACCEPTED,
                             [(header::LOCATION, "/api/v1/jobs/7")],
@@ -193,8 +189,8 @@ mod tests {
 
         let mut conn = BuyerConn::to(&format!("http://{addr}/holds")).expect("url");
         let body = Bytes::from_static(br#"{"product_id":1,"qty":1}"#);
-        for prefer in [None, Some("wait=10"), None] {
-            match conn.post(&body, prefer).await {
+        for _ in 0..3 {
+            match conn.post(&body).await {
                 Answer::Http {
                     status,
                     body: Some(echo),
@@ -202,7 +198,7 @@ mod tests {
                 } => {
                     assert_eq!(status, StatusCode::ACCEPTED);
                     assert_eq!(echo["bytes"], 24);
-                    assert_eq!(echo["prefer"], prefer.unwrap_or("none"));
+                    assert_eq!(echo["type"], "application/json");
                     assert_eq!(location.as_deref(), Some("/api/v1/jobs/7"));
                 }
                 Answer::Http { status, body, .. } => panic!("{status}: {body:?}"),
@@ -218,7 +214,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         drop(listener);
         let mut conn = BuyerConn::to(&format!("http://{addr}/holds")).expect("url");
-        match conn.post(&Bytes::new(), None).await {
+        match conn.post(&Bytes::new()).await {
             Answer::Transport(key) => assert_eq!(key, "transport (connect)"),
             Answer::Http { status, .. } => panic!("answered {status}"),
         }
