@@ -17,7 +17,7 @@ mod products;
 mod publisher;
 mod recorder;
 
-use std::{any::Any, sync::Arc};
+use std::{any::Any, net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -26,7 +26,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sqlx::MySqlPool;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use utoipa::OpenApi;
@@ -134,6 +134,25 @@ pub fn router(mut state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().on_failure(()))
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .with_state(state)
+}
+
+/// Connections the kernel completes and queues before the api accepts
+/// them (capped by `net.core.somaxconn`). A sale opens a crowd of them at
+/// once; with tokio's default of 128 a few hundred buyers overflowed the
+/// queue while the cores were busy, and every connection dropped there
+/// waits a full second for its client to try again (docs/BENCHMARKS.md).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// The api's listening socket, with room for a crowd ([`LISTEN_BACKLOG`]).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's own bind does: a restarted api rebinds at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves until `shutdown` is cancelled, then finishes in-flight requests.

@@ -12,8 +12,7 @@ async fn main() -> anyhow::Result<()> {
     settings.require_secrets()?;
     let pool = startup::prepare_database(&settings, startup::API_POOL_SIZE).await?;
     let broker = startup::connect_broker(&settings, "api").await?;
-    let listener = tokio::net::TcpListener::bind(settings.api_addr)
-        .await
+    let listener = flash_sale::api::bind(settings.api_addr)
         .with_context(|| format!("Failed to bind {}", settings.api_addr))?;
     tracing::info!(addr = %settings.api_addr, "api listening");
     let stop = shutdown::on_signal();

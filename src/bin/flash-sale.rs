@@ -30,8 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = startup::prepare_database(&settings, startup::API_POOL_SIZE).await?;
     startup::seed_demo(&pool).await?;
     let broker = startup::connect_broker(&settings, "flash-sale").await?;
-    let listener = tokio::net::TcpListener::bind(settings.api_addr)
-        .await
+    let listener = flash_sale::api::bind(settings.api_addr)
         .with_context(|| format!("Failed to bind {}", settings.api_addr))?;
 
     println!(

@@ -13,7 +13,9 @@ use lapin::{options::QueueDeclareOptions, types::FieldTable};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Roles, assert_problem, spawn_app, spawn_with};
+use crate::helpers::{
+    ADMIN_TOKEN, LOCALHOST_ANY_PORT, Roles, assert_problem, spawn_app, spawn_with,
+};
 
 #[tokio::test]
 async fn products_are_listed_and_read_one_by_one() {
@@ -464,4 +466,32 @@ async fn metrics_count_requests_and_jobs() {
     }
     assert!(text.contains("flash_worker_dead_lettered_total"));
     app.stop().await;
+}
+
+/// A crowd connecting at once waits in the kernel's queue until the api
+/// accepts it. With tokio's default backlog (128) the connections beyond
+/// it were dropped, and each waited a full second for its client to try
+/// again.
+#[tokio::test]
+async fn the_api_socket_queues_a_crowd_it_has_not_accepted_yet() {
+    let listener = flash_sale::api::bind(LOCALHOST_ANY_PORT).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    let crowd = 600.min(somaxconn);
+    // Nothing accepts: every connection must be queued, none dropped.
+    let connects = (0..crowd).map(|_| {
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+    });
+    let connected = futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .filter(|connect| matches!(connect, Ok(Ok(_))))
+        .count();
+    assert_eq!(connected, crowd);
 }

@@ -1,7 +1,12 @@
 //! Test harness: each test gets its own database and RabbitMQ vhost, and
 //! starts the roles it needs in-process on a random port.
 
-use std::{process::Command, sync::Arc, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
 
 use flash_sale::{
     api::{self, AppState},
@@ -14,12 +19,15 @@ use flash_sale::{
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 use sqlx::MySqlPool;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+/// Where test apis listen: a free port of the loopback address.
+pub const LOCALHOST_ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// The MySQL server the tests use, without a database name.
 fn server_url() -> String {
@@ -195,7 +203,7 @@ pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
     let mut tasks = Vec::new();
     let mut apis = Vec::new();
     for _ in 0..roles.apis {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = api::bind(LOCALHOST_ANY_PORT).expect("bind");
         apis.push(format!("http://{}", listener.local_addr().expect("addr")));
         tasks.push(tokio::spawn(startup::run_api(
             settings.clone(),
@@ -272,7 +280,7 @@ impl TestApp {
     pub async fn serve_api_with(&self, pool: MySqlPool, broker: Broker) -> String {
         let state = AppState::new(pool, broker, self.settings.clone()).expect("state");
         let _ = state.cache.reload_all(&state.pool).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = api::bind(LOCALHOST_ANY_PORT).expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(api::serve(listener, state, self.shutdown.clone()));
         base
