@@ -481,10 +481,11 @@ async fn the_api_socket_queues_a_crowd_it_has_not_accepted_yet() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(4096);
     let crowd = 600.min(somaxconn);
-    // Nothing accepts: every connection must be queued, none dropped.
+    // Nothing accepts: every connection must be queued, none dropped. A
+    // dropped one would connect on its retry, a second later.
     let connects = (0..crowd).map(|_| {
         tokio::time::timeout(
-            Duration::from_millis(500),
+            Duration::from_millis(900),
             tokio::net::TcpStream::connect(addr),
         )
     });
