@@ -181,18 +181,28 @@ pub(crate) async fn post_once(
 
 pub(crate) async fn answer_of(response: reqwest::Response) -> Answer {
     let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let location = response.headers().get(header::LOCATION).cloned();
     match response.bytes().await {
-        Ok(bytes) => Answer::Http {
-            status,
-            body: serde_json::from_slice(&bytes).ok(),
-            location,
-        },
+        Ok(bytes) => Answer::http(status, location.as_ref(), &bytes),
         Err(error) => Answer::Transport(transport_key(&error)),
+    }
+}
+
+impl Answer {
+    /// An answer read whole: its status, its `Location` and its JSON body
+    /// (None when it is not JSON).
+    pub(crate) fn http(
+        status: StatusCode,
+        location: Option<&header::HeaderValue>,
+        body: &[u8],
+    ) -> Self {
+        Answer::Http {
+            status,
+            body: serde_json::from_slice(body).ok(),
+            location: location
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+        }
     }
 }
 

@@ -91,15 +91,11 @@ impl BuyerConn {
         let response = sender.send_request(request).await.map_err(|_| "request")?;
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.map_err(|_| "body")?.to_bytes();
-        Ok(Answer::Http {
-            status: parts.status,
-            body: serde_json::from_slice(&bytes).ok(),
-            location: parts
-                .headers
-                .get(header::LOCATION)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
-        })
+        Ok(Answer::http(
+            parts.status,
+            parts.headers.get(header::LOCATION),
+            &bytes,
+        ))
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, &'static str> {
