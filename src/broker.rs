@@ -25,6 +25,8 @@ use lapin::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::config::AmqpSettings;
+
 pub const COMMANDS_EXCHANGE: &str = "flash.commands";
 pub const DEAD_LETTER_EXCHANGE: &str = "flash.dead-letter";
 pub const DEAD_LETTER_QUEUE: &str = "flash.dead-letters";
@@ -81,9 +83,9 @@ struct Link {
 }
 
 impl Link {
-    async fn open(url: &str, partitions: u16, name: &str) -> anyhow::Result<Self> {
+    async fn open(amqp: &AmqpSettings, partitions: u16, name: &str) -> anyhow::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(url, properties)
+        let connection = Connection::connect(amqp.nodes[0].expose(), properties)
             .await
             .context("Failed to connect to RabbitMQ")?;
         let publisher = connection
@@ -129,7 +131,7 @@ impl Link {
 pub struct Broker {
     link: Arc<RwLock<Arc<Link>>>,
     healing: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
-    url: Arc<str>,
+    amqp: Arc<AmqpSettings>,
     name: Arc<str>,
     partitions: u16,
 }
@@ -142,12 +144,12 @@ pub const RECONNECT_EVERY: Duration = Duration::from_millis(500);
 
 impl Broker {
     /// Connects and declares the topology.
-    pub async fn connect(url: &str, partitions: u16, name: &str) -> anyhow::Result<Self> {
-        let link = Link::open(url, partitions, name).await?;
+    pub async fn connect(amqp: &AmqpSettings, partitions: u16, name: &str) -> anyhow::Result<Self> {
+        let link = Link::open(amqp, partitions, name).await?;
         Ok(Self {
             link: Arc::new(RwLock::new(Arc::new(link))),
             healing: Arc::default(),
-            url: url.into(),
+            amqp: Arc::new(amqp.clone()),
             name: name.into(),
             partitions,
         })
@@ -187,7 +189,7 @@ impl Broker {
         *last_attempt = Some(tokio::time::Instant::now());
         let link = tokio::time::timeout(
             Duration::from_secs(5),
-            Link::open(&self.url, self.partitions, &self.name),
+            Link::open(&self.amqp, self.partitions, &self.name),
         )
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting to RabbitMQ timed out")))?;

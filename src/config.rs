@@ -1,4 +1,6 @@
-//! Settings read once from the environment (12-factor, DESIGN.md §6).
+//! Settings read once from the environment (12-factor; every variable is
+//! listed in README.md). A secret may come from a file instead: `NAME_FILE`
+//! holds its path (container and orchestrator secrets).
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
@@ -30,10 +32,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether a process creates and migrates the database at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Migrate {
+    /// Create the database when missing and apply pending migrations.
+    Auto,
+    /// Only check that the schema is current: `admin migrate` applies it, so
+    /// the run-time user needs no DDL rights.
+    Off,
+}
+
+/// Where RabbitMQ is: the nodes of one cluster, tried in order, and an
+/// extra CA to trust for `amqps://`.
+#[derive(Clone, Debug)]
+pub struct AmqpSettings {
+    /// One URL per node (`AMQP_URL` split at commas); never empty.
+    pub nodes: Vec<Secret>,
+    /// PEM text of `AMQP_CA_FILE`, read at start.
+    pub ca_pem: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub database_url: String,
-    pub amqp_url: String,
+    pub database_url: Secret,
+    pub amqp: AmqpSettings,
+    pub migrate: Migrate,
     pub api_addr: SocketAddr,
     pub hold_ttl: Duration,
     pub max_hold_qty: u32,
@@ -57,13 +80,18 @@ pub struct Settings {
     /// Mounts `POST /api/v1/baseline/holds`, the per-request locking design
     /// that `loadgen` compares against. Off in production.
     pub enable_baseline: bool,
+    /// A connection that has not sent a whole request head this long after
+    /// it opened, or after its previous answer, is closed.
+    pub http_header_timeout: Duration,
+    /// A request body not received this long after its head is 408.
+    pub http_body_timeout: Duration,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/flash_sale";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 impl Settings {
-    /// Reads the process environment.
+    /// Reads the process environment (and the files `*_FILE` names).
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -80,16 +108,20 @@ impl Settings {
                     .with_context(|| format!("{name} must be a whole number, got {v:?}")),
             }
         };
+        let at_least_one = |name: &str, default: u64| -> anyhow::Result<u64> {
+            let value = parsed(name, default)?;
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+            Ok(value)
+        };
 
         let api_addr = get("API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
         let api_addr = api_addr
             .parse()
             .with_context(|| format!("API_ADDR must be host:port, got {api_addr:?}"))?;
 
-        let hold_ttl_secs = parsed("HOLD_TTL_SECS", 120)?;
-        if hold_ttl_secs == 0 {
-            bail!("HOLD_TTL_SECS must be at least 1");
-        }
+        let hold_ttl_secs = at_least_one("HOLD_TTL_SECS", 120)?;
         let max_hold_qty = parsed("MAX_HOLD_QTY", 10)?;
         if !(1..=1_000_000).contains(&max_hold_qty) {
             bail!("MAX_HOLD_QTY must be between 1 and 1000000");
@@ -109,18 +141,12 @@ impl Settings {
             Some(f) => bail!("LOG_FORMAT must be json or text, got {f:?}"),
         };
 
-        let relay_after_secs = parsed("RELAY_AFTER_SECS", 10)?;
-        if relay_after_secs == 0 {
-            bail!("RELAY_AFTER_SECS must be at least 1");
-        }
+        let relay_after_secs = at_least_one("RELAY_AFTER_SECS", 10)?;
         let retention_hours = parsed("RETENTION_HOURS", 7 * 24)?;
         if retention_hours < 24 {
             bail!("RETENTION_HOURS must be at least 24 (idempotency keys live 24 h)");
         }
-        let audit_secs = parsed("AUDIT_INTERVAL_SECS", 30)?;
-        if audit_secs == 0 {
-            bail!("AUDIT_INTERVAL_SECS must be at least 1");
-        }
+        let audit_secs = at_least_one("AUDIT_INTERVAL_SECS", 30)?;
         let metrics_addr = match get("METRICS_ADDR") {
             None => None,
             Some(v) => Some(
@@ -128,32 +154,48 @@ impl Settings {
                     .with_context(|| format!("METRICS_ADDR must be host:port, got {v:?}"))?,
             ),
         };
-        let enable_baseline = match get("ENABLE_BASELINE")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-        {
-            None => false,
-            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => true,
-            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
-            Some(v) => bail!("ENABLE_BASELINE must be true or false, got {v:?}"),
+        let enable_baseline = flag(get("ENABLE_BASELINE"), "ENABLE_BASELINE")?;
+        let migrate = match get("MIGRATE").as_deref().map(str::to_ascii_lowercase) {
+            None => Migrate::Auto,
+            Some(v) if v == "auto" => Migrate::Auto,
+            Some(v) if v == "off" => Migrate::Off,
+            Some(v) => bail!("MIGRATE must be auto or off, got {v:?}"),
+        };
+
+        let secret = |name: &str| secret(&lookup, name);
+        let database_url =
+            secret("DATABASE_URL")?.unwrap_or_else(|| Secret::new(DEFAULT_DATABASE_URL));
+        let amqp_url = secret("AMQP_URL")?.unwrap_or_else(|| Secret::new(DEFAULT_AMQP_URL));
+        let ca_pem = match get("AMQP_CA_FILE") {
+            None => None,
+            Some(path) => Some(
+                std::fs::read_to_string(path.trim())
+                    .with_context(|| format!("AMQP_CA_FILE: cannot read {path:?}"))?,
+            ),
         };
 
         Ok(Self {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
-            amqp_url: get("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
+            database_url,
+            amqp: AmqpSettings {
+                nodes: split_nodes(&amqp_url)?,
+                ca_pem,
+            },
+            migrate,
             api_addr,
             hold_ttl: Duration::from_secs(hold_ttl_secs),
             max_hold_qty: max_hold_qty as u32,
             partitions: partitions as u16,
             sweep_interval: Duration::from_millis(sweep_ms),
-            webhook_secret: get("WEBHOOK_SECRET").map(Secret::new),
-            admin_token: get("ADMIN_TOKEN").map(Secret::new),
+            webhook_secret: secret("WEBHOOK_SECRET")?,
+            admin_token: secret("ADMIN_TOKEN")?,
             log_format,
             relay_after: Duration::from_secs(relay_after_secs),
             retention: Duration::from_secs(retention_hours * 3600),
             audit_interval: Duration::from_secs(audit_secs),
             metrics_addr,
             enable_baseline,
+            http_header_timeout: Duration::from_secs(at_least_one("HTTP_HEADER_TIMEOUT_SECS", 10)?),
+            http_body_timeout: Duration::from_secs(at_least_one("HTTP_BODY_TIMEOUT_SECS", 10)?),
         })
     }
 
@@ -162,12 +204,73 @@ impl Settings {
         let admin = self
             .admin_token
             .clone()
-            .context("ADMIN_TOKEN must be set for the api")?;
+            .context("ADMIN_TOKEN (or ADMIN_TOKEN_FILE) must be set for the api")?;
         let webhook = self
             .webhook_secret
             .clone()
-            .context("WEBHOOK_SECRET must be set for the api")?;
+            .context("WEBHOOK_SECRET (or WEBHOOK_SECRET_FILE) must be set for the api")?;
         Ok((admin, webhook))
+    }
+}
+
+/// `NAME`, or the contents of the file `NAME_FILE` names (one trailing line
+/// break dropped, as `echo` and most secret stores leave one). Both set is
+/// a mistake worth stopping for: which one wins would be a guess.
+fn secret(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<Secret>> {
+    let direct = lookup(name).filter(|v| !v.trim().is_empty());
+    let file_var = format!("{name}_FILE");
+    let path = lookup(&file_var).filter(|v| !v.trim().is_empty());
+    match (direct, path) {
+        (Some(_), Some(_)) => bail!("set {name} or {file_var}, not both"),
+        (Some(value), None) => Ok(Some(Secret::new(value))),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path.trim())
+                .with_context(|| format!("{file_var}: cannot read {path:?}"))?;
+            let value = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            if value.trim().is_empty() {
+                bail!("{file_var}: {path:?} is empty");
+            }
+            Ok(Some(Secret::new(value)))
+        }
+    }
+}
+
+/// `AMQP_URL` may list the nodes of a cluster, separated by commas (a comma
+/// inside a password is written `%2C`).
+fn split_nodes(urls: &Secret) -> anyhow::Result<Vec<Secret>> {
+    let nodes: Vec<Secret> = urls
+        .expose()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(Secret::new)
+        .collect();
+    if nodes.is_empty() {
+        bail!("AMQP_URL lists no node");
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let scheme = node.expose().split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("amqp" | "amqps")) {
+            // The URL itself may hold a password: name its place, not its text.
+            bail!(
+                "AMQP_URL node {} must start with amqp:// or amqps://",
+                i + 1
+            );
+        }
+    }
+    Ok(nodes)
+}
+
+fn flag(value: Option<String>, name: &str) -> anyhow::Result<bool> {
+    match value.as_deref().map(str::to_ascii_lowercase) {
+        None => Ok(false),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => bail!("{name} must be true or false, got {v:?}"),
     }
 }
 
@@ -185,10 +288,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_design() {
+    fn defaults_match_the_contract() {
         let s = settings(&[]).expect("defaults are valid");
-        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(s.amqp_url, DEFAULT_AMQP_URL);
+        assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.amqp.nodes.len(), 1);
+        assert_eq!(s.amqp.nodes[0].expose(), DEFAULT_AMQP_URL);
+        assert!(s.amqp.ca_pem.is_none());
+        assert_eq!(s.migrate, Migrate::Auto);
         assert_eq!(s.api_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.hold_ttl, Duration::from_secs(120));
         assert_eq!(s.max_hold_qty, 10);
@@ -196,6 +302,8 @@ mod tests {
         assert_eq!(s.sweep_interval, Duration::from_millis(500));
         assert!(s.admin_token.is_none());
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(s.http_body_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -208,15 +316,70 @@ mod tests {
         assert!(settings(&[("RETENTION_HOURS", "23")]).is_err());
         assert!(settings(&[("METRICS_ADDR", "9100")]).is_err());
         assert!(settings(&[("API_ADDR", "nowhere")]).is_err());
+        assert!(settings(&[("MIGRATE", "sometimes")]).is_err());
+        assert!(settings(&[("HTTP_HEADER_TIMEOUT_SECS", "0")]).is_err());
+        assert!(settings(&[("HTTP_BODY_TIMEOUT_SECS", "-1")]).is_err());
+        assert!(settings(&[("AMQP_CA_FILE", "/nonexistent/ca.pem")]).is_err());
     }
 
     #[test]
     fn secrets_never_print() {
-        let s = settings(&[("ADMIN_TOKEN", "hunter2"), ("WEBHOOK_SECRET", "s3")])
-            .expect("valid settings");
+        let s = settings(&[
+            ("ADMIN_TOKEN", "hunter2"),
+            ("WEBHOOK_SECRET", "s3"),
+            ("DATABASE_URL", "mysql://app:pw-db-42@db/flash_sale"),
+            ("AMQP_URL", "amqps://app:pw-mq-42@mq/%2f"),
+        ])
+        .expect("valid settings");
         let printed = format!("{s:?}");
-        assert!(!printed.contains("hunter2"));
+        for secret in ["hunter2", "pw-db-42", "pw-mq-42"] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
         assert!(s.require_secrets().is_ok());
         assert!(settings(&[]).expect("valid").require_secrets().is_err());
+        let err = settings(&[("AMQP_URL", "http://u:pw-mq-42@mq")]).expect_err("scheme");
+        assert!(!format!("{err:#}").contains("pw-mq-42"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_their_line_break() {
+        let dir = std::env::temp_dir().join(format!("fs-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let token = dir.join("admin");
+        std::fs::write(&token, "from-a-file\n").expect("write");
+        let path = token.to_string_lossy().into_owned();
+        let s = settings(&[("ADMIN_TOKEN_FILE", &path)]).expect("valid");
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("from-a-file")
+        );
+
+        let both = settings(&[("ADMIN_TOKEN_FILE", &path), ("ADMIN_TOKEN", "x")]);
+        assert!(format!("{:#}", both.expect_err("both")).contains("not both"));
+        let missing = settings(&[("DATABASE_URL_FILE", "/nonexistent/db-url")]);
+        assert!(format!("{:#}", missing.expect_err("missing")).contains("DATABASE_URL_FILE"));
+        std::fs::write(&token, "\n").expect("write");
+        assert!(settings(&[("ADMIN_TOKEN_FILE", &path)]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn amqp_url_lists_cluster_nodes_in_order() {
+        let s = settings(&[(
+            "AMQP_URL",
+            "amqps://u:p@mq-1:5671/%2f, amqps://u:p@mq-2:5671/%2f,amqp://u:p@mq-3/%2f",
+        )])
+        .expect("valid");
+        let nodes: Vec<&str> = s.amqp.nodes.iter().map(Secret::expose).collect();
+        assert_eq!(
+            nodes,
+            [
+                "amqps://u:p@mq-1:5671/%2f",
+                "amqps://u:p@mq-2:5671/%2f",
+                "amqp://u:p@mq-3/%2f"
+            ]
+        );
+        assert!(settings(&[("AMQP_URL", " , ")]).is_err());
+        assert!(settings(&[("AMQP_URL", "amqp://a,mq-2")]).is_err());
     }
 }

@@ -24,7 +24,7 @@ pub struct Problem {
     pub errors: Option<FieldErrors>,
 }
 
-/// The machine-readable codes of DESIGN.md §3.
+/// The machine-readable codes of the contract (docs/API.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     MalformedJson,
@@ -39,6 +39,7 @@ pub enum Code {
     HoldAlreadyUsed,
     IdempotencyKeyReused,
     PayloadTooLarge,
+    RequestTimeout,
     Unavailable,
     Internal,
 }
@@ -58,6 +59,7 @@ impl Code {
             Code::HoldAlreadyUsed => "hold_already_used",
             Code::IdempotencyKeyReused => "idempotency_key_reused",
             Code::PayloadTooLarge => "payload_too_large",
+            Code::RequestTimeout => "request_timeout",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal_error",
         }
@@ -76,6 +78,7 @@ impl Code {
             | Code::HoldExpired
             | Code::HoldAlreadyUsed => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,6 +98,7 @@ impl Code {
             Code::HoldAlreadyUsed => "Hold already used",
             Code::IdempotencyKeyReused => "Idempotency key reused",
             Code::PayloadTooLarge => "Payload too large",
+            Code::RequestTimeout => "Request timeout",
             Code::Unavailable => "Service unavailable",
             Code::Internal => "Internal server error",
         }

@@ -32,7 +32,7 @@ const SETTLE_PUBLISHES_WITHIN: Duration = Duration::from_secs(5);
 /// Creates and migrates the database, retrying while the server is still
 /// starting (docker-compose starts everything at once).
 pub async fn prepare_database(settings: &Settings, pool_size: u32) -> anyhow::Result<MySqlPool> {
-    (|| db::connect_and_migrate(&settings.database_url, pool_size))
+    (|| db::connect_and_migrate(settings.database_url.expose(), pool_size))
         .retry(startup_backoff())
         .notify(|e, wait| tracing::warn!(error = %format!("{e:#}"), ?wait, "database not ready, retrying"))
         .await
@@ -40,7 +40,7 @@ pub async fn prepare_database(settings: &Settings, pool_size: u32) -> anyhow::Re
 
 /// Connects to RabbitMQ and declares the topology, retrying while it starts.
 pub async fn connect_broker(settings: &Settings, name: &str) -> anyhow::Result<Broker> {
-    (|| Broker::connect(&settings.amqp_url, settings.partitions, name))
+    (|| Broker::connect(&settings.amqp, settings.partitions, name))
         .retry(startup_backoff())
         .notify(|e, wait| tracing::warn!(error = %format!("{e:#}"), ?wait, "broker not ready, retrying"))
         .await

@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Products(cmd) => products_cmd(&settings, cmd).await,
         Cmd::Payments { state } => {
-            let pool = db::connect(&settings.database_url, 2).await?;
+            let pool = db::connect(settings.database_url.expose(), 2).await?;
             let states = match state.as_deref() {
                 Some("unmatched") => vec![EventState::Unmatched],
                 Some("needs_refund") => vec![EventState::NeedsRefund],
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
             print(&json!({ "data": payments::list(&pool, &states, 1000).await? }))
         }
         Cmd::Queues => {
-            let broker = Broker::connect(&settings.amqp_url, settings.partitions, "admin").await?;
+            let broker = Broker::connect(&settings.amqp, settings.partitions, "admin").await?;
             let channel = broker.channel().await?;
             let mut queues = serde_json::Map::new();
             for partition in 0..settings.partitions {
@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             print(&serde_json::Value::Object(queues))
         }
         Cmd::DeadLetters(cmd) => {
-            let broker = Broker::connect(&settings.amqp_url, settings.partitions, "admin").await?;
+            let broker = Broker::connect(&settings.amqp, settings.partitions, "admin").await?;
             let out = match cmd {
                 DeadLetterCmd::List { limit } => {
                     json!({ "data": dead_letters::list(&broker, limit).await? })
@@ -121,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()> {
-    let pool = db::connect(&settings.database_url, 2).await?;
+    let pool = db::connect(settings.database_url.expose(), 2).await?;
     let changed = match cmd {
         ProductCmd::List => return print(&json!({ "data": products::list(&pool).await? })),
         ProductCmd::Create { name, price, stock } => {
@@ -150,7 +150,7 @@ async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()
         }
     };
     // Api replicas refresh their caches at once instead of within a second.
-    if let Ok(broker) = Broker::connect(&settings.amqp_url, settings.partitions, "admin").await {
+    if let Ok(broker) = Broker::connect(&settings.amqp, settings.partitions, "admin").await {
         let _ = broker
             .publish_event(&Event::StockChanged {
                 product_id: changed.id,

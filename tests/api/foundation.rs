@@ -373,7 +373,7 @@ async fn migrations_applied_twice_are_a_no_op() {
     assert_eq!(applied, db::MIGRATOR.iter().count() as i64);
     db::migrate(&app.pool).await.expect("second run");
     // And through the start-up path, which also creates the database.
-    let again = db::connect_and_migrate(&app.settings.database_url, 2)
+    let again = db::connect_and_migrate(app.settings.database_url.expose(), 2)
         .await
         .expect("third run");
     again.close().await;
@@ -393,7 +393,7 @@ async fn topology_declared_twice_is_a_no_op_and_keeps_messages() {
         .expect("publish");
 
     // A second process declaring the same topology.
-    let second = Broker::connect(&app.settings.amqp_url, app.settings.partitions, "second")
+    let second = Broker::connect(&app.settings.amqp, app.settings.partitions, "second")
         .await
         .expect("second declare");
     let channel = second.channel().await.expect("channel");
@@ -419,8 +419,17 @@ async fn topology_declared_twice_is_a_no_op_and_keeps_messages() {
 #[tokio::test]
 async fn settings_used_by_the_harness_are_isolated() {
     let app = spawn_with(Roles::NONE, &[]).await;
-    assert!(app.settings.database_url.contains(&app.isolation.db_name));
-    assert!(app.settings.amqp_url.ends_with(&app.isolation.vhost));
+    assert!(
+        app.settings
+            .database_url
+            .expose()
+            .contains(&app.isolation.db_name)
+    );
+    assert!(
+        app.settings.amqp.nodes[0]
+            .expose()
+            .ends_with(&app.isolation.vhost)
+    );
     let _ = Arc::clone(&app.settings);
     app.stop().await;
 }

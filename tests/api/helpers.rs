@@ -193,10 +193,10 @@ pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
     }
     let isolation = Isolation::new();
     let settings = Arc::new(isolation.settings(extra));
-    let pool = db::connect_and_migrate(&settings.database_url, 16)
+    let pool = db::connect_and_migrate(settings.database_url.expose(), 16)
         .await
         .expect("test database");
-    let broker = Broker::connect(&settings.amqp_url, settings.partitions, "test")
+    let broker = Broker::connect(&settings.amqp, settings.partitions, "test")
         .await
         .expect("test broker");
     let shutdown = CancellationToken::new();
@@ -247,7 +247,7 @@ pub async fn start_worker(
     pool: &MySqlPool,
     shutdown: CancellationToken,
 ) -> JoinHandle<anyhow::Result<()>> {
-    let broker = Broker::connect(&settings.amqp_url, settings.partitions, "test-worker")
+    let broker = Broker::connect(&settings.amqp, settings.partitions, "test-worker")
         .await
         .expect("worker broker");
     let (settings, pool) = (settings.clone(), pool.clone());
@@ -292,7 +292,7 @@ impl TestApp {
         let status = Arc::new(SchedulerStatus::default());
         let stop = self.shutdown.child_token();
         let broker = Broker::connect(
-            &self.settings.amqp_url,
+            &self.settings.amqp,
             self.settings.partitions,
             "test-scheduler",
         )

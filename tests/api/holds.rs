@@ -699,8 +699,14 @@ async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
     let doomed = format!("{}-doomed", app.isolation.vhost);
     crate::helpers::rabbitmqctl(&["add_vhost", &doomed]);
     crate::helpers::rabbitmqctl(&["set_permissions", "-p", &doomed, "guest", ".*", ".*", ".*"]);
-    let doomed_url = app.settings.amqp_url.replace(&app.isolation.vhost, &doomed);
-    let dead_broker = Broker::connect(&doomed_url, app.settings.partitions, "doomed")
+    let doomed_url = app.settings.amqp.nodes[0]
+        .expose()
+        .replace(&app.isolation.vhost, &doomed);
+    let doomed_amqp = flash_sale::config::AmqpSettings {
+        nodes: vec![flash_sale::config::Secret::new(doomed_url)],
+        ca_pem: None,
+    };
+    let dead_broker = Broker::connect(&doomed_amqp, app.settings.partitions, "doomed")
         .await
         .expect("broker");
     crate::helpers::rabbitmqctl(&["delete_vhost", &doomed]);

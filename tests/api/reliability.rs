@@ -316,6 +316,7 @@ async fn the_stack_recovers_when_the_database_drops_every_connection() {
     let admin = sqlx::MySqlPool::connect(
         &app.settings
             .database_url
+            .expose()
             .replace(&app.isolation.db_name, "mysql"),
     )
     .await
@@ -441,7 +442,7 @@ async fn an_abandoned_text_transaction_leaves_nothing_behind() {
     // next acquire would get.
     let pool = MySqlPoolOptions::new()
         .max_connections(1)
-        .connect(&app.settings.database_url)
+        .connect(app.settings.database_url.expose())
         .await
         .expect("pool");
     let stock = |pool: sqlx::MySqlPool| async move {
