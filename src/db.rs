@@ -7,7 +7,12 @@ use anyhow::Context;
 use sqlx::{
     Connection, MySql, MySqlPool,
     migrate::{MigrateDatabase, Migrator},
-    mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions},
+    mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions},
+};
+
+use crate::{
+    config::Migrate,
+    reach::{self, ConnectError},
 };
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -19,33 +24,98 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Creates the database when missing, then opens a pool and migrates.
-#[tracing::instrument(skip(url))]
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
-    if !MySql::database_exists(url)
-        .await
-        .context("Failed to reach the database server")?
-    {
-        // Two processes starting together may both try: a lost race is fine.
-        if let Err(e) = MySql::create_database(url).await
-            && !MySql::database_exists(url).await.unwrap_or(false)
-        {
-            return Err(e).context("Failed to create the database");
-        }
-        tracing::info!("created database");
+/// Opens the pool the way `MIGRATE` says. `Auto` creates the database when
+/// missing and applies pending migrations; `Off` only checks that the
+/// schema is current, so the run-time user needs no DDL rights. Errors say
+/// which connection failed and whether retrying can help.
+pub async fn open(
+    url: &str,
+    migrate: Migrate,
+    max_connections: u32,
+) -> Result<MySqlPool, ConnectError> {
+    let connection = format!("database {}", reach::redact(url));
+    let options: MySqlConnectOptions = url.parse().map_err(|_| {
+        ConnectError::fatal(&connection, "DATABASE_URL is not a valid mysql:// URL")
+    })?;
+    let failed = |e: sqlx::Error| reach::database(&connection, &e);
+    if migrate == Migrate::Auto {
+        create_if_missing(url).await.map_err(failed)?;
     }
-    let pool = connect(url, max_connections).await?;
-    migrate(&pool).await?;
+    // One connection first: its error is the server's own answer (a pool
+    // would report a timeout instead).
+    let first = MySqlConnection::connect_with(&options)
+        .await
+        .map_err(failed)?;
+    let _ = first.close().await;
+    let pool = pool_options(max_connections)
+        .connect_with(options)
+        .await
+        .map_err(failed)?;
+    match migrate {
+        Migrate::Auto => MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => {
+                let mut sorted = failed(e);
+                sorted.reason.push_str(
+                    " (migrating needs DDL rights: set MIGRATE=off and run `admin migrate` as a user that has them)",
+                );
+                sorted
+            }
+            other => ConnectError::fatal(&connection, format!("migrations failed: {other}")),
+        })?,
+        Migrate::Off => check_schema(&pool)
+            .await
+            .map_err(|reason| ConnectError::fatal(&connection, reason))?,
+    }
     Ok(pool)
 }
 
-/// Opens a pool without touching the schema.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
-    let options: MySqlConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
-    pool_options(max_connections)
-        .connect_with(options)
-        .await
-        .context("Failed to connect to the database")
+/// Creates the database when missing, then opens a pool and migrates.
+#[tracing::instrument(skip(url))]
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    Ok(open(url, Migrate::Auto, max_connections).await?)
+}
+
+async fn create_if_missing(url: &str) -> sqlx::Result<()> {
+    if MySql::database_exists(url).await? {
+        return Ok(());
+    }
+    // Two processes starting together may both try: a lost race is fine.
+    if let Err(e) = MySql::create_database(url).await
+        && !MySql::database_exists(url).await.unwrap_or(false)
+    {
+        return Err(e);
+    }
+    tracing::info!("created database");
+    Ok(())
+}
+
+/// Ok when every migration this build carries has been applied (by
+/// `admin migrate`); otherwise says what to run.
+pub async fn check_schema(pool: &MySqlPool) -> Result<(), String> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| match error_number(&e) {
+                Some(1146) => {
+                    "the database has no schema yet (MIGRATE=off): run `admin migrate` first"
+                        .to_owned()
+                }
+                _ => format!("cannot read the schema version: {e}"),
+            })?;
+    let missing: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| m.version.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the schema lacks migration(s) {} that this build needs (MIGRATE=off): run `admin migrate` first",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// Opens a pool lazily: connections are made on first use. Lets the api start

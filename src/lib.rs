@@ -26,6 +26,7 @@ pub mod orders;
 pub mod payments;
 pub mod problem;
 pub mod products;
+pub mod reach;
 pub mod scheduler;
 pub mod shutdown;
 pub mod signature;

@@ -2,7 +2,7 @@
 //! shutdown token is cancelled. The binaries and the tests both start roles
 //! through these functions.
 
-use std::{sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
@@ -17,6 +17,7 @@ use crate::{
     db,
     domain::NewProduct,
     events, products,
+    reach::ConnectError,
     scheduler::{Scheduler, SchedulerStatus},
     worker::Worker,
 };
@@ -29,28 +30,58 @@ pub const SCHEDULER_POOL_SIZE: u32 = 4;
 /// How long a stopping api waits for the confirms of its last commands.
 const SETTLE_PUBLISHES_WITHIN: Duration = Duration::from_secs(5);
 
-/// Creates and migrates the database, retrying while the server is still
-/// starting (docker-compose starts everything at once).
+/// Opens the database as `MIGRATE` says, retrying while the server is
+/// still starting (compose and orchestrators start everything at once); a
+/// failure retrying cannot fix (TLS, password, rights) stops at once.
 pub async fn prepare_database(settings: &Settings, pool_size: u32) -> anyhow::Result<MySqlPool> {
-    (|| db::connect_and_migrate(settings.database_url.expose(), pool_size))
+    let url = settings.database_url.expose();
+    let pool = (|| db::open(url, settings.migrate, pool_size))
         .retry(startup_backoff())
-        .notify(|e, wait| tracing::warn!(error = %format!("{e:#}"), ?wait, "database not ready, retrying"))
+        .when(|e| e.retry)
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "database not ready, retrying"))
         .await
+        .map_err(gave_up)?;
+    Ok(pool)
 }
 
-/// Connects to RabbitMQ and declares the topology, retrying while it starts.
+/// Connects to RabbitMQ and declares the topology, retrying the same way.
 pub async fn connect_broker(settings: &Settings, name: &str) -> anyhow::Result<Broker> {
-    (|| Broker::connect(&settings.amqp, settings.partitions, name))
+    let broker = (|| Broker::connect(&settings.amqp, settings.partitions, name))
         .retry(startup_backoff())
-        .notify(|e, wait| tracing::warn!(error = %format!("{e:#}"), ?wait, "broker not ready, retrying"))
+        .when(|e| e.retry)
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "broker not ready, retrying"))
         .await
+        .map_err(gave_up)?;
+    Ok(broker)
 }
 
+fn gave_up(mut e: ConnectError) -> ConnectError {
+    if e.retry {
+        e.reason
+            .push_str(" (still failing after retrying for about a minute)");
+    }
+    e
+}
+
+/// About 80 s in all: long enough for a server that starts with us.
 fn startup_backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(250))
         .with_max_delay(Duration::from_secs(5))
         .with_max_times(20)
+}
+
+/// How a binary ends: on failure, one line on stderr that says why (the
+/// cause chain joined with colons), logged too, and exit status 1.
+pub fn exit_status(role: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{role} stopped");
+            eprintln!("{role}: cannot go on: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Serves `/metrics` on `METRICS_ADDR` when set (worker and scheduler; the

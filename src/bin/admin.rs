@@ -1,17 +1,18 @@
 //! Operator CLI over the same library: `cargo run --bin admin -- --help`.
-//! Reads DATABASE_URL and AMQP_URL like the services.
+//! Reads DATABASE_URL and AMQP_URL (or their `_FILE` forms) like the
+//! services.
 
-use std::sync::Arc;
+use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flash_sale::{
     broker::{self, Broker, Event},
-    config::Settings,
+    config::{Migrate, Settings},
     db, dead_letters,
     domain::{MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct},
     payments::{self, EventState},
-    products,
+    products, startup,
 };
 use serde_json::json;
 
@@ -24,6 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create the database if missing and apply pending migrations (run it
+    /// with a user that has DDL rights; the services can then run with
+    /// MIGRATE=off and data rights only).
+    Migrate,
     /// Products: list, create, restock.
     #[command(subcommand)]
     Products(ProductCmd),
@@ -74,13 +79,23 @@ enum DeadLetterCmd {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    startup::exit_status("admin", run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Arc::new(Settings::from_env()?);
     match cli.command {
+        Cmd::Migrate => {
+            let pool = db::open(settings.database_url.expose(), Migrate::Auto, 2).await?;
+            let applied = db::MIGRATOR.iter().count();
+            pool.close().await;
+            print(&json!({ "schema": "current", "migrations": applied }))
+        }
         Cmd::Products(cmd) => products_cmd(&settings, cmd).await,
         Cmd::Payments { state } => {
-            let pool = db::connect(settings.database_url.expose(), 2).await?;
+            let pool = db::open(settings.database_url.expose(), Migrate::Off, 2).await?;
             let states = match state.as_deref() {
                 Some("unmatched") => vec![EventState::Unmatched],
                 Some("needs_refund") => vec![EventState::NeedsRefund],
@@ -121,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()> {
-    let pool = db::connect(settings.database_url.expose(), 2).await?;
+    let pool = db::open(settings.database_url.expose(), Migrate::Off, 2).await?;
     let changed = match cmd {
         ProductCmd::List => return print(&json!({ "data": products::list(&pool).await? })),
         ProductCmd::Create { name, price, stock } => {

@@ -1,12 +1,16 @@
 //! The api role: `cargo run --bin api`. Needs ADMIN_TOKEN and WEBHOOK_SECRET.
 
-use std::sync::Arc;
+use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use flash_sale::{config::Settings, shutdown, startup, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    startup::exit_status("api", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(settings.log_format);
     settings.require_secrets()?;

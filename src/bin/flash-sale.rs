@@ -1,7 +1,7 @@
 //! The quick start: migrate, seed a demo product, and run api, worker and
 //! scheduler in one process. `cargo run --release --bin flash-sale`.
 
-use std::sync::Arc;
+use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use flash_sale::{
@@ -13,7 +13,11 @@ const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 const DEV_WEBHOOK_SECRET: &str = "dev-webhook-secret";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    startup::exit_status("flash-sale", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut settings = Settings::from_env()?;
     telemetry::init(settings.log_format);
     let admin = settings

@@ -1,12 +1,16 @@
 //! The scheduler role: `cargo run --bin scheduler`. Any number may run; one
 //! leads.
 
-use std::sync::Arc;
+use std::{process::ExitCode, sync::Arc};
 
 use flash_sale::{config::Settings, shutdown, startup, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    startup::exit_status("scheduler", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Arc::new(Settings::from_env()?);
     telemetry::init(settings.log_format);
     let stop = shutdown::on_signal();

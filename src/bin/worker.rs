@@ -1,9 +1,15 @@
 //! The worker role: `cargo run --bin worker`. Scale by running more.
 
+use std::process::ExitCode;
+
 use flash_sale::{config::Settings, shutdown, startup, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    startup::exit_status("worker", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(settings.log_format);
     let stop = shutdown::on_signal();

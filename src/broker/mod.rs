@@ -1,5 +1,6 @@
-//! RabbitMQ: connection, the topology every role declares at start, and
-//! confirmed publishing.
+//! RabbitMQ: the process's self-healing connection and confirmed
+//! publishing; `link` opens connections (cluster nodes, TLS), `topology`
+//! declares what every role needs.
 //!
 //! Topology (declared idempotently by every process):
 //! - `flash.commands` (direct) routes partition `N` to quorum queue
@@ -14,18 +15,17 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
-    options::{
-        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-        QueueDeclareOptions,
-    },
-    types::{AMQPValue, FieldTable, LongString, ShortString},
-};
+use lapin::{BasicProperties, Channel, PublisherConfirm, options::BasicPublishOptions};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::AmqpSettings;
+use crate::{config::AmqpSettings, reach::ConnectError};
+
+mod link;
+mod topology;
+
+use link::Link;
+pub use topology::{declare_event_queue, declare_topology};
 
 pub const COMMANDS_EXCHANGE: &str = "flash.commands";
 pub const DEAD_LETTER_EXCHANGE: &str = "flash.dead-letter";
@@ -73,50 +73,6 @@ pub enum Event {
     },
 }
 
-/// A live connection with its two confirm-mode channels.
-struct Link {
-    connection: Connection,
-    publisher: Channel,
-    /// Events are hints (the cache re-reads the database, waiters poll as a
-    /// fallback): confirmed like every publish, but nobody waits on them.
-    events: Channel,
-}
-
-impl Link {
-    async fn open(amqp: &AmqpSettings, partitions: u16, name: &str) -> anyhow::Result<Self> {
-        let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(amqp.nodes[0].expose(), properties)
-            .await
-            .context("Failed to connect to RabbitMQ")?;
-        let publisher = connection
-            .create_channel()
-            .await
-            .context("Failed to open a channel")?;
-        declare_topology(&publisher, partitions).await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("Failed to enable publisher confirms")?;
-        let events = connection
-            .create_channel()
-            .await
-            .context("Failed to open the events channel")?;
-        events
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("Failed to enable confirms on the events channel")?;
-        Ok(Self {
-            connection,
-            publisher,
-            events,
-        })
-    }
-
-    fn is_usable(&self) -> bool {
-        self.connection.status().connected()
-    }
-}
-
 /// The process's RabbitMQ connection. Cheap to clone; lapin channels are safe
 /// to publish on from many tasks, each awaiting its own confirm, so
 /// concurrent requests pipeline their publishes.
@@ -143,8 +99,13 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 pub const RECONNECT_EVERY: Duration = Duration::from_millis(500);
 
 impl Broker {
-    /// Connects and declares the topology.
-    pub async fn connect(amqp: &AmqpSettings, partitions: u16, name: &str) -> anyhow::Result<Self> {
+    /// Connects to the first node of `amqp` that answers and declares the
+    /// topology.
+    pub async fn connect(
+        amqp: &AmqpSettings,
+        partitions: u16,
+        name: &str,
+    ) -> Result<Self, ConnectError> {
         let link = Link::open(amqp, partitions, name).await?;
         Ok(Self {
             link: Arc::new(RwLock::new(Arc::new(link))),
@@ -187,13 +148,9 @@ impl Broker {
             anyhow::bail!("the broker connection is down; reconnecting");
         }
         *last_attempt = Some(tokio::time::Instant::now());
-        let link = tokio::time::timeout(
-            Duration::from_secs(5),
-            Link::open(&self.amqp, self.partitions, &self.name),
-        )
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting to RabbitMQ timed out")))?;
-        let link = Arc::new(link);
+        // Every node is tried again, in order: the one that went away may
+        // have been the only one up.
+        let link = Arc::new(Link::open(&self.amqp, self.partitions, &self.name).await?);
         let old = std::mem::replace(
             &mut *self
                 .link
@@ -327,126 +284,6 @@ impl Confirm {
         }
         Ok(())
     }
-}
-
-/// Declares exchanges, partition queues and the dead-letter queue. Declaring
-/// the same topology again is a no-op.
-pub async fn declare_topology(channel: &Channel, partitions: u16) -> anyhow::Result<()> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    for (name, kind) in [
-        (COMMANDS_EXCHANGE, ExchangeKind::Direct),
-        (DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout),
-        (EVENTS_EXCHANGE, ExchangeKind::Fanout),
-    ] {
-        channel
-            .exchange_declare(name.into(), kind, durable, FieldTable::default())
-            .await
-            .with_context(|| format!("Failed to declare exchange {name}"))?;
-    }
-
-    let mut dead_args = FieldTable::default();
-    dead_args.insert("x-queue-type".into(), long_string("quorum"));
-    declare_bound_queue(
-        channel,
-        DEAD_LETTER_QUEUE,
-        DEAD_LETTER_EXCHANGE,
-        "",
-        dead_args,
-    )
-    .await?;
-
-    for partition in 0..partitions {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), long_string("quorum"));
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(DELIVERY_LIMIT),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            long_string(DEAD_LETTER_EXCHANGE),
-        );
-        let queue = partition_queue(partition);
-        declare_bound_queue(
-            channel,
-            &queue,
-            COMMANDS_EXCHANGE,
-            &partition.to_string(),
-            args,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-async fn declare_bound_queue(
-    channel: &Channel,
-    queue: &str,
-    exchange: &str,
-    routing_key: &str,
-    args: FieldTable,
-) -> anyhow::Result<()> {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            args,
-        )
-        .await
-        .with_context(|| format!("Failed to declare queue {queue}"))?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("Failed to bind queue {queue}"))?;
-    Ok(())
-}
-
-fn long_string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value))
-}
-
-/// Declares this process's own event queue (exclusive, deleted with the
-/// connection) bound to the events fanout, and returns its name.
-pub async fn declare_event_queue(channel: &Channel) -> anyhow::Result<ShortString> {
-    // Named by us, not by the server: lapin's recovery re-declares queues by
-    // name after a broker restart, and the broker refuses `amq.gen-*` names.
-    let name = format!("{EVENTS_EXCHANGE}.{}", Uuid::new_v4().simple());
-    let queue = channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .context("Failed to declare the event queue")?;
-    let name = queue.name().clone();
-    channel
-        .queue_bind(
-            name.clone(),
-            EVENTS_EXCHANGE.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("Failed to bind the event queue")?;
-    Ok(name)
 }
 
 #[cfg(test)]
