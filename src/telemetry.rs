@@ -5,7 +5,7 @@
 //! it. [`FAMILIES`] describes every metric family the code emits, so each
 //! renders with a `# HELP` line.
 
-use std::sync::OnceLock;
+use std::{sync::OnceLock, time::Duration};
 
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -140,8 +140,14 @@ pub fn describe() {
     }
 }
 
+/// How often the recorder folds recorded histogram samples into its
+/// buckets. Without it they pile up until the next scrape, unbounded when
+/// nothing scrapes. The crate's own exporter uses 5 s.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder once, with every family
-/// described, and returns its handle (every role in a process shares it).
+/// described and its upkeep running, and returns its handle (every role in
+/// a process shares it).
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(install).clone()
@@ -163,7 +169,22 @@ fn install() -> PrometheusHandle {
     metrics::with_local_recorder(&recorder, describe);
     // Another recorder (a test harness) may be installed already; this
     // handle then renders an empty registry, which is harmless.
-    let _ = metrics::set_global_recorder(recorder);
+    if metrics::set_global_recorder(recorder).is_ok() {
+        // A thread, not a task: the first caller's runtime may be a test's,
+        // which ends before the process does.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no metrics upkeep thread; histograms drain on scrape only");
+        }
+    }
     handle
 }
 
