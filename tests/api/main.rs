@@ -4,6 +4,7 @@
 mod foundation;
 mod helpers;
 mod holds;
+mod metrics_format;
 mod openapi;
 mod orders;
 mod reliability;
