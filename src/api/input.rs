@@ -10,32 +10,39 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
+use super::{AppState, error::ApiError};
 use crate::problem::{Code, FieldErrors};
 
-/// DESIGN.md §3: bodies over 16 KiB are refused with 413.
+/// Bodies over 16 KiB are refused with 413 (docs/API.md).
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// A request body as bytes, refused with 413 past [`BODY_LIMIT`].
+/// A request body as bytes: 413 past [`BODY_LIMIT`], 408 when it has not
+/// all arrived within `HTTP_BODY_TIMEOUT_SECS` (a client that sends a head
+/// and then trickles, or nothing, must not hold a connection and a task).
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        Code::PayloadTooLarge,
-                        format!("the body is over {BODY_LIMIT} bytes"),
-                    )
-                } else {
-                    ApiError::new(Code::MalformedJson, rejection.body_text())
-                }
-            })
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let within = state.settings.http_body_timeout;
+        let read = tokio::time::timeout(within, Bytes::from_request(req, state)).await;
+        let Ok(read) = read else {
+            return Err(ApiError::new(
+                Code::RequestTimeout,
+                format!("the body did not arrive within {} s", within.as_secs()),
+            ));
+        };
+        read.map(RawBody).map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!("the body is over {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(Code::MalformedJson, rejection.body_text())
+            }
+        })
     }
 }
 
@@ -44,10 +51,10 @@ pub struct JsonObject {
     pub fields: Map<String, Value>,
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
         let RawBody(raw) = RawBody::from_request(req, state).await?;
         Ok(Self {

@@ -1,4 +1,4 @@
-//! The HTTP api (DESIGN.md §3): thin handlers over the stores, the product
+//! The HTTP api (docs/API.md): thin handlers over the stores, the product
 //! cache and the broker.
 
 mod auth;
@@ -16,8 +16,9 @@ mod payments;
 mod products;
 mod publisher;
 mod recorder;
+mod server;
 
-use std::{any::Any, net::SocketAddr, sync::Arc};
+use std::{any::Any, sync::Arc};
 
 use axum::{
     Router,
@@ -26,7 +27,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sqlx::MySqlPool;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use utoipa::OpenApi;
@@ -37,6 +38,7 @@ pub use error::{ApiError, ApiResult};
 pub use input::BODY_LIMIT;
 pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
 pub use recorder::JobRecorder;
+pub use server::{LISTEN_BACKLOG, MAX_HEAD_BYTES, bind};
 
 use crate::{
     broker::Broker,
@@ -136,36 +138,14 @@ pub fn router(mut state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Connections the kernel completes and queues before the api accepts
-/// them (capped by `net.core.somaxconn`). A sale opens a crowd of them at
-/// once; with tokio's default of 128 a few hundred buyers overflowed the
-/// queue while the cores were busy, and every connection dropped there
-/// waits a full second for its client to try again (docs/BENCHMARKS.md).
-pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// The api's listening socket, with room for a crowd ([`LISTEN_BACKLOG`]).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    // As tokio's own bind does: a restarted api rebinds at once.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
 /// Serves until `shutdown` is cancelled, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+    let header_timeout = state.settings.http_header_timeout;
+    server::serve_router(listener, router(state), header_timeout, shutdown).await
 }
 
 async fn unknown_route(uri: Uri) -> ApiError {
