@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# chaos.sh: a chaos run of the real binaries (DESIGN.md §4 guarantees under
-# faults). Builds target/release/{api,worker,scheduler,loadgen}, starts 1 api,
+# chaos.sh: a chaos run of the real binaries (the guarantees of docs/API.md
+# under faults). Builds target/release/{api,worker,scheduler,loadgen}, starts 1 api,
 # 2 workers and 1 scheduler on a fresh database and a fresh RabbitMQ vhost,
 # plants poison messages, drives `loadgen --mode pipeline --flow holds` and meanwhile
 # SIGKILLs workers, restarts RabbitMQ and restarts MariaDB. Then it waits for
 # the stack to settle and checks the books from the rows themselves.
 #
-#   scripts/chaos.sh            # exit 0 only when every check passes
+#   scripts/chaos.sh               # exit 0 only when every check passes
+#   scripts/chaos.sh --no-ci-wait  # do not wait for a CI check (CI itself)
 #
 # Needs: local MariaDB (root, empty password, 127.0.0.1:3306, mariadb-admin
 # over the socket), local RabbitMQ with rabbitmqctl, root (to restart them),
@@ -14,15 +15,28 @@
 # pip cannot install it, planting is skipped and 0 dead letters are expected).
 #
 # WARNING: this restarts the machine's MariaDB and RabbitMQ, which disrupts
-# anything else using them. It waits until /tmp/ci-check.log has a line
-# starting with `exit=` (a CI check in progress), and holds /tmp/chaos.lock
-# while it runs.
+# anything else using them. Unless given --no-ci-wait, it waits until
+# /tmp/ci-check.log has a line starting with `exit=` (a CI check in
+# progress), and it holds /tmp/chaos.lock while it runs.
+#
+# Once the stack settles it checks what is true of the partitions now: each
+# partition queue has exactly one consumer, and every live worker (no more
+# of them than PARTITIONS) holds a share, read from its own
+# flash_worker_partitions gauge.
 #
 # Knobs (environment): CHAOS_PORT (first port tried, 18181), CHAOS_CLIENTS
 # (128), CHAOS_REQUESTS (30000), CHAOS_MAX_RUNS (10 loadgen runs at most),
 # CHAOS_SKIP_BUILD=1, CHAOS_CI_WAIT_SECS (3600), CHAOS_KEEP_DB=1 (keep the
 # database and vhost for inspection).
 set -uo pipefail
+
+CI_WAIT=1
+for arg in "$@"; do
+    case "$arg" in
+    --no-ci-wait) CI_WAIT=0 ;;
+    *) echo "usage: $0 [--no-ci-wait]" >&2; exit 2 ;;
+    esac
+done
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -133,7 +147,7 @@ log "holding $LOCK; temp dir $TMP"
 
 ci_wait=${CHAOS_CI_WAIT_SECS:-3600}
 waited=0
-while [ -e "$CI_LOG" ] && ! grep -q '^exit=' "$CI_LOG"; do
+while [ "$CI_WAIT" = 1 ] && [ -e "$CI_LOG" ] && ! grep -q '^exit=' "$CI_LOG"; do
     if [ "$waited" -ge "$ci_wait" ]; then
         log "a CI check is still running after ${ci_wait}s ($CI_LOG has no exit= line); giving up"
         exit 3
@@ -209,25 +223,46 @@ start_role api api
 API_PID=$STARTED_PID
 wait_ready 60 || { log "api never became ready (see $TMP/api.log)"; tail -20 "$TMP/api.log" >&2; exit 6; }
 WORKER_PIDS=()
+WORKER_METRICS=()
 WORKER_SEQ=0
-start_worker() { # slot
+METRICS_PORT=$((PORT + 1))
+start_worker() { # slot: each worker serves its own /metrics (its share)
     WORKER_SEQ=$((WORKER_SEQ + 1))
-    start_role "worker$WORKER_SEQ" worker
+    while port_open "$METRICS_PORT"; do METRICS_PORT=$((METRICS_PORT + 1)); done
+    METRICS_ADDR=127.0.0.1:$METRICS_PORT start_role "worker$WORKER_SEQ" worker
     WORKER_PIDS[$1]=$STARTED_PID
+    WORKER_METRICS[$1]=$METRICS_PORT
+    METRICS_PORT=$((METRICS_PORT + 1))
 }
 start_worker 0
 start_worker 1
 start_role scheduler scheduler
 SCHED_PID=$STARTED_PID
-# Every partition queue should have a consumer per worker before the load.
-consumers_ok() { # expected consumers per partition queue
-    local n
-    n=$(rabbitmqctl -q list_queues -p "$VHOST" --no-table-headers name consumers 2>/dev/null \
-        | awk -v want="$1" '$1 ~ /^flash\.commands\.[0-9]+$/ && $2 == want { c++ } END { print c + 0 }')
-    [ "$n" = 16 ]
+# Workers share the partitions: each queue has one consumer, and every live
+# worker holds a share (its flash_worker_partitions gauge). SHARES is set to
+# "pid:partitions ..." and ONE_CONSUMER to the queues with exactly one.
+share_of() { # metrics port: the worker's gauge, or "?" if it does not answer
+    curl -s -m 2 "http://127.0.0.1:$1/metrics" 2>/dev/null \
+        | awk '$1 == "flash_worker_partitions" { v = $2 } END { print (v == "" ? "?" : v + 0) }'
 }
-for _ in $(seq 1 60); do consumers_ok 2 && break; sleep 0.5; done
-consumers_ok 2 || log "warning: not every partition queue has 2 consumers yet"
+shares_ok() {
+    local slot pid share ok=1
+    ONE_CONSUMER=$(rabbitmqctl -q list_queues -p "$VHOST" --no-table-headers name consumers 2>/dev/null \
+        | awk '$1 ~ /^flash\.commands\.[0-9]+$/ && $2 == 1 { c++ } END { print c + 0 }')
+    [ "$ONE_CONSUMER" = 16 ] || ok=0
+    SHARES=
+    for slot in "${!WORKER_PIDS[@]}"; do
+        pid=${WORKER_PIDS[$slot]}
+        kill -0 "$pid" 2>/dev/null || continue
+        share=$(share_of "${WORKER_METRICS[$slot]}")
+        SHARES="$SHARES $pid:$share"
+        case "$share" in '?' | 0) ok=0 ;; esac
+    done
+    SHARES=${SHARES# }
+    [ "$ok" = 1 ]
+}
+for _ in $(seq 1 120); do shares_ok && break; sleep 0.5; done
+shares_ok || log "warning: partitions not shared out yet: $ONE_CONSUMER/16 queues with one consumer, shares $SHARES"
 log "stack up: api $API_PID, workers ${WORKER_PIDS[*]}, scheduler $SCHED_PID, $URL"
 
 # ------------------------------------------------------------------ poison
@@ -427,7 +462,6 @@ queue_counts() {
     PARTITION_MSGS=$(awk '$1 ~ /^flash\.commands\.[0-9]+$/ { s += $2 } END { print s + 0 }' "$TMP/queues.txt")
     DEAD_LETTERS=$(awk '$1 == "flash.dead-letters" { print $2 }' "$TMP/queues.txt")
     DEAD_LETTERS=${DEAD_LETTERS:-?}
-    FULL_CONSUMERS=$(awk '$1 ~ /^flash\.commands\.[0-9]+$/ && $3 == 2 { c++ } END { print c + 0 }' "$TMP/queues.txt")
 }
 Q_START=$(date +%s)
 queue_counts
@@ -529,7 +563,12 @@ done
 R=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$URL/readyz")
 check "api /readyz after the chaos" "$R" "$(is "$R" 200)"
 check "smoke hold (Prefer: wait=10) after the chaos" "$SMOKE_STATUS" "$(is "$SMOKE_STATUS" 201)"
-check "partition queues with 2 consumers" "$FULL_CONSUMERS/16" "$(is "$FULL_CONSUMERS" 16)"
+S_START=$(date +%s)
+until shares_ok || [ $(($(date +%s) - S_START)) -ge 60 ]; do sleep 0.5; done
+check "partition queues with exactly one consumer (settled in $(($(date +%s) - S_START))s)" "$ONE_CONSUMER/16" "$(is "$ONE_CONSUMER" 16)"
+live_with_share=$(tr ' ' '\n' <<<"$SHARES" | awk -F: '$2 != "?" && $2 > 0 { c++ } END { print c + 0 }')
+live=$(tr ' ' '\n' <<<"$SHARES" | grep -c .)
+check "live workers holding a share (pid:partitions)" "$live_with_share/$live ($SHARES)" "$([ "$live" -gt 0 ] && is "$live_with_share" "$live" || echo 0)"
 LEADER=$("${MYSQL[@]}" -e "SELECT IS_USED_LOCK('flash-sale.scheduler.$DB') IS NOT NULL")
 check "scheduler leader lock held" "$LEADER" "$(is "$LEADER" 1)"
 
