@@ -7,7 +7,7 @@
 //! of its own, so a worker that dies frees its slot as soon as the server
 //! sees its connection close. Every [`CHECK_EVERY`] each worker reads which
 //! slots are held and consumes every n-th partition by its rank among them.
-//! This only steers load; correctness never depends on it (DESIGN.md §5).
+//! This only steers load; correctness never depends on it (README.md, "Why it is correct").
 //! While workers notice a change, a partition may have two consumers (still
 //! correct) or none (its commands wait a moment in the queue).
 

@@ -1,6 +1,6 @@
 //! The worker: consumes its share of the partition queues (the workers
 //! share them out, see [`membership`]) and applies commands in locked MySQL
-//! transactions (DESIGN.md §5).
+//! transactions (README.md, "Architecture").
 //!
 //! Each partition has its own channel and consumer; a few partitions decide
 //! a batch at a time ([`BATCHES_AT_ONCE`]). Deliveries are taken in batches

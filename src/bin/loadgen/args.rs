@@ -105,7 +105,7 @@ pub(crate) enum Flow {
     /// Hold requests only (accept latency without `Prefer: wait`, outcomes
     /// polled): comparable with earlier benchmark numbers.
     Holds,
-    /// Hold, order, then pay through the signed webhook (DESIGN.md §7).
+    /// Hold, order, then pay through the signed webhook (docs/API.md, "How a purchase works").
     Full,
 }
 

@@ -5,7 +5,7 @@
 //! (`POST /api/v1/baseline/holds`), or both, and the run ends with the
 //! no-oversell check (guarantee 1) read back through the API.
 //!
-//! Two flows (DESIGN.md §7):
+//! Two flows (docs/API.md, "How a purchase works"):
 //!
 //! - `--flow holds` (the original benchmark, and the only flow of the
 //!   baseline): each request is one hold POST; the pipeline's accept latency
@@ -85,7 +85,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const BUYER_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Give up polling (and report the rest as unfinished) after this long.
 const POLL_TIMEOUT: Duration = Duration::from_secs(120);
-/// The api's product cache may be up to 1 s stale (DESIGN.md §3).
+/// The api's product cache may be up to 1 s stale (docs/API.md, "Products").
 const CACHE_SETTLE: Duration = Duration::from_millis(1500);
 /// Per-request timeout; generous because a saturated stack is the point.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
