@@ -229,6 +229,8 @@ pub async fn spawn_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
         apis,
         client: Client::builder()
             .timeout(Duration::from_secs(30))
+            // Under the api's idle keep-alive limit (HTTP_HEADER_TIMEOUT_SECS).
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("client"),
         pool,

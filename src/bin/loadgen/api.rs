@@ -56,7 +56,10 @@ impl Api {
     ) -> anyhow::Result<Self> {
         let client = Client::builder()
             .pool_max_idle_per_host(clients.max(POLL_CONCURRENCY) + 16)
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Under the api's idle keep-alive limit (HTTP_HEADER_TIMEOUT_SECS,
+            // 10 s by default), so a pooled connection is never reused just
+            // as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .tcp_nodelay(true)
