@@ -107,6 +107,7 @@ pub async fn run_api(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     crate::telemetry::metrics();
+    api::raise_file_limit();
     let state = AppState::new(pool, broker, settings)?;
     if let Err(e) = state.cache.reload_all(&state.pool).await {
         tracing::warn!(error = %e, "product cache starts empty: database unreachable");

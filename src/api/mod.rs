@@ -38,7 +38,7 @@ pub use error::{ApiError, ApiResult};
 pub use input::BODY_LIMIT;
 pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
 pub use recorder::JobRecorder;
-pub use server::{LISTEN_BACKLOG, MAX_HEAD_BYTES, bind};
+pub use server::{LISTEN_BACKLOG, MAX_HEAD_BYTES, bind, raise_file_limit};
 
 use crate::{
     broker::Broker,

@@ -37,6 +37,17 @@ const DRAIN_WITHIN: Duration = Duration::from_secs(15);
 /// next, so the loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// Raises this process's soft limit on open files to its hard limit (as Go
+/// programs do at start): each connection is a file, and the common default
+/// of 1,024 would let a thousand slow clients lock every buyer out even
+/// with the header timeout. Logged; a failure only warns.
+pub fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
+}
+
 /// The api's listening socket, with room for a crowd ([`LISTEN_BACKLOG`]).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
