@@ -178,7 +178,7 @@ cases = re.search(r"Test cases:\s*\n\s*(\d+) generated(.*)", text)
 if status in (124, 137):
     print("timed out")
 elif ops and cases:
-    found = re.search(r"found (\d+) unique failures", cases.group(2))
+    found = re.search(r"found (\d+) unique failures?", cases.group(2))
     line = f"{ops.group(1)} operations, {cases.group(1)} test cases"
     if checks is not None:
         line += f", {checks} checks ({len(names)} kinds, {failed} failed)"

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 
 import requests.adapters
 import schemathesis
@@ -100,9 +101,19 @@ def _header_key(value):
     return key
 
 
+# Rust's `char::is_whitespace` (Unicode White_Space), which the server's
+# "not blank" uses; Python's `str.isspace` differs (it takes U+001C-U+001F).
+WHITE_SPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def _body_key(value):
     """The webhook's `idempotency_key`, or None if the server refuses it."""
-    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not value.strip():
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        return None
+    if all(c in WHITE_SPACE for c in value):
         return None
     return value
 
@@ -125,7 +136,7 @@ def _claim(route, key, request):
 def before_call(context, case, kwargs):
     if case.operation.method.upper() != "POST" or case.operation.path not in REQUESTS:
         return
-    body = case.body if isinstance(case.body, dict) else None
+    body = case.body if isinstance(case.body, Mapping) else None
     if body is None:
         return
     request = REQUESTS[case.operation.path](body)
