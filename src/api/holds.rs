@@ -7,7 +7,7 @@ use super::docs::{
 use crate::problem::Problem;
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -18,6 +18,7 @@ use super::{
     commands::{Idempotent, NewJob, accept, idempotency_key, prefer_wait},
     error::{ApiError, ApiResult},
     input::{Fields, JsonObject},
+    path::PathId,
     products::find,
 };
 use crate::{
@@ -142,7 +143,7 @@ fn sold_out(product_id: i64, stock: i64, spoken: Spoken, qty: i64) -> ApiError {
             links(("getProduct" = (operation_id = "getProduct", parameters(("id" = "$response.body#/product_id")))))),
         (status = 404, description = "`not_found`: no such hold, or its job is not decided yet (follow the job)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Hold>> {
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Hold>> {
     let id = parse_uuid(&id, "hold")?;
     let hold = holds::get(&state.pool, id)
         .await?

@@ -12,6 +12,7 @@ mod input;
 mod jobs;
 pub mod metrics;
 mod orders;
+mod path;
 mod payments;
 mod products;
 mod publisher;

@@ -5,12 +5,7 @@ use super::docs::{
     RetryAfterSecs, Unavailable, UnsupportedMediaType,
 };
 use crate::problem::Problem;
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::HeaderMap,
-    response::Response,
-};
+use axum::{Json, extract::State, http::HeaderMap, response::Response};
 use uuid::Uuid;
 
 use super::{
@@ -19,6 +14,7 @@ use super::{
     error::{ApiError, ApiResult},
     holds::parse_uuid,
     input::{Fields, JsonObject},
+    path::PathId,
 };
 use crate::{
     commands::Command,
@@ -96,7 +92,7 @@ pub async fn create(
             links(("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/hold_id")))))),
         (status = 404, description = "`not_found`: no such order, or its job is not decided yet (follow the job)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Order>> {
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Order>> {
     let id = parse_uuid(&id, "order")?;
     let order = orders::get(&state.pool, id)
         .await?

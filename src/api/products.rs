@@ -7,7 +7,7 @@ use super::docs::{
 use crate::problem::Problem;
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
 };
@@ -18,6 +18,7 @@ use super::{
     auth::Admin,
     error::{ApiError, ApiResult, classify},
     input::{Fields, JsonObject},
+    path::PathId,
 };
 use crate::{
     broker::Event,
@@ -45,10 +46,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse>
         (status = 200, description = "The product", body = Product),
         (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Product>> {
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Product>> {
     let id = parse_product_id(&id)?;
     Ok(Json(find(&state, id).await?))
 }
@@ -137,7 +135,7 @@ pub async fn create(
 pub async fn restock(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     body: JsonObject,
 ) -> ApiResult<Json<Product>> {
     let id = parse_product_id(&id)?;

@@ -517,3 +517,21 @@ async fn a_method_a_path_does_not_document_is_405_with_allow() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_id_that_does_not_decode_is_a_404_problem() {
+    let app = spawn_with(Roles::API_ONLY, &[]).await;
+    for path in [
+        "/api/v1/products/%FF",
+        "/api/v1/holds/%FF",
+        "/api/v1/orders/%FF",
+        "/api/v1/jobs/%C3%28",
+    ] {
+        assert_problem(app.get(path).await, 404, "not_found").await;
+    }
+    let restock = app
+        .admin_post("/api/v1/admin/products/%FF/restock", &json!({"qty": 1}))
+        .await;
+    assert_problem(restock, 404, "not_found").await;
+    app.stop().await;
+}
