@@ -12,15 +12,26 @@ use serde::{Deserialize, Serialize};
 /// Field name → messages, for 422 `validation_failed`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
+/// An RFC 9457 problem document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `urn:flash-sale:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(format = "uri", pattern = "^urn:flash-sale:problem:[a-z_]+$")]
     pub kind: String,
     pub title: String,
+    /// The HTTP status it was (or, for a job's `error`, would have been)
+    /// answered with.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     pub detail: String,
+    /// Machine-readable, e.g. `insufficient_stock`, `validation_failed`.
+    #[schema(pattern = "^[a-z_]+$")]
     pub code: String,
+    /// `validation_failed` only: each bad field (or header) and what is
+    /// wrong with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>, nullable = false)]
     pub errors: Option<FieldErrors>,
 }
 

@@ -27,10 +27,21 @@ use crate::{
     time,
 };
 
-#[utoipa::path(post, path = "/api/v1/baseline/holds", tag = "benchmark",
-    description = "The per-request locking design, for benchmarks only (ENABLE_BASELINE=true).",
+#[utoipa::path(post, path = "/api/v1/baseline/holds", operation_id = "createBaselineHold", summary = "Reserve stock in one locked transaction (benchmark only)", tag = "benchmark",
+    description = "The per-request locking design, for benchmarks only (ENABLE_BASELINE=true): decided in the request, no job.",
     request_body = super::docs::CreateHold,
-    responses((status = 201, body = Hold), (status = 409, body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 201, description = "Granted", body = Hold,
+            headers(("Location" = inline(super::docs::LocationPath), description = "`/api/v1/holds/{id}`")),
+            links(("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, response = super::docs::MalformedJson),
+        (status = 404, description = "`not_found`: no such product", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 408, response = super::docs::RequestTimeout),
+        (status = 409, description = "`insufficient_stock`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 413, response = super::docs::PayloadTooLarge),
+        (status = 415, response = super::docs::UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: `errors` names each bad field", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, response = super::docs::Unavailable)))]
 pub async fn create(State(state): State<AppState>, body: JsonObject) -> ApiResult<Response> {
     let mut fields = Fields::new(&body.fields);
     let product_id = fields.int("product_id", 1..=i64::MAX);

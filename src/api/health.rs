@@ -1,6 +1,6 @@
 //! Liveness and readiness.
 
-use crate::problem::Problem;
+use super::docs::{Health, Ready, Unavailable};
 use std::time::Duration;
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
@@ -12,14 +12,17 @@ use crate::problem::Code;
 /// How long readyz waits for the database before calling it down.
 const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process runs")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", summary = "Liveness", tag = "operations",
+    responses((status = 200, description = "The process runs", body = Health)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
 /// 200 only when both the database and the broker answer.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Database and broker reachable"), (status = 503, description = "A dependency is down", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", summary = "Readiness: 200 only when the database and the broker answer", tag = "operations",
+    responses(
+        (status = 200, description = "The database and the broker answer", body = Ready),
+        (status = 503, response = Unavailable)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let db = tokio::time::timeout(
         DB_CHECK_TIMEOUT,

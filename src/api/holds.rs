@@ -1,10 +1,13 @@
 //! `POST /api/v1/holds` and `GET /api/v1/holds/{id}`.
 
-use super::docs::{Accepted, CreateHold};
+use super::docs::{
+    CreateHold, HoldAccepted, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
+    RetryAfterSecs, Unavailable, UnsupportedMediaType,
+};
 use crate::problem::Problem;
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -15,6 +18,7 @@ use super::{
     commands::{Idempotent, NewJob, accept, idempotency_key, prefer_wait},
     error::{ApiError, ApiResult},
     input::{Fields, JsonObject},
+    path::PathId,
     products::find,
 };
 use crate::{
@@ -28,14 +32,35 @@ use crate::{
 
 const ROUTE: &str = "holds";
 
-#[utoipa::path(post, path = "/api/v1/holds", tag = "holds",
+#[utoipa::path(post, path = "/api/v1/holds", operation_id = "createHold", summary = "Reserve stock (asynchronous)",
+    description = "Records a hold job and answers 202 at once; a worker grants or refuses it. A product the cache knows to be sold out is refused at once with 409.", tag = "holds",
     request_body = CreateHold,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters"),
-      ("Prefer" = Option<String>, Header, description = "wait=N (N ≤ 10): answer with the outcome if ready in time")),
-    responses((status = 202, body = Accepted, description = "Queued; Location: /api/v1/jobs/{job_id}"),
-      (status = 201, body = Hold, description = "Granted (Prefer: wait)"),
-      (status = 409, description = "insufficient_stock", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed or idempotency_key_reused", body = Problem, content_type = "application/problem+json"),
-      (status = 503, description = "Database or broker down; nothing accepted", body = Problem, content_type = "application/problem+json")))]
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, example = "checkout-7f3a9c", min_length = 1, max_length = 255,
+            pattern = "^[\\u0009\\u0020-\\u007E]*[\\u0021-\\u007E][\\u0009\\u0020-\\u007E]*$",
+            description = "Makes a retry safe: the same key with the same request answers with the first request's job; with another request, 422 `idempotency_key_reused`. 1 to 255 characters of printable ASCII (tabs and inner spaces allowed), not only white space."),
+        ("Prefer" = Option<String>, Header, nullable = false, example = "wait=5",
+            description = "`wait=N` (RFC 7240; N capped at 10 s): answer with the outcome (201, or the job's problem) if it is decided in time, else 202. Any other value is ignored.")),
+    responses(
+        (status = 202, description = "Accepted: the job is recorded and queued; follow `Location` (the job) until it is decided", body = inline(HoldAccepted),
+            headers(
+                ("Location" = inline(LocationPath), description = "`/api/v1/jobs/{job_id}`"),
+                ("Retry-After" = inline(RetryAfterSecs), description = "Seconds before polling the job")
+            ),
+            links(("getJob" = (operation_id = "getJob", parameters(("id" = "$response.body#/job_id")))))),
+        (status = 201, description = "Granted (under `Prefer: wait`)", body = Hold,
+            headers(("Location" = inline(LocationPath), description = "`/api/v1/holds/{id}`")),
+            links(
+                ("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/id")))),
+                ("createOrder" = (operation_id = "createOrder", request_body = json!({"hold_id": "$response.body#/id"})))
+            )),
+        (status = 400, response = MalformedJson),
+        (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = RequestTimeout),
+        (status = 409, description = "`insufficient_stock`: fewer units left than asked for (at once, or as the job's outcome under `Prefer: wait`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed` (`errors` names each bad field or header) or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -111,10 +136,14 @@ fn sold_out(product_id: i64, stock: i64, spoken: Spoken, qty: i64) -> ApiError {
     ApiError::new(Code::InsufficientStock, detail)
 }
 
-#[utoipa::path(get, path = "/api/v1/holds/{id}", tag = "holds",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = Hold), (status = 404, description = "Unknown hold (or its job still queued)", body = Problem, content_type = "application/problem+json")))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Hold>> {
+#[utoipa::path(get, path = "/api/v1/holds/{id}", operation_id = "getHold", summary = "Read a hold", tag = "holds",
+    params(("id" = Uuid, Path, description = "A hold id (its job's id); anything else in its place is 404")),
+    responses(
+        (status = 200, description = "The hold; an active hold past `expires_at` shows as `expired`", body = Hold,
+            links(("getProduct" = (operation_id = "getProduct", parameters(("id" = "$response.body#/product_id")))))),
+        (status = 404, description = "`not_found`: no such hold, or its job is not decided yet (follow the job)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Hold>> {
     let id = parse_uuid(&id, "hold")?;
     let hold = holds::get(&state.pool, id)
         .await?

@@ -106,6 +106,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// 2^63: every whole f64 in `-I64_BOUND..I64_BOUND` converts to i64 exactly.
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
 /// Reads typed fields out of a JSON object, collecting every problem so the
 /// client sees all of them in one 422.
 pub struct Fields<'a> {
@@ -138,30 +141,36 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An integer within `range` (a JSON number with no fraction).
+    /// An integer within `range`: a JSON number with no fractional part,
+    /// however it is spelled (`3`, `3.0`, `3e0`), as JSON Schema's
+    /// `integer` (and so the OpenAPI document) has it.
     pub fn int(&mut self, field: &str, range: RangeInclusive<i64>) -> Option<i64> {
         let value = self.required(field)?;
-        let Some(n) = value.as_i64() else {
-            let message = if value.is_number() {
-                format!(
-                    "must be a whole number between {} and {}",
-                    range.start(),
-                    range.end()
-                )
-            } else {
-                "must be an integer".to_owned()
-            };
-            self.error(field, message);
+        let Some(number) = value.as_number() else {
+            self.error(field, "must be an integer");
             return None;
         };
-        if !range.contains(&n) {
-            self.error(
-                field,
-                format!("must be between {} and {}", range.start(), range.end()),
-            );
-            return None;
+        let whole = number.as_i64().or_else(|| {
+            // Exactly the f64 values that are whole and inside i64.
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (-I64_BOUND..I64_BOUND).contains(f))
+                .map(|f| f as i64)
+        });
+        if let Some(n) = whole.filter(|n| range.contains(n)) {
+            return Some(n);
         }
-        Some(n)
+        let whole_but_outside = number.as_f64().is_some_and(|f| f.fract() == 0.0);
+        let (start, end) = (range.start(), range.end());
+        self.error(
+            field,
+            if whole_but_outside {
+                format!("must be between {start} and {end}")
+            } else {
+                format!("must be a whole number between {start} and {end}")
+            },
+        );
+        None
     }
 
     /// A string of `chars` characters that is not only white space.
@@ -260,6 +269,31 @@ mod tests {
         assert_eq!(f.int("qty", 1..=10), Some(3));
         assert_eq!(f.string("name", 1..=5), Some("Émile".to_owned()));
         assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn a_whole_number_is_an_integer_however_it_is_spelled() {
+        let map: Map<String, Value> = serde_json::from_str(
+            r#"{"a": 3.0, "b": 3e0, "c": 3.5, "d": 1e300, "e": 18446744073709551615, "f": -0.0}"#,
+        )
+        .expect("json");
+        let mut f = Fields::new(&map);
+        assert_eq!(f.int("a", 1..=10), Some(3));
+        assert_eq!(f.int("b", 1..=10), Some(3));
+        assert_eq!(f.int("c", 1..=10), None);
+        assert_eq!(f.int("d", 1..=10), None);
+        assert_eq!(f.int("e", 1..=10), None);
+        assert_eq!(f.int("f", 0..=10), Some(0));
+        let ApiError::Problem(p) = f.finish().expect_err("three errors") else {
+            panic!("expected a problem");
+        };
+        let errors = p.errors.expect("field errors");
+        assert_eq!(
+            errors["c"],
+            vec!["must be a whole number between 1 and 10".to_owned()]
+        );
+        assert_eq!(errors["d"], vec!["must be between 1 and 10".to_owned()]);
+        assert_eq!(errors["e"], vec!["must be between 1 and 10".to_owned()]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod input;
 mod jobs;
 pub mod metrics;
 mod orders;
+mod path;
 mod payments;
 mod products;
 mod publisher;
@@ -40,6 +41,7 @@ pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
 pub use recorder::JobRecorder;
 pub use server::{LISTEN_BACKLOG, MAX_HEAD_BYTES, bind, raise_file_limit};
 
+use self::docs::Security;
 use crate::{
     broker::Broker,
     cache::ProductCache,
@@ -113,20 +115,48 @@ fn routes(enable_baseline: bool) -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "flash-sale",
-        description = "Flash-sale checkout: stock holds, orders and payment webhooks. Errors are RFC 9457 problem documents with a machine-readable `code`."
+        description = "Flash-sale checkout: stock holds, orders and payment webhooks.\n\n\
+Errors are RFC 9457 problem documents (`application/problem+json`) with a machine-readable `code`. \
+Every path answers a method this document does not list for it with 405 `method_not_allowed` and an \
+`Allow` header (`#/components/responses/MethodNotAllowed`); an unknown path is 404 `not_found`. \
+`HEAD` is answered wherever `GET` is. A request head over 32 KiB is refused by the HTTP layer (431, \
+or a closed connection), without a problem document."
     ),
-    components(schemas(crate::problem::Problem))
+    components(
+        schemas(crate::problem::Problem, docs::PaymentEventFilter),
+        responses(
+            docs::MalformedJson,
+            docs::Unauthorized,
+            docs::RequestTimeout,
+            docs::PayloadTooLarge,
+            docs::UnsupportedMediaType,
+            docs::Unavailable,
+            docs::MethodNotAllowed
+        )
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "products", description = "The catalogue, read from each replica's cache"),
+        (name = "holds", description = "Stock reservations, decided by the workers"),
+        (name = "orders", description = "Holds turned into orders, decided by the workers"),
+        (name = "jobs", description = "Every asynchronous command's handle"),
+        (name = "payments", description = "The payment provider's signed webhook"),
+        (name = "admin", description = "Operators' routes: `Authorization: Bearer $ADMIN_TOKEN`"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "benchmark", description = "Mounted only with `ENABLE_BASELINE=true`")
+    )
 )]
 struct ApiDoc;
 
-/// The OpenAPI document of every mounted route.
-pub fn openapi_document(enable_baseline: bool) -> utoipa::openapi::OpenApi {
-    routes(enable_baseline).split_for_parts().1
+/// The OpenAPI document as served by a router of these settings: every
+/// mounted route, with `max_hold_qty` as the running `MAX_HOLD_QTY`.
+pub fn openapi_document(enable_baseline: bool, max_hold_qty: u32) -> serde_json::Value {
+    docs::render(&routes(enable_baseline).split_for_parts().1, max_hold_qty)
 }
 
 pub fn router(mut state: AppState) -> Router {
     let (router, document) = routes(state.settings.enable_baseline).split_for_parts();
-    state.openapi = Arc::new(serde_json::to_value(&document).unwrap_or_default());
+    state.openapi = Arc::new(docs::render(&document, state.settings.max_hold_qty));
     router
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)

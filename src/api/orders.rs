@@ -1,13 +1,11 @@
 //! `POST /api/v1/orders` and `GET /api/v1/orders/{id}`.
 
-use super::docs::{Accepted, CreateOrder};
-use crate::problem::Problem;
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::HeaderMap,
-    response::Response,
+use super::docs::{
+    CreateOrder, LocationPath, MalformedJson, OrderAccepted, PayloadTooLarge, RequestTimeout,
+    RetryAfterSecs, Unavailable, UnsupportedMediaType,
 };
+use crate::problem::Problem;
+use axum::{Json, extract::State, http::HeaderMap, response::Response};
 use uuid::Uuid;
 
 use super::{
@@ -16,6 +14,7 @@ use super::{
     error::{ApiError, ApiResult},
     holds::parse_uuid,
     input::{Fields, JsonObject},
+    path::PathId,
 };
 use crate::{
     commands::Command,
@@ -29,11 +28,34 @@ const ROUTE: &str = "orders";
 /// Every decision (hold missing, expired, used) is the worker's, under the
 /// hold's row lock: a hold whose own job is still queued cannot be judged
 /// here.
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "createOrder", summary = "Turn a hold into an order (asynchronous)",
+    description = "Every decision (hold missing, expired, already used) is the worker's: the 202 says only that the job is recorded. An order for a hold whose own job is still queued waits for it.", tag = "orders",
     request_body = CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header), ("Prefer" = Option<String>, Header)),
-    responses((status = 202, body = Accepted), (status = 201, body = Order, description = "Created (Prefer: wait)"),
-      (status = 409, description = "hold_not_found, hold_expired or hold_already_used", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, example = "checkout-7f3a9c", min_length = 1, max_length = 255,
+            pattern = "^[\\u0009\\u0020-\\u007E]*[\\u0021-\\u007E][\\u0009\\u0020-\\u007E]*$",
+            description = "Makes a retry safe: the same key with the same request answers with the first request's job; with another request, 422 `idempotency_key_reused`. 1 to 255 characters of printable ASCII (tabs and inner spaces allowed), not only white space."),
+        ("Prefer" = Option<String>, Header, nullable = false, example = "wait=5",
+            description = "`wait=N` (RFC 7240; N capped at 10 s): answer with the outcome (201, or the job's problem) if it is decided in time, else 202. Any other value is ignored.")),
+    responses(
+        (status = 202, description = "Accepted: the job is recorded and queued; follow `Location` (the job) until it is decided", body = inline(OrderAccepted),
+            headers(
+                ("Location" = inline(LocationPath), description = "`/api/v1/jobs/{job_id}`"),
+                ("Retry-After" = inline(RetryAfterSecs), description = "Seconds before polling the job")
+            ),
+            links(("getJob" = (operation_id = "getJob", parameters(("id" = "$response.body#/job_id")))))),
+        (status = 201, description = "Created (under `Prefer: wait`)", body = Order,
+            headers(("Location" = inline(LocationPath), description = "`/api/v1/orders/{id}`")),
+            links(
+                ("getOrder" = (operation_id = "getOrder", parameters(("id" = "$response.body#/id")))),
+                ("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/hold_id"))))
+            )),
+        (status = 400, response = MalformedJson),
+        (status = 408, response = RequestTimeout),
+        (status = 409, description = "`hold_not_found`, `hold_expired` or `hold_already_used`: the job's outcome under `Prefer: wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed` (`errors` names each bad field or header) or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -63,10 +85,14 @@ pub async fn create(
     accept(&state, job, idempotent, prefer_wait(&headers)).await
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = Order), (status = 404, description = "Unknown order", body = Problem, content_type = "application/problem+json")))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Order>> {
+#[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "getOrder", summary = "Read an order", tag = "orders",
+    params(("id" = Uuid, Path, description = "An order id (its job's id); anything else in its place is 404")),
+    responses(
+        (status = 200, description = "The order", body = Order,
+            links(("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/hold_id")))))),
+        (status = 404, description = "`not_found`: no such order, or its job is not decided yet (follow the job)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Order>> {
     let id = parse_uuid(&id, "order")?;
     let order = orders::get(&state.pool, id)
         .await?

@@ -1,7 +1,11 @@
 //! The payment provider's webhook and the operators' list of events that
 //! need attention.
 
-use super::docs::{Accepted, PaymentEventList, PaymentWebhook};
+use super::docs::{
+    LocationPath, MalformedJson, PayloadTooLarge, PaymentAccepted, PaymentEventFilter,
+    PaymentEventList, PaymentWebhook, RequestTimeout, RetryAfterSecs, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use crate::problem::Problem;
 use std::collections::HashMap;
 
@@ -36,11 +40,24 @@ const LIST_LIMIT: u32 = 1000;
 /// Signature first (before the body is even parsed), then the event is made
 /// durable (its row and its job's, the outbox the relay publishes from) and
 /// acknowledged with 202.
-#[utoipa::path(post, path = "/api/v1/payments/webhook", tag = "payments",
+#[utoipa::path(post, path = "/api/v1/payments/webhook", operation_id = "receivePaymentWebhook", summary = "Receive a payment result from the provider",
+    description = "The signature is checked before the body is parsed; the event is then made durable with its job and acknowledged with 202. The same `idempotency_key` always maps to the same job and is applied once.", tag = "payments",
+    security(("webhookSignature" = [])),
     request_body = PaymentWebhook,
-    params(("X-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, \"<t>.<raw body>\")>")),
-    responses((status = 202, body = Accepted, description = "Durable; applied by a worker"),
-      (status = 401, description = "Missing, wrong or stale signature", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed or idempotency_key_reused", body = Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 202, description = "Durable: the event and its job are recorded (a repeat of the key gets the same job); follow `Location` (the job) until it is decided", body = inline(PaymentAccepted),
+            headers(
+                ("Location" = inline(LocationPath), description = "`/api/v1/jobs/{job_id}`"),
+                ("Retry-After" = inline(RetryAfterSecs), description = "Seconds before polling the job")
+            ),
+            links(("getJob" = (operation_id = "getJob", parameters(("id" = "$response.body#/job_id")))))),
+        (status = 400, response = MalformedJson),
+        (status = 401, description = "`unauthorized`: `X-Signature` missing, malformed, wrong, or more than 300 s from now", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed` (`errors` names each bad field) or `idempotency_key_reused` (the key came with another body)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -102,10 +119,15 @@ pub async fn webhook(
 
 /// `GET /api/v1/admin/payments?state=unmatched|needs_refund|conflict`; all
 /// three when `state` is absent.
-#[utoipa::path(get, path = "/api/v1/admin/payments", tag = "admin",
-    params(("state" = Option<String>, Query, description = "unmatched | needs_refund | conflict (all three when absent)"),
-      ("Authorization" = String, Header, description = "Bearer $ADMIN_TOKEN")),
-    responses((status = 200, body = PaymentEventList), (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/admin/payments", operation_id = "listPaymentEvents", summary = "Payment events an operator must act on (admin)",
+    description = "Unmatched events (their order does not exist and never will), events that need a refund, and events that contradict a final state.", tag = "admin",
+    security(("adminToken" = [])),
+    params(("state" = Option<PaymentEventFilter>, Query, description = "Only events in this state; all three when absent")),
+    responses(
+        (status = 200, description = "Events that need an operator, oldest first", body = PaymentEventList),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "`validation_failed`: `state` is not one of the three", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
 pub async fn list(
     _admin: Admin,
     State(state): State<AppState>,

@@ -1,10 +1,13 @@
 //! Product reads (from the cache) and admin writes.
 
-use super::docs::{CreateProduct, ProductList, Restock};
+use super::docs::{
+    CreateProduct, LocationPath, MalformedJson, PayloadTooLarge, ProductList, RequestTimeout,
+    Restock, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use crate::problem::Problem;
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
 };
@@ -15,6 +18,7 @@ use super::{
     auth::Admin,
     error::{ApiError, ApiResult, classify},
     input::{Fields, JsonObject},
+    path::PathId,
 };
 use crate::{
     broker::Event,
@@ -22,8 +26,10 @@ use crate::{
     products,
 };
 
-#[utoipa::path(get, path = "/api/v1/products", tag = "products",
-    responses((status = 200, body = ProductList)))]
+#[utoipa::path(get, path = "/api/v1/products", operation_id = "listProducts", summary = "List the products", tag = "products",
+    responses(
+        (status = 200, description = "Every product, by id", body = ProductList),
+        (status = 503, response = Unavailable)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let data = if state.cache.is_fresh() {
         state.cache.list()
@@ -33,13 +39,14 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse>
     Ok(Json(json!({ "data": data })))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = i64, Path)),
-    responses((status = 200, body = Product), (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json")))]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Product>> {
+#[utoipa::path(get, path = "/api/v1/products/{id}", operation_id = "getProduct", summary = "Read a product", tag = "products",
+    params(("id" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64,
+        description = "A product id; anything else in its place is 404")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
+pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Product>> {
     let id = parse_product_id(&id)?;
     Ok(Json(find(&state, id).await?))
 }
@@ -67,11 +74,23 @@ pub fn parse_product_id(raw: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::not_found(format_args!("product {raw:?}")))
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin",
+#[utoipa::path(post, path = "/api/v1/admin/products", operation_id = "createProduct", summary = "Create a product (admin)", tag = "admin",
+    security(("adminToken" = [])),
     request_body = CreateProduct,
-    params(("Authorization" = String, Header, description = "Bearer $ADMIN_TOKEN")),
-    responses((status = 201, body = Product), (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"), (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-      (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Over 16 KiB", body = Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 201, description = "Created, with its opening stock", body = Product,
+            headers(("Location" = inline(LocationPath), description = "`/api/v1/products/{id}`")),
+            links(
+                ("getProduct" = (operation_id = "getProduct", parameters(("id" = "$response.body#/id")))),
+                ("restockProduct" = (operation_id = "restockProduct", parameters(("id" = "$response.body#/id"))))
+            )),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: `errors` names each bad field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
 pub async fn create(
     _admin: Admin,
     State(state): State<AppState>,
@@ -97,15 +116,26 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/products/{id}/restock", tag = "admin",
+#[utoipa::path(post, path = "/api/v1/admin/products/{id}/restock", operation_id = "restockProduct", summary = "Add stock to a product (admin)", tag = "admin",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64,
+        description = "A product id; anything else in its place is 404")),
     request_body = Restock,
-    params(("id" = i64, Path), ("Authorization" = String, Header, description = "Bearer $ADMIN_TOKEN")),
-    responses((status = 200, body = Product), (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-      (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, description = "Restocked: the product with its new stock", body = Product,
+            links(("getProduct" = (operation_id = "getProduct", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: `errors` names each bad field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
 pub async fn restock(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     body: JsonObject,
 ) -> ApiResult<Json<Product>> {
     let id = parse_product_id(&id)?;

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# openapi-check.sh: holds the served OpenAPI document to its word. Starts a
+# throwaway stack (target/debug/flash-sale on a free port, its own database
+# and RabbitMQ vhost, random secrets), then
+#   1. validates GET /api/v1/openapi.json with openapi-spec-validator, and
+#   2. fuzzes the running stack from that document with Schemathesis, every
+#      default check on (config and hooks: scripts/schemathesis/).
+# Exit 0 only when the validator reports no error and Schemathesis no
+# failure. Everything it made is removed on exit, whatever happens.
+#
+#   scripts/openapi-check.sh
+#
+# Needs: MariaDB/MySQL on 127.0.0.1:3306 (root, no password), RabbitMQ on
+# 127.0.0.1:5672 (guest) with `rabbitmqctl`, python3 with venv, and PyPI the
+# first time (the venv in target/openapi-venv is reused while its pins hold).
+# Knobs (environment): OPENAPI_CHECK_EXAMPLES (Schemathesis examples per
+# operation, default 300), OPENAPI_CHECK_FUZZ_SECS (hard cap on the
+# Schemathesis run, default 240), TEST_MYSQL_SERVER, TEST_AMQP_SERVER (as
+# for the tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$SECONDS
+log() { printf '\n== openapi-check: %s\n' "$*"; }
+
+# Pinned so a new release cannot fail (or pass) CI on its own.
+PINS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+VENV=target/openapi-venv
+EXAMPLES=${OPENAPI_CHECK_EXAMPLES:-300}
+FUZZ_SECS=${OPENAPI_CHECK_FUZZ_SECS:-240}
+MYSQL_SERVER=${TEST_MYSQL_SERVER:-mysql://root@127.0.0.1:3306}
+AMQP_SERVER=${TEST_AMQP_SERVER:-amqp://guest:guest@127.0.0.1:5672}
+
+tag=$(python3 -c 'import secrets; print(secrets.token_hex(6))')
+db_name="fs_openapi_$tag"
+vhost="fs-openapi-$tag"
+work=$(mktemp -d)
+stack_pid=""
+vhost_made=0
+
+mysql_exec() {
+    # The database server of MYSQL_SERVER, through the first client found.
+    local client
+    client=$(command -v mariadb || command -v mysql || true)
+    if [[ -z "$client" ]]; then
+        echo "openapi-check: no mariadb/mysql client to run: $1" >&2
+        return 1
+    fi
+    local hostport=${MYSQL_SERVER#mysql://}
+    local user=${hostport%%@*}
+    hostport=${hostport#*@}
+    "$client" --protocol=TCP -h "${hostport%%:*}" -P "${hostport##*:}" -u "$user" -e "$1"
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n "$stack_pid" ]] && kill -0 "$stack_pid" 2>/dev/null; then
+        kill -TERM "$stack_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$stack_pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$stack_pid" 2>/dev/null || true
+        wait "$stack_pid" 2>/dev/null || true
+    fi
+    mysql_exec "DROP DATABASE IF EXISTS \`$db_name\`" >/dev/null 2>&1 ||
+        echo "openapi-check: could not drop database $db_name" >&2
+    if [[ "$vhost_made" == 1 ]]; then
+        rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 ||
+            echo "openapi-check: could not delete vhost $vhost" >&2
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "python venv ($VENV)"
+if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$VENV/pins" 2>/dev/null)" != "${PINS[*]}" ]]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}"
+    echo "${PINS[*]}" >"$VENV/pins"
+fi
+
+if [[ ! -x target/debug/flash-sale ]]; then
+    log "cargo build --bin flash-sale"
+    cargo build --bin flash-sale
+fi
+
+log "stack: database $db_name, vhost $vhost"
+rabbitmqctl -q add_vhost "$vhost" >/dev/null
+vhost_made=1
+rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+WEBHOOK_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+export ADMIN_TOKEN WEBHOOK_SECRET
+DATABASE_URL="$MYSQL_SERVER/$db_name" \
+    AMQP_URL="$AMQP_SERVER/$vhost" \
+    API_ADDR="127.0.0.1:$port" \
+    PARTITIONS=4 \
+    RUST_LOG="${RUST_LOG:-warn}" \
+    target/debug/flash-sale >"$work/stack.log" 2>&1 &
+stack_pid=$!
+
+ready=0
+for _ in $(seq 1 120); do
+    if curl -fsS "$base/readyz" >/dev/null 2>&1; then ready=1; break; fi
+    kill -0 "$stack_pid" 2>/dev/null || break
+    sleep 0.5
+done
+if [[ "$ready" != 1 ]]; then
+    echo "openapi-check: the stack did not become ready; its log:" >&2
+    tail -n 40 "$work/stack.log" >&2
+    exit 1
+fi
+
+# Real data for the stateful phase: the quick start seeded product 1 (100
+# units); enough stock that holds are granted all run long, and one granted
+# hold turned into an order.
+curl -fsS -X POST "$base/api/v1/admin/products/1/restock" \
+    -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+    -d '{"qty": 1000000000}' >/dev/null
+hold=$(curl -fsS -X POST "$base/api/v1/holds" -H 'content-type: application/json' \
+    -H 'prefer: wait=10' -d '{"product_id": 1, "qty": 1}')
+hold_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["id"])' "$hold")
+curl -fsS -X POST "$base/api/v1/orders" -H 'content-type: application/json' \
+    -H 'prefer: wait=10' -d "{\"hold_id\": \"$hold_id\"}" >/dev/null
+
+log "openapi-spec-validator"
+curl -fsS "$base/api/v1/openapi.json" -o "$work/openapi.json"
+validator_status=0
+"$VENV/bin/openapi-spec-validator" --validation-errors all "$work/openapi.json" || validator_status=$?
+validator=$([[ "$validator_status" == 0 ]] && echo "0 errors" || echo "FAILED")
+
+log "schemathesis ($EXAMPLES examples per operation, at most ${FUZZ_SECS}s)"
+# The hooks sign webhook calls over the bytes they send (see hooks.py).
+WEBHOOK_SIGNATURE_PLACEHOLDER="sign-$tag"
+export WEBHOOK_SIGNATURE_PLACEHOLDER
+# Run from the scratch directory: Schemathesis keeps a cache in ./.schemathesis.
+repo=$PWD
+set +e
+(cd "$work" && PYTHONPATH="$repo/scripts/schemathesis" SCHEMATHESIS_HOOKS=hooks \
+    timeout --kill-after=10 "$FUZZ_SECS" \
+    "$repo/$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis/schemathesis.toml" \
+    run "$base/api/v1/openapi.json" \
+    --max-examples "$EXAMPLES" \
+    --generation-database none \
+    --report ndjson --report-ndjson-path "$work/events.ndjson" \
+    --no-color 2>&1) | tee "$work/schemathesis.log"
+fuzz_status=${PIPESTATUS[0]}
+set -e
+
+# One line for CI: the numbers of the run (checks counted from its event
+# log), or why there are none.
+summary=$(python3 - "$work/schemathesis.log" "$work/events.ndjson" "$fuzz_status" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+status = int(sys.argv[3])
+checks = failed = 0
+names = set()
+try:
+    with open(sys.argv[2], encoding="utf-8") as events:
+        for line in events:
+            finished = json.loads(line).get("ScenarioFinished")
+            if not finished:
+                continue
+            for results in finished["recorder"].get("checks", {}).values():
+                for check in results:
+                    checks += 1
+                    names.add(check["name"])
+                    failed += check["status"] == "failure"
+except (OSError, ValueError, KeyError):
+    checks = None
+ops = re.search(r"Tested: (\d+)", text)
+cases = re.search(r"Test cases:\s*\n\s*(\d+) generated(.*)", text)
+if status in (124, 137):
+    print("timed out")
+elif ops and cases:
+    found = re.search(r"found (\d+) unique failures?", cases.group(2))
+    line = f"{ops.group(1)} operations, {cases.group(1)} test cases"
+    if checks is not None:
+        line += f", {checks} checks ({len(names)} kinds, {failed} failed)"
+    line += f", {int(found.group(1)) if found else 0} failures"
+    print(line)
+else:
+    print(f"no summary (exit {status})")
+EOF
+)
+elapsed=$((SECONDS - started))
+if [[ "$validator_status" == 0 && "$fuzz_status" == 0 ]]; then
+    verdict=passed
+else
+    verdict=FAILED
+fi
+echo
+echo "openapi-check: $verdict: validator $validator; schemathesis $summary (exit $fuzz_status); ${elapsed}s"
+[[ "$verdict" == passed ]]
