@@ -12,7 +12,7 @@
    cases that leave the credential out) go out as they are.
 
 2. Idempotency keys. The contract answers a key reused with a different
-   request with 422 `idempotency_key_reused` (DESIGN.md §3; the IETF
+   request with 422 `idempotency_key_reused` (docs/API.md; the IETF
    Idempotency-Key draft says the same). Whether a valid request gets that
    answer depends on the requests sent before it, which a generator of
    independent requests cannot know, so Schemathesis would report valid

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_TOKEN, Roles, assert_problem, spawn_app, spawn_with};
 
-/// The contract's endpoints (DESIGN.md §3), as (method, path template).
+/// The contract's endpoints (docs/API.md), as (method, path template).
 const CONTRACT: &[(&str, &str)] = &[
     ("get", "/api/v1/products"),
     ("get", "/api/v1/products/{id}"),
