@@ -57,7 +57,9 @@ WEBHOOK_SECRET_VALUE=tls-webhook-$RANDOM$RANDOM
 # A node that is not there comes first: the roles must move on to the next.
 DEAD_NODE="amqps://flash_mq:unused@localhost:1/%2f"
 common_env() {
-    env -i PATH="$PATH" RUST_LOG=warn NO_COLOR=1 PARTITIONS=4 \
+    # exec: run in the background, $! is then the binary itself, which the
+    # cleanup can stop.
+    exec env -i PATH="$PATH" RUST_LOG=warn NO_COLOR=1 PARTITIONS=4 \
         API_ADDR=127.0.0.1:$PORT "$@"
 }
 stack_env=(
@@ -70,7 +72,7 @@ stack_env=(
 )
 
 # ---------------------------------------------------------------- 1. schema
-if common_env DATABASE_URL="$TLS_MIGRATE_DATABASE_URL" "$BIN/admin" migrate >"$TMP/migrate.out" 2>&1; then
+if (common_env DATABASE_URL="$TLS_MIGRATE_DATABASE_URL" "$BIN/admin" migrate) >"$TMP/migrate.out" 2>&1; then
     pass "admin migrate as the migration user over VERIFY_IDENTITY"
 else
     fail "admin migrate: $(tail -1 "$TMP/migrate.out")"
