@@ -14,7 +14,7 @@
 use axum::{Json, extract::State};
 use serde_json::Value;
 use utoipa::{
-    Modify, ToResponse, ToSchema,
+    IntoParams, Modify, ToResponse, ToSchema,
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use uuid::Uuid;
@@ -41,6 +41,30 @@ pub const NOT_BLANK: &str = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u200
 /// what `IdempotencyKey::parse` then asks for.
 pub const IDEMPOTENCY_KEY: &str =
     "^[\\u0009\\u0020-\\u007E]*[\\u0021-\\u007E][\\u0009\\u0020-\\u007E]*$";
+
+/// The headers `POST /api/v1/holds` and `POST /api/v1/orders` read.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct CommandHeaders {
+    /// Makes a retry safe: the same key with the same request answers with
+    /// the first request's job; with another request, 422
+    /// `idempotency_key_reused`. 1 to 255 characters of printable ASCII
+    /// (tabs and inner spaces allowed), not only white space.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        example = "checkout-7f3a9c",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[\\u0009\\u0020-\\u007E]*[\\u0021-\\u007E][\\u0009\\u0020-\\u007E]*$"
+    )]
+    idempotency_key: Option<String>,
+    /// `wait=N` (RFC 7240; N capped at 10 s): answer with the outcome (201,
+    /// or the job's problem) if it is decided in time, else 202. Any other
+    /// value is ignored.
+    #[param(rename = "Prefer", nullable = false, example = "wait=5")]
+    prefer: Option<String>,
+}
 
 /// Body of `POST /api/v1/admin/products`.
 #[derive(ToSchema)]

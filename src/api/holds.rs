@@ -1,8 +1,8 @@
 //! `POST /api/v1/holds` and `GET /api/v1/holds/{id}`.
 
 use super::docs::{
-    CreateHold, HoldAccepted, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
-    RetryAfterSecs, Unavailable, UnsupportedMediaType,
+    CommandHeaders, CreateHold, HoldAccepted, LocationPath, MalformedJson, PayloadTooLarge,
+    RequestTimeout, RetryAfterSecs, Unavailable, UnsupportedMediaType,
 };
 use crate::problem::Problem;
 use axum::{
@@ -35,11 +35,7 @@ const ROUTE: &str = "holds";
 #[utoipa::path(post, path = "/api/v1/holds", operation_id = "createHold", summary = "Reserve stock (asynchronous)",
     description = "Records a hold job and answers 202 at once; a worker grants or refuses it. A product the cache knows to be sold out is refused at once with 409.", tag = "holds",
     request_body = CreateHold,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, example = "checkout-7f3a9c", min_length = 1, max_length = 255,
-            pattern = "^[\\u0009\\u0020-\\u007E]*[\\u0021-\\u007E][\\u0009\\u0020-\\u007E]*$",
-            description = "Makes a retry safe: the same key with the same request answers with the first request's job; with another request, 422 `idempotency_key_reused`. 1 to 255 characters of printable ASCII (tabs and inner spaces allowed), not only white space."),
-        ("Prefer" = Option<String>, Header, nullable = false, example = "wait=5",
-            description = "`wait=N` (RFC 7240; N capped at 10 s): answer with the outcome (201, or the job's problem) if it is decided in time, else 202. Any other value is ignored.")),
+    params(CommandHeaders),
     responses(
         (status = 202, description = "Accepted: the job is recorded and queued; follow `Location` (the job) until it is decided", body = inline(HoldAccepted),
             headers(

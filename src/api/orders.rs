@@ -1,8 +1,8 @@
 //! `POST /api/v1/orders` and `GET /api/v1/orders/{id}`.
 
 use super::docs::{
-    CreateOrder, LocationPath, MalformedJson, OrderAccepted, PayloadTooLarge, RequestTimeout,
-    RetryAfterSecs, Unavailable, UnsupportedMediaType,
+    CommandHeaders, CreateOrder, LocationPath, MalformedJson, OrderAccepted, PayloadTooLarge,
+    RequestTimeout, RetryAfterSecs, Unavailable, UnsupportedMediaType,
 };
 use crate::problem::Problem;
 use axum::{Json, extract::State, http::HeaderMap, response::Response};
@@ -31,11 +31,7 @@ const ROUTE: &str = "orders";
 #[utoipa::path(post, path = "/api/v1/orders", operation_id = "createOrder", summary = "Turn a hold into an order (asynchronous)",
     description = "Every decision (hold missing, expired, already used) is the worker's: the 202 says only that the job is recorded. An order for a hold whose own job is still queued waits for it.", tag = "orders",
     request_body = CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, example = "checkout-7f3a9c", min_length = 1, max_length = 255,
-            pattern = "^[\\u0009\\u0020-\\u007E]*[\\u0021-\\u007E][\\u0009\\u0020-\\u007E]*$",
-            description = "Makes a retry safe: the same key with the same request answers with the first request's job; with another request, 422 `idempotency_key_reused`. 1 to 255 characters of printable ASCII (tabs and inner spaces allowed), not only white space."),
-        ("Prefer" = Option<String>, Header, nullable = false, example = "wait=5",
-            description = "`wait=N` (RFC 7240; N capped at 10 s): answer with the outcome (201, or the job's problem) if it is decided in time, else 202. Any other value is ignored.")),
+    params(CommandHeaders),
     responses(
         (status = 202, description = "Accepted: the job is recorded and queued; follow `Location` (the job) until it is decided", body = inline(OrderAccepted),
             headers(
