@@ -19,7 +19,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${TLS_CHECK_BIN:-target/debug}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT=${TLS_CHECK_PORT:-18471}
+while port_open "$PORT"; do PORT=$((PORT + 1)); done
 URL=http://127.0.0.1:$PORT
 TMP=$(mktemp -d /tmp/tls-check.XXXXXX)
 PIDS=()
