@@ -89,9 +89,9 @@ pub fn exit_status(role: &str, result: anyhow::Result<()>) -> ExitCode {
 pub fn serve_metrics(settings: &Settings, shutdown: &CancellationToken) {
     crate::telemetry::metrics();
     if let Some(addr) = settings.metrics_addr {
-        let shutdown = shutdown.clone();
+        let (shutdown, header_timeout) = (shutdown.clone(), settings.http_header_timeout);
         tokio::spawn(async move {
-            if let Err(e) = crate::api::metrics::serve(addr, shutdown).await {
+            if let Err(e) = crate::api::metrics::serve(addr, header_timeout, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "metrics listener failed");
             }
         });

@@ -37,18 +37,17 @@ pub async fn render() -> impl IntoResponse {
     )
 }
 
-/// A small server for `/metrics` (worker and scheduler, on `METRICS_ADDR`).
+/// A small server for `/metrics` (worker and scheduler, on `METRICS_ADDR`),
+/// under the same connection limits as the api.
 pub async fn serve(
     addr: std::net::SocketAddr,
+    header_timeout: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(render))
         .route("/healthz", axum::routing::get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = super::bind(addr)?;
     tracing::info!(%addr, "metrics listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+    super::server::serve_router(listener, app, header_timeout, shutdown).await
 }
