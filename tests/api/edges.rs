@@ -12,7 +12,7 @@ use tokio::{
 
 use crate::helpers::{Roles, TestApp, spawn_with};
 
-const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Slack for the server's timers and this machine's scheduling.
 const SLACK: Duration = Duration::from_secs(2);
@@ -21,7 +21,7 @@ async fn spawn_edge_app() -> TestApp {
     spawn_with(
         Roles::default(),
         &[
-            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "5"),
             ("HTTP_BODY_TIMEOUT_SECS", "2"),
         ],
     )
@@ -78,7 +78,7 @@ async fn slow_clients_are_closed_while_buyers_are_served() {
     let response = app
         .post_hold(
             &json!({"product_id": product, "qty": 1}),
-            &[("prefer", "wait=5")],
+            &[("prefer", "wait=4")],
         )
         .await;
     assert_eq!(response.status().as_u16(), 201, "the buyer was not served");
