@@ -2,6 +2,10 @@
 //! share them out, see [`membership`]) and applies commands in locked MySQL
 //! transactions (README.md, "Architecture").
 //!
+//! One file for now, though it holds several jobs (supervision, consuming
+//! and batching, dispatch, retry policy, deferral): issue 20 splits it, with
+//! the data-layer rework it depends on.
+//!
 //! Each partition has its own channel and consumer; a few partitions decide
 //! a batch at a time ([`BATCHES_AT_ONCE`]). Deliveries are taken in batches
 //! (whatever is ready, plus a short linger); a delivery carries one

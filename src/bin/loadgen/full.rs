@@ -1,4 +1,7 @@
 //! The pipeline, full buyer: hold, order, then pay through the signed webhook.
+//!
+//! One file for now (the flow, its polling and its report): the loadgen
+//! restructuring of issue 20 splits it.
 
 use std::{
     collections::BTreeMap,
