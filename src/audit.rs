@@ -7,9 +7,9 @@ use std::{
 };
 
 use serde::Serialize;
-use sqlx::{MySql, MySqlPool, Row, Transaction};
+use sqlx::MySqlPool;
 
-use crate::sql_text::Sql;
+use crate::db;
 
 /// One product's books.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -108,53 +108,34 @@ impl Auditor {
     /// agree with each other exactly.
     pub async fn books(&mut self, pool: &MySqlPool) -> sqlx::Result<Vec<Books>> {
         let mut tx = pool.begin().await?;
-        let products: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT id, stock FROM products ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?;
+        let products = db::audit::stocks(&mut tx).await?;
         let mut summed = HashMap::with_capacity(products.len());
         for chunk in products.chunks(PRODUCTS_PER_QUERY) {
-            let mut sql = Sql::new();
-            sql.push(
-                "SELECT product_id, CAST(SUM(delta) AS SIGNED), \
-                   CAST(SUM(CASE WHEN reason IN ('initial', 'restock') THEN delta ELSE 0 END) AS SIGNED), \
-                   MAX(id) \
-                 FROM stock_ledger FORCE INDEX (stock_ledger_product) WHERE ",
-            )
-            .join(chunk, " OR ", |sql, (product_id, _)| {
-                let through = self.summed.get(product_id).map_or(0, |s| s.through);
-                sql.push("(product_id = ")
-                    .int(*product_id)
-                    .push(" AND id > ")
-                    .int(through)
-                    .push(")");
-            })
-            .push(" GROUP BY product_id");
-            for row in sql.fetch_all(&mut *tx).await? {
-                let product_id: i64 = row.try_get(0)?;
-                let before = self.summed.get(&product_id).copied().unwrap_or_default();
+            let since: Vec<(i64, i64)> = chunk
+                .iter()
+                .map(|(product_id, _)| {
+                    let through = self.summed.get(product_id).map_or(0, |s| s.through);
+                    (*product_id, through)
+                })
+                .collect();
+            for new in db::audit::ledger_since(&mut tx, &since).await? {
+                let before = self
+                    .summed
+                    .get(&new.product_id)
+                    .copied()
+                    .unwrap_or_default();
                 summed.insert(
-                    product_id,
+                    new.product_id,
                     Summed {
-                        through: row.try_get(3)?,
-                        ledger: before.ledger + row.try_get::<i64, _>(1)?,
-                        stocked: before.stocked + row.try_get::<i64, _>(2)?,
+                        through: new.through,
+                        ledger: before.ledger + new.delta,
+                        stocked: before.stocked + new.stocked,
                     },
                 );
             }
         }
-        let held = sums(
-            &mut tx,
-            "SELECT product_id, CAST(SUM(qty) AS SIGNED) FROM holds FORCE INDEX (holds_expiry) \
-             WHERE status = 'active' GROUP BY product_id",
-        )
-        .await?;
-        let ordered = sums(
-            &mut tx,
-            "SELECT product_id, CAST(SUM(qty) AS SIGNED) FROM orders \
-             WHERE status IN ('pending', 'paid') GROUP BY product_id",
-        )
-        .await?;
+        let held = db::audit::held(&mut tx).await?;
+        let ordered = db::audit::ordered(&mut tx).await?;
         tx.commit().await?;
 
         // Products with no new ledger row keep what was summed before.
@@ -179,14 +160,6 @@ impl Auditor {
             })
             .collect())
     }
-}
-
-async fn sums(
-    tx: &mut Transaction<'_, MySql>,
-    query: &'static str,
-) -> sqlx::Result<HashMap<i64, i64>> {
-    let rows: Vec<(i64, i64)> = sqlx::query_as(query).fetch_all(&mut **tx).await?;
-    Ok(rows.into_iter().collect())
 }
 
 /// Reads every product's books from scratch.

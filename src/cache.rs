@@ -17,7 +17,11 @@ use sqlx::MySqlPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{claims::Claims, domain::Product, jobs, products};
+use crate::{
+    claims::Claims,
+    db::{jobs, products},
+    domain::Product,
+};
 
 /// Full reload period. Half the 1 s staleness bound leaves room for a slow
 /// query.

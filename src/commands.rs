@@ -4,34 +4,69 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::broker;
+use crate::{broker, domain::payment::Delivery};
 
+/// One command. The JSON is `{"type": "hold", "job_id": …, …}`: the
+/// request's fields beside its type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    /// Take `qty` units of a product; the hold's id is `job_id`.
-    Hold {
-        job_id: Uuid,
-        product_id: i64,
-        qty: i64,
-    },
-    /// Turn a hold into an order; the order's id is `job_id`.
-    Order { job_id: Uuid, hold_id: Uuid },
-    /// Apply the recorded payment event `job_id` (its id is the job's).
-    Payment { job_id: Uuid, order_id: Uuid },
-    /// Release a product's expired holds (published by the scheduler; it
-    /// has no job row).
-    Sweep { product_id: i64 },
+    Hold(HoldRequest),
+    Order(OrderRequest),
+    Payment(PaymentRequest),
+    /// Published by the scheduler; it has no job row.
+    Sweep(SweepRequest),
+}
+
+/// Take `qty` units of a product; the hold's id is `job_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub job_id: Uuid,
+    pub product_id: i64,
+    pub qty: i64,
+}
+
+/// Turn a hold into an order; the order's id is `job_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub job_id: Uuid,
+    pub hold_id: Uuid,
+}
+
+/// Apply the recorded payment event `job_id` (its id is the job's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    pub job_id: Uuid,
+    pub order_id: Uuid,
+}
+
+impl From<&Delivery> for PaymentRequest {
+    fn from(delivery: &Delivery) -> Self {
+        Self {
+            job_id: delivery.job_id(),
+            order_id: delivery.order_id,
+        }
+    }
+}
+
+/// Release a product's expired holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRequest {
+    pub product_id: i64,
 }
 
 impl Command {
     /// The job this command decides; sweeps have none.
     pub fn job_id(&self) -> Option<Uuid> {
         match self {
-            Command::Hold { job_id, .. }
-            | Command::Order { job_id, .. }
-            | Command::Payment { job_id, .. } => Some(*job_id),
-            Command::Sweep { .. } => None,
+            Command::Hold(HoldRequest { job_id, .. })
+            | Command::Order(OrderRequest { job_id, .. })
+            | Command::Payment(PaymentRequest { job_id, .. }) => Some(*job_id),
+            Command::Sweep(_) => None,
         }
     }
 
@@ -40,11 +75,12 @@ impl Command {
     /// payments by order.
     pub fn partition(&self, partitions: u16) -> u16 {
         match self {
-            Command::Hold { product_id, .. } | Command::Sweep { product_id } => {
+            Command::Hold(HoldRequest { product_id, .. })
+            | Command::Sweep(SweepRequest { product_id }) => {
                 broker::partition_for_product(*product_id, partitions)
             }
-            Command::Order { hold_id, .. } => broker::partition_for_uuid(*hold_id, partitions),
-            Command::Payment { order_id, .. } => broker::partition_for_uuid(*order_id, partitions),
+            Command::Order(r) => broker::partition_for_uuid(r.hold_id, partitions),
+            Command::Payment(r) => broker::partition_for_uuid(r.order_id, partitions),
         }
     }
 
@@ -99,12 +135,24 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let cmd = Command::Hold {
+        let cmd = Command::Hold(HoldRequest {
             job_id: Uuid::now_v7(),
             product_id: 7,
             qty: 2,
-        };
+        });
         assert_eq!(Command::decode(&cmd.encode()).expect("decode"), cmd);
+        let wire: serde_json::Value = serde_json::from_slice(&cmd.encode()).expect("json");
+        assert_eq!(wire["type"], "hold");
+        assert_eq!(wire["qty"], 2);
+        assert_eq!(wire.as_object().map(|o| o.len()), Some(4));
+        assert!(
+            Command::decode(br#"{"type":"sweep","product_id":1,"extra":true}"#).is_err(),
+            "unknown fields are refused"
+        );
+        assert_eq!(
+            Command::decode(br#"{"type":"sweep","product_id":1}"#).expect("sweep"),
+            Command::Sweep(SweepRequest { product_id: 1 })
+        );
         assert!(Command::decode(b"garbage").is_err());
         assert!(
             Command::decode(br#"{"type":"hold","job_id":"x","product_id":1,"qty":1}"#).is_err()
@@ -114,10 +162,12 @@ mod tests {
 
     #[test]
     fn messages_carry_one_command_or_a_list() {
-        let hold = |product_id| Command::Hold {
-            job_id: Uuid::now_v7(),
-            product_id,
-            qty: 1,
+        let hold = |product_id| {
+            Command::Hold(HoldRequest {
+                job_id: Uuid::now_v7(),
+                product_id,
+                qty: 1,
+            })
         };
         let one = vec![hold(1)];
         assert_eq!(decode_message(&encode_message(&[&one[0]])), Ok(one.clone()));

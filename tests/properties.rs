@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 use flash_sale::{
     api::constant_time_eq,
-    commands::Command,
-    idempotency::{IdempotencyKey, MAX_KEY_CHARS, fingerprint},
+    commands::{Command, HoldRequest, OrderRequest, PaymentRequest, SweepRequest},
+    domain::idempotency::{IdempotencyKey, MAX_KEY_CHARS, fingerprint},
     signature::{SignatureError, TOLERANCE_SECS, sign, verify},
     time,
 };
@@ -93,14 +93,18 @@ fn uuid() -> impl Strategy<Value = Uuid> {
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (uuid(), edgy_i64(), edgy_i64()).prop_map(|(job_id, product_id, qty)| Command::Hold {
-            job_id,
-            product_id,
-            qty
-        }),
-        (uuid(), uuid()).prop_map(|(job_id, hold_id)| Command::Order { job_id, hold_id }),
-        (uuid(), uuid()).prop_map(|(job_id, order_id)| Command::Payment { job_id, order_id }),
-        edgy_i64().prop_map(|product_id| Command::Sweep { product_id }),
+        (uuid(), edgy_i64(), edgy_i64()).prop_map(|(job_id, product_id, qty)| Command::Hold(
+            HoldRequest {
+                job_id,
+                product_id,
+                qty
+            }
+        )),
+        (uuid(), uuid())
+            .prop_map(|(job_id, hold_id)| Command::Order(OrderRequest { job_id, hold_id })),
+        (uuid(), uuid())
+            .prop_map(|(job_id, order_id)| Command::Payment(PaymentRequest { job_id, order_id })),
+        edgy_i64().prop_map(|product_id| Command::Sweep(SweepRequest { product_id })),
     ]
 }
 

@@ -12,24 +12,23 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use backon::Retryable;
-use uuid::Uuid;
 
 use super::{
     AppState,
     error::{ApiError, ApiResult},
-    input::{Fields, JsonObject},
+    input::Valid,
+    requests::CreateHold,
 };
 use crate::{
-    db,
-    domain::LedgerReason,
-    holds::{Hold, HoldStatus},
+    db::{self, baseline::Refused},
+    domain::Hold,
     problem::Code,
     time,
 };
 
 #[utoipa::path(post, path = "/api/v1/baseline/holds", operation_id = "createBaselineHold", summary = "Reserve stock in one locked transaction (benchmark only)", tag = "benchmark",
     description = "The per-request locking design, for benchmarks only (ENABLE_BASELINE=true): decided in the request, no job.",
-    request_body = super::docs::CreateHold,
+    request_body = CreateHold,
     responses(
         (status = 201, description = "Granted", body = Hold,
             headers(("Location" = inline(super::docs::LocationPath), description = "`/api/v1/holds/{id}`")),
@@ -42,16 +41,13 @@ use crate::{
         (status = 415, response = super::docs::UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: `errors` names each bad field", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, response = super::docs::Unavailable)))]
-pub async fn create(State(state): State<AppState>, body: JsonObject) -> ApiResult<Response> {
-    let mut fields = Fields::new(&body.fields);
-    let product_id = fields.int("product_id", 1..=i64::MAX);
-    let qty = fields.int("qty", 1..=i64::from(state.settings.max_hold_qty));
-    fields.finish()?;
-    let (Some(product_id), Some(qty)) = (product_id, qty) else {
-        return Err(ApiError::field("body", "incomplete"));
-    };
+pub async fn create(
+    State(state): State<AppState>,
+    Valid(CreateHold { product_id, qty }): Valid<CreateHold>,
+) -> ApiResult<Response> {
     // A typical per-request service retries deadlocks a few times too.
-    let hold = (|| hold_once(&state, product_id, qty))
+    let ttl = state.settings.hold_ttl;
+    let hold = (|| db::baseline::hold(&state.pool, product_id, qty, time::now(), ttl))
         .retry(db::conflict_backoff())
         .when(db::is_retryable)
         .await?;
@@ -65,71 +61,12 @@ pub async fn create(State(state): State<AppState>, body: JsonObject) -> ApiResul
             )
                 .into_response())
         }
-        Err(problem) => Err(problem),
-    }
-}
-
-async fn hold_once(
-    state: &AppState,
-    product_id: i64,
-    qty: i64,
-) -> sqlx::Result<Result<Hold, ApiError>> {
-    let mut tx = state.pool.begin().await?;
-    let product: Option<(i64, i64)> =
-        sqlx::query_as("SELECT price, stock FROM products WHERE id = ? FOR UPDATE")
-            .bind(product_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((price, stock)) = product else {
-        return Ok(Err(ApiError::not_found(format_args!(
-            "product {product_id}"
-        ))));
-    };
-    if stock < qty {
-        return Ok(Err(ApiError::new(
+        Err(Refused::NoSuchProduct) => {
+            Err(ApiError::not_found(format_args!("product {product_id}")))
+        }
+        Err(Refused::Insufficient { stock }) => Err(ApiError::new(
             Code::InsufficientStock,
             format!("product {product_id} has {stock} left, {qty} requested"),
-        )));
+        )),
     }
-    let now = time::now();
-    let hold = Hold {
-        id: Uuid::now_v7(),
-        product_id,
-        qty,
-        unit_price: price,
-        amount: price * qty,
-        status: HoldStatus::Active,
-        expires_at: now + chrono::Duration::from_std(state.settings.hold_ttl).unwrap_or_default(),
-        created_at: now,
-    };
-    sqlx::query("UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ?")
-        .bind(qty)
-        .bind(now)
-        .bind(product_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, expires_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?)",
-    )
-    .bind(hold.id)
-    .bind(product_id)
-    .bind(qty)
-    .bind(hold.unit_price)
-    .bind(hold.amount)
-    .bind(hold.expires_at)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(product_id)
-        .bind(-qty)
-        .bind(LedgerReason::Hold.as_str())
-        .bind(hold.id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(Ok(hold))
 }

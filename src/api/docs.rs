@@ -1,15 +1,15 @@
 //! The OpenAPI document (`GET /api/v1/openapi.json`). Paths come from the
 //! `#[utoipa::path]` on each handler, collected as the router is built, so
-//! a route cannot be mounted without being documented. This module holds
-//! what the handlers share: request and answer schemas that have no Rust
-//! type of their own, the reusable problem answers, the security schemes,
-//! and [`render`], which turns the collected document into the one served.
-//!
-//! Every limit a handler enforces is written here as a JSON Schema keyword,
-//! so a request the document allows is one the server accepts; the tests in
-//! `tests/api/openapi.rs` and `scripts/openapi-check.sh` hold them to it.
+//! a route cannot be mounted without being documented. Request bodies are
+//! [`super::requests`], answers [`super::responses`] and the domain types;
+//! this module holds the rest: headers and values that are not a Rust value
+//! of their own (`Location`, `Retry-After`), the reusable problem answers,
+//! the security schemes, and [`render`], which turns the collected document
+//! into the one served.
 
-#![allow(dead_code)] // Schema-only types: read by the OpenAPI derive, never built.
+// The header, value and problem types below only describe; nothing builds
+// them.
+#![allow(dead_code)]
 
 use axum::{Json, extract::State};
 use serde_json::Value;
@@ -17,15 +17,9 @@ use utoipa::{
     IntoParams, Modify, ToResponse, ToSchema,
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
-use uuid::Uuid;
 
 use super::AppState;
-use crate::{
-    domain::Product,
-    jobs::JobStatus,
-    payments::{PaymentEvent, PaymentStatus},
-    problem::Problem,
-};
+use crate::problem::Problem;
 
 /// "Not blank": at least one character that is not white space, where
 /// white space is exactly Rust's `char::is_whitespace` (Unicode
@@ -66,125 +60,6 @@ pub struct CommandHeaders {
     prefer: Option<String>,
 }
 
-/// Body of `POST /api/v1/admin/products`.
-#[derive(ToSchema)]
-#[schema(example = json!({"name": "Limited edition sneaker", "price": 12900, "stock": 100}))]
-pub struct CreateProduct {
-    /// 1 to 255 characters, not only white space.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
-    )]
-    name: String,
-    /// Minor units (cents), 0 to `MAX_PRICE`.
-    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
-    price: i64,
-    /// 0 to `MAX_STOCK`.
-    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
-    stock: i64,
-}
-
-/// Body of `POST /api/v1/admin/products/{id}/restock`.
-#[derive(ToSchema)]
-#[schema(example = json!({"qty": 50}))]
-pub struct Restock {
-    /// Units to add, 1 to `MAX_STOCK`.
-    #[schema(minimum = 1, maximum = 1_000_000_000_i64)]
-    qty: i64,
-}
-
-/// Body of `POST /api/v1/holds`.
-#[derive(ToSchema)]
-#[schema(example = json!({"product_id": 1, "qty": 2}))]
-pub struct CreateHold {
-    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
-    product_id: i64,
-    /// 1 to `MAX_HOLD_QTY`; the served document carries the running value.
-    #[schema(minimum = 1, maximum = 10)]
-    qty: i64,
-}
-
-/// Body of `POST /api/v1/orders`.
-#[derive(ToSchema)]
-pub struct CreateOrder {
-    /// The hold to turn into an order (a hold's id is its job's id).
-    hold_id: Uuid,
-}
-
-/// Body of `POST /api/v1/payments/webhook`, signed as `X-Signature` says.
-#[derive(ToSchema)]
-#[schema(example = json!({
-    "idempotency_key": "evt_01HZX3K6",
-    "order_id": "0193a2c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
-    "status": "success"
-}))]
-pub struct PaymentWebhook {
-    /// 1 to 255 characters, not only white space; the same key always maps
-    /// to the same job.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
-    )]
-    idempotency_key: String,
-    order_id: Uuid,
-    status: PaymentStatus,
-}
-
-/// The 202 of `POST /api/v1/holds`: the hold's job, queued (or, for a
-/// repeated `Idempotency-Key`, as it stands).
-#[derive(ToSchema)]
-pub struct HoldAccepted {
-    job_id: Uuid,
-    #[schema(inline)]
-    kind: HoldKind,
-    status: JobStatus,
-    /// The hold this job creates if it is granted (= `job_id`). It exists
-    /// only once the job has succeeded: follow the job, not this id.
-    hold_id: Uuid,
-}
-
-/// The 202 of `POST /api/v1/orders`: the order's job.
-#[derive(ToSchema)]
-pub struct OrderAccepted {
-    job_id: Uuid,
-    #[schema(inline)]
-    kind: OrderKind,
-    status: JobStatus,
-    /// The order this job creates if it succeeds (= `job_id`). It exists
-    /// only once the job has succeeded: follow the job, not this id.
-    order_id: Uuid,
-}
-
-/// The 202 of `POST /api/v1/payments/webhook`: the event's job.
-#[derive(ToSchema)]
-pub struct PaymentAccepted {
-    /// Derived from `idempotency_key`: a repeat gets the same job.
-    job_id: Uuid,
-    #[schema(inline)]
-    kind: PaymentKind,
-    status: JobStatus,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum HoldKind {
-    Hold,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum OrderKind {
-    Order,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum PaymentKind {
-    Payment,
-}
-
 /// A path of this api (`Location`).
 #[derive(ToSchema)]
 #[schema(format = "uri-reference", pattern = "^/api/v1/")]
@@ -194,36 +69,6 @@ pub struct LocationPath(String);
 #[derive(ToSchema)]
 #[schema(minimum = 1)]
 pub struct RetryAfterSecs(i64);
-
-#[derive(ToSchema)]
-pub struct ProductList {
-    data: Vec<Product>,
-}
-
-#[derive(ToSchema)]
-pub struct PaymentEventList {
-    /// Oldest first, at most 1000.
-    #[schema(max_items = 1000)]
-    data: Vec<PaymentEvent>,
-}
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-pub struct Health {
-    #[schema(pattern = "^ok$")]
-    status: String,
-}
-
-/// `GET /readyz` when both dependencies answer.
-#[derive(ToSchema)]
-pub struct Ready {
-    #[schema(pattern = "^ready$")]
-    status: String,
-    #[schema(pattern = "^up$")]
-    database: String,
-    #[schema(pattern = "^up$")]
-    broker: String,
-}
 
 /// The state filter of `GET /api/v1/admin/payments`.
 #[derive(ToSchema)]

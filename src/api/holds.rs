@@ -1,33 +1,28 @@
 //! `POST /api/v1/holds` and `GET /api/v1/holds/{id}`.
 
-use super::docs::{
-    CommandHeaders, CreateHold, HoldAccepted, LocationPath, MalformedJson, PayloadTooLarge,
-    RequestTimeout, RetryAfterSecs, Unavailable, UnsupportedMediaType,
-};
-use crate::problem::Problem;
-use axum::{
-    Json,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    response::Response,
-};
+use axum::{Json, extract::State};
 use uuid::Uuid;
 
 use super::{
     AppState,
-    commands::{Idempotent, NewJob, accept, idempotency_key, prefer_wait},
+    accept::{Answer, Recording, accept},
+    docs::{
+        CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
+        RetryAfterSecs, Unavailable, UnsupportedMediaType,
+    },
     error::{ApiError, ApiResult},
-    input::{Fields, JsonObject},
-    path::PathId,
+    extract::{PathId, PreferWait},
+    input::Keyed,
     products::find,
+    requests::CreateHold,
+    responses::HoldAccepted,
 };
 use crate::{
     claims::Spoken,
-    commands::Command,
-    holds::{self, Hold},
-    idempotency,
-    jobs::JobKind,
-    problem::Code,
+    commands::{Command, HoldRequest},
+    db::{holds, idempotency_keys},
+    domain::{Hold, JobKind},
+    problem::{Code, Problem},
 };
 
 const ROUTE: &str = "holds";
@@ -59,23 +54,15 @@ const ROUTE: &str = "holds";
         (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: JsonObject,
-) -> ApiResult<Response> {
-    let key = idempotency_key(&headers)?;
-    let mut fields = Fields::new(&body.fields);
-    let product_id = fields.int("product_id", 1..=i64::MAX);
-    let qty = fields.int("qty", 1..=i64::from(state.settings.max_hold_qty));
-    fields.finish()?;
-    let (Some(product_id), Some(qty)) = (product_id, qty) else {
-        return Err(ApiError::field("body", "incomplete"));
-    };
-
+    PreferWait(wait): PreferWait,
+    Keyed { key, body }: Keyed<CreateHold>,
+) -> ApiResult<Answer> {
+    let CreateHold { product_id, qty } = body;
     let product = find(&state, product_id).await?;
     // A sold-out product must not load the queue. A repeat of an accepted
     // request still gets its job, so the key is checked first.
     let repeat = match &key {
-        Some(key) => idempotency::exists(&state.pool, ROUTE, key).await?,
+        Some(key) => idempotency_keys::exists(&state.pool, ROUTE, key).await?,
         None => false,
     };
     let id = Uuid::now_v7();
@@ -92,30 +79,21 @@ pub async fn create(
             .claim(id, product_id, qty, product.stock);
         Some(claim.map_err(|spoken| sold_out(product_id, product.stock, spoken, qty))?)
     };
-
-    let job = NewJob {
-        id,
-        kind: JobKind::Hold,
-        command: Command::Hold {
-            job_id: id,
-            product_id,
-            qty,
-        },
-    };
-    let idempotent = key.map(|key| Idempotent {
-        route: ROUTE,
-        key,
-        request: idempotency::fingerprint(&[&product_id.to_string(), &qty.to_string()]),
+    let command = Command::Hold(HoldRequest {
+        job_id: id,
+        product_id,
+        qty,
     });
-    let answered = accept(&state, job, idempotent, prefer_wait(&headers)).await;
+    let recording = Recording::keyed(ROUTE, key, body.fingerprint());
+    let answer = accept(&state, id, JobKind::Hold, command, recording, wait).await?;
     // Queued: the claim stands until the job is decided. Decided already
     // (Prefer: wait), a repeat, or not accepted: it ends here.
-    if let (Some(claim), Ok(response)) = (claim, &answered)
-        && response.status() == StatusCode::ACCEPTED
+    if let Some(claim) = claim
+        && answer.queued
     {
         claim.keep();
     }
-    answered
+    Ok(answer)
 }
 
 /// The 409 a sold-out product (or one whose last units are claimed by the
@@ -139,15 +117,10 @@ fn sold_out(product_id: i64, stock: i64, spoken: Spoken, qty: i64) -> ApiError {
             links(("getProduct" = (operation_id = "getProduct", parameters(("id" = "$response.body#/product_id")))))),
         (status = 404, description = "`not_found`: no such hold, or its job is not decided yet (follow the job)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
-pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Hold>> {
-    let id = parse_uuid(&id, "hold")?;
+pub async fn get(State(state): State<AppState>, path: PathId) -> ApiResult<Json<Hold>> {
+    let id = path.uuid("hold")?;
     let hold = holds::get(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("hold {id}")))?;
     Ok(Json(hold.as_seen_at(crate::time::now())))
-}
-
-/// Ids in paths are UUIDs; anything else is a 404 (the resource cannot exist).
-pub fn parse_uuid(raw: &str, what: &str) -> ApiResult<Uuid> {
-    Uuid::try_parse(raw).map_err(|_| ApiError::not_found(format_args!("{what} {raw:?}")))
 }

@@ -1,5 +1,8 @@
 //! Request bodies: the size limit, `Content-Type`, JSON syntax, and typed
-//! field reads that collect every field's error for one 422.
+//! field reads that collect every field's error for one 422. A request
+//! type says how it is read ([`FromFields`]); the extractors [`Valid`],
+//! [`Keyed`] (with `Idempotency-Key`) and [`Signed`] (the webhook's
+//! signature over the raw body) hand the handler a validated value.
 
 use std::{ops::RangeInclusive, task::Poll};
 
@@ -10,8 +13,13 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::{AppState, error::ApiError};
-use crate::problem::{Code, FieldErrors};
+use super::{AppState, error::ApiError, extract};
+use crate::{
+    config::Settings,
+    domain::idempotency::IdempotencyKey,
+    problem::{Code, FieldErrors},
+    signature,
+};
 
 /// Bodies over 16 KiB are refused with 413 (docs/API.md).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -55,21 +63,76 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
-/// A request body that is a JSON object.
-pub struct JsonObject {
-    pub fields: Map<String, Value>,
+/// A request body type: how its fields are read, every error collected.
+pub trait FromFields: Sized {
+    /// The value, or `None` when a field failed (its error is in `fields`).
+    fn from_fields(fields: &mut Fields<'_>, settings: &Settings) -> Option<Self>;
 }
 
-impl FromRequest<AppState> for JsonObject {
+/// A body read as `T`: 415 without a JSON content type, 400 when it is not
+/// a JSON object, 422 listing every bad field.
+pub struct Valid<T>(pub T);
+
+impl<T: FromFields> FromRequest<AppState> for Valid<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
         let RawBody(raw) = RawBody::from_request(req, state).await?;
-        Ok(Self {
-            fields: json_object(&headers, &raw)?,
-        })
+        let object = json_object(&headers, &raw)?;
+        read(&object, &state.settings).map(Valid)
     }
+}
+
+/// A command's body read as `T`, and its `Idempotency-Key`: the key is
+/// checked once the body is JSON, before its fields.
+pub struct Keyed<T> {
+    pub key: Option<IdempotencyKey>,
+    pub body: T,
+}
+
+impl<T: FromFields> FromRequest<AppState> for Keyed<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let RawBody(raw) = RawBody::from_request(req, state).await?;
+        let object = json_object(&headers, &raw)?;
+        let key = extract::idempotency_key(&headers)?;
+        let body = read(&object, &state.settings)?;
+        Ok(Self { key, body })
+    }
+}
+
+/// A webhook body read as `T` once its `X-Signature` is checked against the
+/// raw bytes (401 before anything is parsed).
+pub struct Signed<T>(pub T);
+
+impl<T: FromFields> FromRequest<AppState> for Signed<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let RawBody(raw) = RawBody::from_request(req, state).await?;
+        let presented = headers.get("x-signature").and_then(|v| v.to_str().ok());
+        signature::verify(
+            state.webhook_secret.expose(),
+            presented,
+            &raw,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(|e| ApiError::new(Code::Unauthorized, e.to_string()))?;
+        let object = json_object(&headers, &raw)?;
+        read(&object, &state.settings).map(Signed)
+    }
+}
+
+fn read<T: FromFields>(object: &Map<String, Value>, settings: &Settings) -> Result<T, ApiError> {
+    let mut fields = Fields::new(object);
+    let value = T::from_fields(&mut fields, settings);
+    fields.finish()?;
+    // Every `None` records an error, so `finish` has refused the body.
+    value.ok_or_else(|| ApiError::field("body", "incomplete"))
 }
 
 /// The body as a JSON object: 415 without a JSON content type, 400 when it
@@ -219,14 +282,16 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A string that is one of `allowed`.
-    pub fn one_of(&mut self, field: &str, allowed: &[&'static str]) -> Option<&'static str> {
+    /// A string that is one of `allowed` (wire spelling, value).
+    pub fn one_of<T: Copy>(&mut self, field: &str, allowed: &[(&'static str, T)]) -> Option<T> {
         let value = self.required(field)?;
         let found = value
             .as_str()
-            .and_then(|s| allowed.iter().find(|a| **a == s).copied());
+            .and_then(|s| allowed.iter().find(|(name, _)| *name == s))
+            .map(|(_, value)| *value);
         if found.is_none() {
-            self.error(field, format!("must be one of: {}", allowed.join(", ")));
+            let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
+            self.error(field, format!("must be one of: {}", names.join(", ")));
         }
         found
     }

@@ -1,22 +1,29 @@
-//! The HTTP api (docs/API.md): thin handlers over the stores, the product
-//! cache and the broker.
+//! The HTTP api (docs/API.md): thin handlers over the data layer, the
+//! product cache and the broker.
+//!
+//! A request is read by [`extract`] (path, headers) and [`input`] (body,
+//! into a type of [`requests`]); a command is accepted by [`accept`]
+//! (recorded by [`recorder`] or with its key, published by [`publisher`]);
+//! answers are [`responses`] or domain types. [`docs`] renders the OpenAPI
+//! document from the handlers' attributes.
 
-mod auth;
+mod accept;
 mod baseline;
-mod commands;
 mod docs;
 mod error;
+mod extract;
 mod health;
 mod holds;
 mod input;
 mod jobs;
 pub mod metrics;
 mod orders;
-mod path;
 mod payments;
 mod products;
 mod publisher;
 mod recorder;
+mod requests;
+mod responses;
 mod server;
 
 use std::{any::Any, sync::Arc};
@@ -34,8 +41,8 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub use auth::constant_time_eq;
 pub use error::{ApiError, ApiResult};
+pub use extract::constant_time_eq;
 pub use input::BODY_LIMIT;
 pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
 pub use recorder::JobRecorder;

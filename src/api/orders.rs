@@ -1,26 +1,26 @@
 //! `POST /api/v1/orders` and `GET /api/v1/orders/{id}`.
 
-use super::docs::{
-    CommandHeaders, CreateOrder, LocationPath, MalformedJson, OrderAccepted, PayloadTooLarge,
-    RequestTimeout, RetryAfterSecs, Unavailable, UnsupportedMediaType,
-};
-use crate::problem::Problem;
-use axum::{Json, extract::State, http::HeaderMap, response::Response};
+use axum::{Json, extract::State};
 use uuid::Uuid;
 
 use super::{
     AppState,
-    commands::{Idempotent, NewJob, accept, idempotency_key, prefer_wait},
+    accept::{Answer, Recording, accept},
+    docs::{
+        CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
+        RetryAfterSecs, Unavailable, UnsupportedMediaType,
+    },
     error::{ApiError, ApiResult},
-    holds::parse_uuid,
-    input::{Fields, JsonObject},
-    path::PathId,
+    extract::{PathId, PreferWait},
+    input::Keyed,
+    requests::CreateOrder,
+    responses::OrderAccepted,
 };
 use crate::{
-    commands::Command,
-    idempotency,
-    jobs::JobKind,
-    orders::{self, Order},
+    commands::{Command, OrderRequest},
+    db::orders,
+    domain::{JobKind, Order},
+    problem::Problem,
 };
 
 const ROUTE: &str = "orders";
@@ -54,31 +54,16 @@ const ROUTE: &str = "orders";
         (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: JsonObject,
-) -> ApiResult<Response> {
-    let key = idempotency_key(&headers)?;
-    let mut fields = Fields::new(&body.fields);
-    let hold_id = fields.uuid("hold_id");
-    fields.finish()?;
-    let Some(hold_id) = hold_id else {
-        return Err(ApiError::field("hold_id", "is required"));
-    };
+    PreferWait(wait): PreferWait,
+    Keyed { key, body }: Keyed<CreateOrder>,
+) -> ApiResult<Answer> {
     let id = Uuid::now_v7();
-    let job = NewJob {
-        id,
-        kind: JobKind::Order,
-        command: Command::Order {
-            job_id: id,
-            hold_id,
-        },
-    };
-    let idempotent = key.map(|key| Idempotent {
-        route: ROUTE,
-        key,
-        request: idempotency::fingerprint(&[&hold_id.to_string()]),
+    let command = Command::Order(OrderRequest {
+        job_id: id,
+        hold_id: body.hold_id,
     });
-    accept(&state, job, idempotent, prefer_wait(&headers)).await
+    let recording = Recording::keyed(ROUTE, key, body.fingerprint());
+    accept(&state, id, JobKind::Order, command, recording, wait).await
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "getOrder", summary = "Read an order", tag = "orders",
@@ -88,8 +73,8 @@ pub async fn create(
             links(("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/hold_id")))))),
         (status = 404, description = "`not_found`: no such order, or its job is not decided yet (follow the job)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
-pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Order>> {
-    let id = parse_uuid(&id, "order")?;
+pub async fn get(State(state): State<AppState>, path: PathId) -> ApiResult<Json<Order>> {
+    let id = path.uuid("order")?;
     let order = orders::get(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format_args!("order {id}")))?;

@@ -1,37 +1,31 @@
 //! The payment provider's webhook and the operators' list of events that
 //! need attention.
 
-use super::docs::{
-    LocationPath, MalformedJson, PayloadTooLarge, PaymentAccepted, PaymentEventFilter,
-    PaymentEventList, PaymentWebhook, RequestTimeout, RetryAfterSecs, Unauthorized, Unavailable,
-    UnsupportedMediaType,
-};
-use crate::problem::Problem;
 use std::collections::HashMap;
 
 use axum::{
     Json,
     extract::{Query, State},
-    http::HeaderMap,
-    response::{IntoResponse, Response},
 };
-use backon::Retryable;
-use serde_json::json;
 
 use super::{
     AppState,
-    auth::Admin,
-    commands::answer,
+    accept::{Answer, Recording, accept},
+    docs::{
+        LocationPath, MalformedJson, PayloadTooLarge, PaymentEventFilter, RequestTimeout,
+        RetryAfterSecs, Unauthorized, Unavailable, UnsupportedMediaType,
+    },
     error::{ApiError, ApiResult},
-    input::{Fields, RawBody, json_object},
+    extract::Admin,
+    input::Signed,
+    requests::PaymentWebhook,
+    responses::{PaymentAccepted, PaymentEventList},
 };
 use crate::{
-    db,
-    idempotency::MAX_KEY_CHARS,
-    jobs::{JobKind, JobStatus},
-    payments::{self, Delivery, EventState, PaymentStatus, Recorded},
-    problem::Code,
-    signature, time,
+    commands::{Command, PaymentRequest},
+    db::payment_events,
+    domain::{EventState, JobKind, payment::Delivery},
+    problem::Problem,
 };
 
 /// Most events one admin listing returns.
@@ -60,61 +54,18 @@ const LIST_LIMIT: u32 = 1000;
         (status = 503, response = Unavailable)))]
 pub async fn webhook(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawBody(raw): RawBody,
-) -> ApiResult<Response> {
-    let presented = headers.get("x-signature").and_then(|v| v.to_str().ok());
-    signature::verify(
-        state.webhook_secret.expose(),
-        presented,
-        &raw,
-        chrono::Utc::now().timestamp(),
-    )
-    .map_err(|e| ApiError::new(Code::Unauthorized, e.to_string()))?;
-
-    let body = json_object(&headers, &raw)?;
-    let mut fields = Fields::new(&body);
-    let key = fields.string("idempotency_key", 1..=MAX_KEY_CHARS);
-    let order_id = fields.uuid("order_id");
-    let status = fields.one_of("status", &["success", "failed"]);
-    fields.finish()?;
-    let (Some(idempotency_key), Some(order_id), Some(status)) = (key, order_id, status) else {
-        return Err(ApiError::field("body", "incomplete"));
-    };
-    let delivery = Delivery {
-        idempotency_key,
-        order_id,
-        status: if status == "success" {
-            PaymentStatus::Success
-        } else {
-            PaymentStatus::Failed
-        },
-    };
+    Signed(body): Signed<PaymentWebhook>,
+) -> ApiResult<Answer> {
+    let delivery = Delivery::from(body);
     let job_id = delivery.job_id();
-    let place = state.publisher.place().await?;
-    let recorded = (|| payments::record(&state.pool, &delivery, time::now()))
-        .retry(db::conflict_backoff())
-        .when(db::is_retryable)
-        .await?;
-    match recorded {
-        Recorded::New => {
-            place.publish(delivery.command());
-            tracing::info!(%job_id, %order_id, status, "payment event accepted");
-            answer(
-                &state,
-                JobKind::Payment,
-                job_id,
-                None,
-                Some(JobStatus::Queued),
-            )
-            .await
-        }
-        Recorded::Repeat => answer(&state, JobKind::Payment, job_id, None, None).await,
-        Recorded::Reused => Err(ApiError::new(
-            Code::IdempotencyKeyReused,
-            "this idempotency_key was used with a different body",
-        )),
+    let (order_id, status) = (delivery.order_id, delivery.status);
+    let command = Command::Payment(PaymentRequest::from(&delivery));
+    let recording = Recording::Payment(delivery);
+    let answer = accept(&state, job_id, JobKind::Payment, command, recording, None).await?;
+    if answer.queued {
+        tracing::info!(%job_id, %order_id, ?status, "payment event accepted");
     }
+    Ok(answer)
 }
 
 /// `GET /api/v1/admin/payments?state=unmatched|needs_refund|conflict`; all
@@ -132,7 +83,7 @@ pub async fn list(
     _admin: Admin,
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<PaymentEventList>> {
     let states: Vec<EventState> = match query.get("state").map(String::as_str) {
         None => EventState::NEEDS_OPERATOR.to_vec(),
         Some("unmatched") => vec![EventState::Unmatched],
@@ -145,6 +96,6 @@ pub async fn list(
             ));
         }
     };
-    let data = payments::list(&state.pool, &states, LIST_LIMIT).await?;
-    Ok(Json(json!({ "data": data })))
+    let data = payment_events::list(&state.pool, &states, LIST_LIMIT).await?;
+    Ok(Json(PaymentEventList { data }))
 }

@@ -1,42 +1,42 @@
 //! Product reads (from the cache) and admin writes.
 
-use super::docs::{
-    CreateProduct, LocationPath, MalformedJson, PayloadTooLarge, ProductList, RequestTimeout,
-    Restock, Unauthorized, Unavailable, UnsupportedMediaType,
-};
-use crate::problem::Problem;
 use axum::{
     Json,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
 };
-use serde_json::json;
 
 use super::{
     AppState,
-    auth::Admin,
+    docs::{
+        LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+        UnsupportedMediaType,
+    },
     error::{ApiError, ApiResult, classify},
-    input::{Fields, JsonObject},
-    path::PathId,
+    extract::{Admin, PathId},
+    input::Valid,
+    requests::{CreateProduct, Restock},
+    responses::ProductList,
 };
 use crate::{
     broker::Event,
-    domain::{MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, Product},
-    products,
+    db::products,
+    domain::{NewProduct, Product},
+    problem::Problem,
 };
 
 #[utoipa::path(get, path = "/api/v1/products", operation_id = "listProducts", summary = "List the products", tag = "products",
     responses(
         (status = 200, description = "Every product, by id", body = ProductList),
         (status = 503, response = Unavailable)))]
-pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ProductList>> {
     let data = if state.cache.is_fresh() {
         state.cache.list()
     } else {
         products::list(&state.pool).await?
     };
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(ProductList { data }))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", operation_id = "getProduct", summary = "Read a product", tag = "products",
@@ -46,8 +46,8 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse>
         (status = 200, description = "The product", body = Product),
         (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
-pub async fn get(State(state): State<AppState>, PathId(id): PathId) -> ApiResult<Json<Product>> {
-    let id = parse_product_id(&id)?;
+pub async fn get(State(state): State<AppState>, path: PathId) -> ApiResult<Json<Product>> {
+    let id = path.product_id()?;
     Ok(Json(find(&state, id).await?))
 }
 
@@ -64,14 +64,6 @@ pub async fn find(state: &AppState, id: i64) -> ApiResult<Product> {
         }
         None => Err(ApiError::not_found(format_args!("product {id}"))),
     }
-}
-
-/// Product ids are positive integers; anything else in the path is a 404.
-pub fn parse_product_id(raw: &str) -> ApiResult<i64> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::not_found(format_args!("product {raw:?}")))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/products", operation_id = "createProduct", summary = "Create a product (admin)", tag = "admin",
@@ -94,17 +86,9 @@ pub fn parse_product_id(raw: &str) -> ApiResult<i64> {
 pub async fn create(
     _admin: Admin,
     State(state): State<AppState>,
-    body: JsonObject,
+    Valid(body): Valid<CreateProduct>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut fields = Fields::new(&body.fields);
-    let name = fields.string("name", 1..=MAX_NAME_CHARS);
-    let price = fields.int("price", 0..=MAX_PRICE);
-    let stock = fields.int("stock", 0..=MAX_STOCK);
-    fields.finish()?;
-    let (Some(name), Some(price), Some(stock)) = (name, price, stock) else {
-        return Err(ApiError::field("body", "incomplete"));
-    };
-    let product = products::create(&state.pool, &NewProduct { name, price, stock })
+    let product = products::create(&state.pool, &NewProduct::from(body))
         .await
         .map_err(classify)?;
     announce(&state, &product).await;
@@ -135,16 +119,10 @@ pub async fn create(
 pub async fn restock(
     _admin: Admin,
     State(state): State<AppState>,
-    PathId(id): PathId,
-    body: JsonObject,
+    path: PathId,
+    Valid(Restock { qty }): Valid<Restock>,
 ) -> ApiResult<Json<Product>> {
-    let id = parse_product_id(&id)?;
-    let mut fields = Fields::new(&body.fields);
-    let qty = fields.int("qty", 1..=MAX_STOCK);
-    fields.finish()?;
-    let Some(qty) = qty else {
-        return Err(ApiError::field("qty", "is required"));
-    };
+    let id = path.product_id()?;
     let product = products::restock(&state.pool, id, qty)
         .await
         .map_err(classify)?

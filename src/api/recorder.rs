@@ -6,13 +6,18 @@
 //! (Four side by side made twice the commits and a longer accept p99 at
 //! 3,400 and 5,000 requests/s: docs/BENCHMARKS.md.)
 
+use std::time::Duration;
+
 use backon::Retryable;
 use sqlx::MySqlPool;
-
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use super::{commands::NewJob, error::ApiError};
-use crate::{db, jobs, time};
+use super::error::ApiError;
+use crate::db::{
+    self,
+    jobs::{self, NewJob},
+};
 
 /// An INSERT that failed may still have committed: a connection that broke
 /// before the server's answer loses only the answer. Which rows exist is
@@ -21,14 +26,14 @@ use crate::{db, jobs, time};
 /// requests get stays true.
 async fn settle_failed_insert(
     pool: &MySqlPool,
-    rows: &[jobs::NewRow],
+    rows: &[NewJob],
     error: sqlx::Error,
-) -> (Vec<uuid::Uuid>, Failure) {
+) -> (Vec<Uuid>, Failure) {
     let failure = Failure {
         unavailable: db::is_unavailable(&error),
         message: format!("Failed to record {} jobs: {error}", rows.len()),
     };
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     match jobs::existing(pool, &ids).await {
         Ok(present) => {
             if !present.is_empty() {
@@ -40,7 +45,7 @@ async fn settle_failed_insert(
             (present, failure)
         }
         Err(_) => {
-            super::commands::withdraw_later(pool.clone(), ids);
+            withdraw_later(pool.clone(), ids);
             (Vec::new(), failure)
         }
     }
@@ -60,7 +65,7 @@ struct Failure {
 }
 
 struct Pending {
-    row: jobs::NewRow,
+    row: NewJob,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -78,17 +83,9 @@ impl JobRecorder {
     }
 
     /// Records `job` as queued; returns once its row is committed.
-    pub async fn record(&self, job: &NewJob) -> Result<(), ApiError> {
+    pub async fn record(&self, job: NewJob) -> Result<(), ApiError> {
         let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            row: jobs::NewRow {
-                id: job.id,
-                kind: job.kind,
-                command: job.command.clone(),
-                created_at: time::now(),
-            },
-            reply,
-        };
+        let pending = Pending { row: job, reply };
         let gone = || ApiError::Internal(anyhow::anyhow!("the job recorder stopped"));
         self.sender.send(pending).await.map_err(|_| gone())?;
         match answer.await.map_err(|_| gone())? {
@@ -113,17 +110,17 @@ async fn run(pool: MySqlPool, mut receiver: mpsc::Receiver<Pending>) {
 }
 
 async fn insert(pool: &MySqlPool, batch: Vec<Pending>) {
-    let rows: Vec<jobs::NewRow> = batch.iter().map(|p| p.row.clone()).collect();
+    let rows: Vec<NewJob> = batch.iter().map(|p| p.row.clone()).collect();
     metrics::histogram!("flash_api_job_insert_batch_size").record(rows.len() as f64);
     // A deadlock rolled the whole statement back: run it again.
     let started = std::time::Instant::now();
-    let inserted = (|| jobs::insert_many(pool, &rows))
+    let inserted = (|| jobs::insert_all(&rows).execute(pool))
         .retry(db::conflict_backoff())
         .when(db::is_retryable)
         .await;
     metrics::histogram!("flash_api_job_insert_seconds").record(started.elapsed().as_secs_f64());
     let recorded = match inserted {
-        Ok(()) => None,
+        Ok(_) => None,
         Err(e) => Some(settle_failed_insert(pool, &rows, e).await),
     };
     for pending in batch {
@@ -136,4 +133,35 @@ async fn insert(pool: &MySqlPool, batch: Vec<Pending>) {
         // relay publishes it, as after any lost publish.
         let _ = pending.reply.send(reply);
     }
+}
+
+/// How long [`withdraw_later`] keeps trying.
+const WITHDRAW_FOR: Duration = Duration::from_secs(120);
+
+/// Withdraws jobs the client was told were not accepted (an insert whose
+/// answer was lost), retrying while the database is unreachable. The relay
+/// may publish one first if the outage outlasts `RELAY_AFTER_SECS`; that job
+/// then applies despite its 503, which is logged.
+fn withdraw_later(pool: MySqlPool, ids: Vec<Uuid>) {
+    tokio::spawn(async move {
+        let withdrawn = (|| jobs::withdraw_queued(&pool, &ids))
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_total_delay(Some(WITHDRAW_FOR))
+                    .without_max_times(),
+            )
+            .await;
+        match withdrawn {
+            Ok(n) => tracing::info!(
+                withdrawn = n,
+                of = ids.len(),
+                "jobs answered 503 withdrawn (the rest were never recorded, or a worker had applied them)"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, count = ids.len(), "could not withdraw jobs answered 503")
+            }
+        }
+    });
 }

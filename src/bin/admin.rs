@@ -9,10 +9,10 @@ use clap::{Parser, Subcommand};
 use flash_sale::{
     broker::{self, Broker, Event},
     config::{Migrate, Settings},
-    db, dead_letters,
-    domain::{MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct},
-    payments::{self, EventState},
-    products, startup,
+    db::{self, payment_events, products},
+    dead_letters,
+    domain::{EventState, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct},
+    startup,
 };
 use serde_json::json;
 
@@ -102,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some("conflict") => vec![EventState::Conflict],
                 _ => EventState::NEEDS_OPERATOR.to_vec(),
             };
-            print(&json!({ "data": payments::list(&pool, &states, 1000).await? }))
+            print(&json!({ "data": payment_events::list(&pool, &states, 1000).await? }))
         }
         Cmd::Queues => {
             let broker = Broker::connect(&settings.amqp, settings.partitions, "admin").await?;

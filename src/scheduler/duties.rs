@@ -4,10 +4,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sqlx::{MySqlPool, QueryBuilder};
-use uuid::Uuid;
+use sqlx::MySqlPool;
 
-use crate::{broker::Broker, commands::Command, time};
+use crate::{
+    broker::Broker,
+    commands::{Command, SweepRequest},
+    db::{holds, idempotency_keys, jobs, payment_events},
+    time,
+};
 
 /// Products swept per tick at most.
 const SWEEP_PRODUCTS: u32 = 1000;
@@ -25,13 +29,7 @@ pub async fn publish_sweeps(
     recent: &mut HashMap<i64, tokio::time::Instant>,
     debounce: Duration,
 ) -> anyhow::Result<usize> {
-    let products: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT product_id FROM holds WHERE status = 'active' AND expires_at <= ? LIMIT ?",
-    )
-    .bind(time::now())
-    .bind(SWEEP_PRODUCTS)
-    .fetch_all(pool)
-    .await?;
+    let products = holds::products_with_overdue(pool, time::now(), SWEEP_PRODUCTS).await?;
     let now = tokio::time::Instant::now();
     recent.retain(|_, at| now.duration_since(*at) < debounce);
     let mut published = 0;
@@ -39,7 +37,7 @@ pub async fn publish_sweeps(
         if recent.contains_key(&product_id) {
             continue;
         }
-        let command = Command::Sweep { product_id };
+        let command = Command::Sweep(SweepRequest { product_id });
         broker
             .publish_command(command.partition(broker.partitions()), &command.encode())
             .await?;
@@ -58,17 +56,9 @@ pub async fn relay_stuck_jobs(
     after: Duration,
 ) -> anyhow::Result<usize> {
     let cutoff: DateTime<Utc> = time::now() - chrono::Duration::from_std(after).unwrap_or_default();
-    let stuck: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, command FROM jobs WHERE status = 'queued' AND created_at <= ? \
-         AND (relayed_at IS NULL OR relayed_at <= ?) ORDER BY created_at LIMIT ?",
-    )
-    .bind(cutoff)
-    .bind(cutoff)
-    .bind(RELAY_BATCH)
-    .fetch_all(pool)
-    .await?;
+    let stuck = jobs::stuck(pool, cutoff, RELAY_BATCH).await?;
     let mut relayed = Vec::new();
-    for (id, command) in stuck {
+    for jobs::Stuck { id, command } in stuck {
         match Command::decode(command.as_bytes()) {
             Ok(command) => {
                 broker
@@ -82,14 +72,7 @@ pub async fn relay_stuck_jobs(
         }
     }
     if !relayed.is_empty() {
-        let mut mark = QueryBuilder::new("UPDATE jobs SET relayed_at = ");
-        mark.push_bind(time::now()).push(" WHERE id IN (");
-        let mut ids = mark.separated(", ");
-        for id in &relayed {
-            ids.push_bind(*id);
-        }
-        ids.push_unseparated(")");
-        mark.build().execute(pool).await?;
+        jobs::mark_relayed(pool, &relayed, &time::now()).await?;
         tracing::warn!(
             count = relayed.len(),
             "relayed jobs stuck in the queued state"
@@ -98,26 +81,31 @@ pub async fn relay_stuck_jobs(
     Ok(relayed.len())
 }
 
+/// The tables retention prunes.
+#[derive(Clone, Copy)]
+enum Table {
+    Jobs,
+    IdempotencyKeys,
+    PaymentEvents,
+}
+
 /// Deletes finished jobs, idempotency keys and payment events older than
 /// `retention`, a small batch at a time. Returns rows deleted.
 pub async fn apply_retention(pool: &MySqlPool, retention: Duration) -> anyhow::Result<u64> {
     let cutoff: DateTime<Utc> =
         time::now() - chrono::Duration::from_std(retention).unwrap_or_default();
-    let statements = [
-        "DELETE FROM jobs WHERE completed_at < ? AND status <> 'queued' LIMIT ?",
-        "DELETE FROM idempotency_keys WHERE created_at < ? LIMIT ?",
-        "DELETE FROM payment_events WHERE created_at < ? AND state <> 'received' \
-         AND state <> 'awaiting_order' LIMIT ?",
-    ];
     let mut deleted = 0;
-    for statement in statements {
+    for table in [Table::Jobs, Table::IdempotencyKeys, Table::PaymentEvents] {
         loop {
-            let rows = sqlx::query(statement)
-                .bind(cutoff)
-                .bind(RETENTION_BATCH)
-                .execute(pool)
-                .await?
-                .rows_affected();
+            let rows = match table {
+                Table::Jobs => jobs::delete_decided_before(pool, cutoff, RETENTION_BATCH).await?,
+                Table::IdempotencyKeys => {
+                    idempotency_keys::delete_before(pool, cutoff, RETENTION_BATCH).await?
+                }
+                Table::PaymentEvents => {
+                    payment_events::delete_settled_before(pool, cutoff, RETENTION_BATCH).await?
+                }
+            };
             deleted += rows;
             if rows < u64::from(RETENTION_BATCH) {
                 break;

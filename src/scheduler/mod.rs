@@ -21,7 +21,7 @@ use crate::{
     audit,
     broker::Broker,
     config::Settings,
-    named_lock::{self, NamedLock},
+    db::named_lock::{self, NamedLock},
 };
 pub use duties::{apply_retention, publish_sweeps, relay_stuck_jobs};
 

@@ -2,25 +2,22 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use serde_json::json;
-use sqlx::{MySqlPool, Row};
-use uuid::Uuid;
+use sqlx::MySqlPool;
 
 use super::Decided;
 use crate::{
-    domain::LedgerReason,
-    jobs::{self, JobKind, Outcome},
+    commands::HoldRequest,
+    db::{
+        holds,
+        jobs::{self, Decision, Outcome},
+        ledger::{self, Entry},
+        products,
+        text::{Batch, TextTransaction},
+    },
+    domain::{Hold, JobKind, LedgerReason},
     problem::{Code, Problem},
-    sql_text::{Sql, TextTransaction},
     time,
 };
-
-#[derive(Clone, Debug)]
-pub struct HoldRequest {
-    pub job_id: Uuid,
-    pub product_id: i64,
-    pub qty: i64,
-}
 
 /// Locks the product once, then grants or refuses each queued request in
 /// arrival order, writing holds, ledger rows and job outcomes with one
@@ -35,112 +32,73 @@ pub async fn apply_holds(
     ttl: Duration,
 ) -> sqlx::Result<Decided> {
     let ids = super::unique(requests.iter().map(|r| &r.job_id));
-    let mut locks = Sql::new();
-    locks
-        .push("SELECT price, stock FROM products WHERE id = ")
-        .int(product_id)
-        .push(" FOR UPDATE;\n");
-    if !ids.is_empty() {
-        locks.append(jobs::lock_queued_sql(&ids));
-    }
-    let (tx, rows) = TextTransaction::begin_with(pool, locks).await?;
-    let product: Option<(i64, i64)> = match rows.of(0).first() {
-        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
-        None => None,
+    let mut reads = Batch::new();
+    let product = reads.read(products::lock_for_holds(product_id));
+    let queued = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued(&ids)));
+    let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
+    let product = rows.take(product)?;
+    let queued = match queued {
+        Some(slot) => rows.take(slot)?,
+        None => HashSet::new(),
     };
-    let queued: HashSet<Uuid> = jobs::ids_of(rows.of(1))?.into_iter().collect();
 
     let now = time::now();
-    let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
     let mut outcomes = Vec::new();
-    let mut granted = Vec::new();
+    let mut granted: Vec<Hold> = Vec::new();
     let mut seen = HashSet::new();
-    let mut stock = product.map(|(_, stock)| stock).unwrap_or(0);
+    let mut stock = product.map_or(0, |p| p.stock);
     for request in requests {
         if !queued.contains(&request.job_id) || !seen.insert(request.job_id) {
             continue;
         }
-        let result = match product {
-            None => Err(Problem::new(
+        let decision = match product {
+            None => Decision::Failed(Problem::new(
                 Code::NotFound,
                 format!("product {product_id} not found"),
             )),
-            Some(_) if request.qty > stock => Err(Problem::new(
+            Some(_) if request.qty > stock => Decision::Failed(Problem::new(
                 Code::InsufficientStock,
                 format!(
                     "product {product_id} has {stock} left, {} requested",
                     request.qty
                 ),
             )),
-            Some((price, _)) => {
+            Some(product) => {
                 stock -= request.qty;
-                granted.push((request, price));
-                Ok(json!({
-                    "id": request.job_id,
-                    "product_id": product_id,
-                    "qty": request.qty,
-                    "unit_price": price,
-                    "amount": price * request.qty,
-                    "status": "active",
-                    "expires_at": time::format(&expires_at),
-                    "created_at": time::format(&now),
-                }))
+                granted.push(Hold::granted(
+                    request.job_id,
+                    product_id,
+                    request.qty,
+                    product.price,
+                    now,
+                    ttl,
+                ));
+                Decision::Created
             }
         };
         outcomes.push(Outcome {
             job_id: request.job_id,
             kind: JobKind::Hold,
-            result,
+            decision,
         });
     }
 
-    // The writes go out as text in one round trip (see `sql_text`).
-    let mut writes = Sql::new();
+    let mut writes = holds::insert_all(&granted);
     if !granted.is_empty() {
+        let entries: Vec<Entry> = granted
+            .iter()
+            .map(|hold| Entry {
+                product_id,
+                delta: -hold.qty,
+                reason: LedgerReason::Hold,
+                ref_id: hold.id,
+            })
+            .collect();
         writes
-            .push("INSERT INTO holds (id, product_id, qty, unit_price, amount, status, expires_at, created_at, updated_at) VALUES ")
-            .join(&granted, ", ", |sql, (request, price)| {
-                sql.push("(")
-                    .uuid(request.job_id)
-                    .push(", ")
-                    .int(product_id)
-                    .push(", ")
-                    .int(request.qty)
-                    .push(", ")
-                    .int(*price)
-                    .push(", ")
-                    .int(*price * request.qty)
-                    .push(", 'active', ")
-                    .time(&expires_at)
-                    .push(", ")
-                    .time(&now)
-                    .push(", ")
-                    .time(&now)
-                    .push(")");
-            })
-            .push(";\nINSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES ")
-            .join(&granted, ", ", |sql, (request, _)| {
-                sql.push("(")
-                    .int(product_id)
-                    .push(", ")
-                    .int(-request.qty)
-                    .push(", ")
-                    .text(LedgerReason::Hold.as_str())
-                    .push(", ")
-                    .uuid(request.job_id)
-                    .push(", ")
-                    .time(&now)
-                    .push(")");
-            })
-            .push(";\nUPDATE products SET stock = ")
-            .int(stock)
-            .push(", updated_at = ")
-            .time(&now)
-            .push(" WHERE id = ")
-            .int(product_id)
-            .push(";\n");
+            .append(ledger::insert_all(&entries, &now))
+            .push(products::set_stock(product_id, stock, &now));
     }
-    writes.append(jobs::outcomes_sql(&outcomes, now));
+    writes.append(jobs::complete_all(&outcomes, &now));
     tx.commit_with(writes).await?;
 
     let changed = if granted.is_empty() {

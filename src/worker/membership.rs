@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sqlx::MySqlPool;
 
-use crate::named_lock::{self, Holder, NamedLock};
+use crate::db::named_lock::{self, Holder, NamedLock};
 
 /// How often a worker reads the slots: the longest a partition of a worker
 /// that died or stopped waits for another worker to take it.

@@ -2,22 +2,21 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{Value, json};
-use sqlx::{FromRow, MySql, MySqlPool, Transaction};
+use chrono::{DateTime, Utc};
+use sqlx::MySqlPool;
 use uuid::Uuid;
 
-use super::{
-    BatchApplied, Decided,
-    payments::{self, OrderRow},
-};
+use super::{BatchApplied, Decided, payments};
 use crate::{
-    commands::Command,
-    holds::HoldStatus,
-    jobs::{self, JobKind, JobStatus, Outcome},
-    orders::OrderStatus,
-    payments as events,
+    commands::OrderRequest,
+    db::{
+        holds,
+        jobs::{self, Decision, Outcome},
+        orders, payment_events,
+        text::{Batch, TextTransaction},
+    },
+    domain::{Hold, HoldStatus, JobKind, JobStatus, Order, payment::ORDER_REFUSED},
     problem::{Code, Problem},
-    sql_text::{Sql, TextTransaction},
     time,
 };
 
@@ -27,14 +26,14 @@ pub enum OrderApplied {
     HoldPending,
 }
 
-#[derive(sqlx::FromRow)]
-struct HoldRow {
-    id: Uuid,
-    product_id: i64,
-    qty: i64,
-    amount: i64,
-    status: HoldStatus,
-    expires_at: chrono::DateTime<chrono::Utc>,
+impl OrderApplied {
+    /// What was decided; nothing when the order was left for later.
+    pub fn into_decided(self) -> Decided {
+        match self {
+            OrderApplied::Decided(decided) => decided,
+            OrderApplied::HoldPending => Decided::default(),
+        }
+    }
 }
 
 /// Lock order: the order's job row, the hold, then the product only if an
@@ -48,44 +47,27 @@ struct HoldRow {
 /// lock the gap where the next orders and events go (their ids are
 /// time-ordered, so it is the same gap for all of them): concurrent orders
 /// then deadlocked on `orders_one_per_hold` and were retried.
-#[tracing::instrument(skip(pool), fields(job_id = %job_id, hold_id = %hold_id))]
-pub async fn apply_order(
-    pool: &MySqlPool,
-    job_id: Uuid,
-    hold_id: Uuid,
-) -> sqlx::Result<OrderApplied> {
+#[tracing::instrument(skip(pool), fields(job_id = %request.job_id, hold_id = %request.hold_id))]
+pub async fn apply_order(pool: &MySqlPool, request: OrderRequest) -> sqlx::Result<OrderApplied> {
+    let OrderRequest { job_id, hold_id } = request;
     let mut tx = pool.begin().await?;
-    if payments::lock_order_job(&mut tx, job_id).await? != Some(JobStatus::Queued) {
+    if jobs::lock_order_job(&mut tx, job_id).await? != Some(JobStatus::Queued) {
         // Decided already (redelivery, duplicate publish) or withdrawn.
         return Ok(OrderApplied::Decided(Decided::default()));
     }
-    let hold: Option<HoldRow> = sqlx::query_as(
-        "SELECT id, product_id, qty, amount, status, expires_at FROM holds WHERE id = ? FOR UPDATE",
-    )
-    .bind(hold_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let hold = holds::lock(&mut tx, hold_id).await?;
     // Making an order marks its hold used in the same transaction, so only
     // an expired hold can have an order (one canceled since) to look for.
     let taken = match &hold {
         Some(h) if h.status == HoldStatus::Expired => {
-            sqlx::query_scalar::<_, Uuid>("SELECT id FROM orders WHERE hold_id = ?")
-                .bind(hold_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some()
+            orders::exists_for_hold(&mut tx, hold_id).await?
         }
         _ => false,
     };
     let now = time::now();
     let decision = match hold {
         None => {
-            let hold_job: Option<JobStatus> =
-                sqlx::query_scalar("SELECT status FROM jobs WHERE id = ? AND kind = 'hold'")
-                    .bind(hold_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if hold_job == Some(JobStatus::Queued) {
+            if jobs::hold_job_status(&mut tx, hold_id).await? == Some(JobStatus::Queued) {
                 tx.rollback().await?;
                 return Ok(OrderApplied::HoldPending);
             }
@@ -97,16 +79,16 @@ pub async fn apply_order(
         },
     };
 
-    let mut decided = Decided {
-        jobs: vec![job_id],
-        ..Decided::default()
-    };
-    let result = match decision {
+    let mut decided = Decided::default();
+    let decision = match decision {
         Ok(hold) => {
-            let mut order = create(&mut tx, job_id, hold_id, &hold, now).await?;
+            let mut order = Order::from_hold(job_id, &hold, now);
+            let mut writes = orders::insert_all(std::slice::from_ref(&order));
+            writes.append(holds::set_status([&hold_id], HoldStatus::Used, &now));
+            writes.execute(&mut *tx).await?;
             // Payments that arrived before the order are applied now, in
             // arrival order, in this same transaction.
-            for event in events::awaiting(&mut tx, job_id).await? {
+            for event in payment_events::awaiting(&mut tx, job_id).await? {
                 let (result, stock_back) =
                     payments::settle(&mut tx, &mut order, &event, now).await?;
                 if stock_back {
@@ -115,46 +97,25 @@ pub async fn apply_order(
                 jobs::set_result(&mut tx, event.job_id, &result).await?;
                 decided.jobs.push(event.job_id);
             }
-            Ok(order_json(&order, &hold, now))
+            Decision::Created
         }
         Err(problem) => {
             // Events waiting for this order will never see it.
-            sqlx::query(
-                "UPDATE payment_events FORCE INDEX (payment_events_order) \
-                 SET state = 'unmatched', reason = 'the order was refused', processed_at = ? \
-                 WHERE order_id = ? AND state = 'awaiting_order'",
-            )
-            .bind(now)
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
-            Err(problem)
+            payment_events::unmatch_awaiting(&mut tx, job_id, ORDER_REFUSED, now).await?;
+            Decision::Failed(problem)
         }
     };
     let outcomes = [Outcome {
         job_id,
         kind: JobKind::Order,
-        result,
+        decision,
     }];
-    jobs::complete_all(&mut tx, &outcomes, now).await?;
+    jobs::complete_all(&outcomes, &now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    decided.outcomes = Decided::outcomes_of(&outcomes);
+    decided.add(&outcomes);
     Ok(OrderApplied::Decided(decided))
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct OrderRequest {
-    pub job_id: Uuid,
-    pub hold_id: Uuid,
-}
-
-impl From<OrderRequest> for Command {
-    fn from(r: OrderRequest) -> Self {
-        Command::Order {
-            job_id: r.job_id,
-            hold_id: r.hold_id,
-        }
-    }
 }
 
 /// The orders of a batch, decided in one transaction of two round trips:
@@ -172,39 +133,33 @@ pub async fn apply_orders(
         return Ok(BatchApplied::default());
     }
     let holds = super::unique(requests.iter().map(|r| &r.hold_id));
-    let mut reads = jobs::lock_queued_sql(&jobs);
-    reads.push("SELECT id, product_id, qty, amount, status, expires_at FROM holds WHERE id IN (");
-    reads.uuids(&holds);
+    let mut reads = Batch::new();
+    let queued = reads.read(jobs::lock_queued(&jobs));
+    let found = reads.read(holds::lock_all(&holds));
     // Plain reads from here on: the snapshot is taken at the first, after
     // the locks above are held (see `apply_order`). Existing orders matter
     // only for expired holds and hold jobs only for missing ones, but a few
     // index lookups in this round trip cost less than a third round trip.
-    reads.push(") FOR UPDATE;\nSELECT hold_id FROM orders WHERE hold_id IN (");
-    reads.uuids(&holds);
-    reads.push(
-        ");\nSELECT DISTINCT order_id FROM payment_events FORCE INDEX (payment_events_order) \
-         WHERE state = 'awaiting_order' AND order_id IN (",
-    );
-    reads.uuids(&jobs);
-    reads.push(");\n").append(jobs::queued_sql(&holds));
-    let (tx, rows) = TextTransaction::begin_with(pool, reads).await?;
-    let queued: HashSet<Uuid> = jobs::ids_of(rows.of(0))?.into_iter().collect();
-    let mut found: HashMap<Uuid, HoldRow> = HashMap::new();
-    for row in rows.of(1) {
-        let hold = HoldRow::from_row(row)?;
-        found.insert(hold.id, hold);
-    }
-    let mut taken: HashSet<Uuid> = jobs::ids_of(rows.of(2))?.into_iter().collect();
-    let early_payments: HashSet<Uuid> = jobs::ids_of(rows.of(3))?.into_iter().collect();
-    let holds_queued: HashSet<Uuid> = jobs::ids_of(rows.of(4))?.into_iter().collect();
+    let taken = reads.read(orders::holds_taken(&holds));
+    let early_payments = reads.read(payment_events::orders_awaited(&jobs));
+    let holds_queued = reads.read(jobs::queued(&holds));
+    let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
+    let queued = rows.take(queued)?;
+    let found: HashMap<Uuid, Hold> = rows
+        .take(found)?
+        .into_iter()
+        .map(|hold| (hold.id, hold))
+        .collect();
+    let mut taken = rows.take(taken)?;
+    let early_payments = rows.take(early_payments)?;
+    let holds_queued = rows.take(holds_queued)?;
 
     let now = time::now();
     let mut applied = BatchApplied::default();
     let mut outcomes = Vec::new();
-    let mut created: Vec<(OrderRow, i64)> = Vec::new();
+    let mut created: Vec<Order> = Vec::new();
     let mut seen = HashSet::new();
-    for request in requests {
-        let (job_id, hold_id) = (request.job_id, request.hold_id);
+    for &OrderRequest { job_id, hold_id } in requests {
         if !queued.contains(&job_id) || !seen.insert(job_id) {
             continue;
         }
@@ -212,113 +167,48 @@ pub async fn apply_orders(
             applied.alone.push(job_id);
             continue;
         }
-        let result = match found.get(&hold_id) {
+        let decision = match found.get(&hold_id) {
             None if holds_queued.contains(&hold_id) => {
                 applied.hold_pending.push(job_id);
                 continue;
             }
-            None => Err(hold_not_found(hold_id)),
+            None => Decision::Failed(hold_not_found(hold_id)),
             Some(hold) => match refusal(hold, taken.contains(&hold_id), now) {
-                Some(problem) => Err(problem),
+                Some(problem) => Decision::Failed(problem),
                 None => {
-                    let order = OrderRow {
-                        id: job_id,
-                        hold_id,
-                        product_id: hold.product_id,
-                        qty: hold.qty,
-                        status: OrderStatus::Pending,
-                    };
                     // Any later order for this hold in the batch is refused.
                     taken.insert(hold_id);
-                    let result = order_json(&order, hold, now);
-                    created.push((order, hold.amount));
-                    Ok(result)
+                    created.push(Order::from_hold(job_id, hold, now));
+                    Decision::Created
                 }
             },
         };
         outcomes.push(Outcome {
             job_id,
             kind: JobKind::Order,
-            result,
+            decision,
         });
     }
 
-    let mut writes = Sql::new();
-    if !created.is_empty() {
-        writes
-            .push("INSERT INTO orders (id, hold_id, product_id, qty, amount, status, created_at, updated_at) VALUES ")
-            .join(&created, ", ", |sql, (order, amount)| {
-                sql.push("(")
-                    .uuid(order.id)
-                    .push(", ")
-                    .uuid(order.hold_id)
-                    .push(", ")
-                    .int(order.product_id)
-                    .push(", ")
-                    .int(order.qty)
-                    .push(", ")
-                    .int(*amount)
-                    .push(", 'pending', ")
-                    .time(&now)
-                    .push(", ")
-                    .time(&now)
-                    .push(")");
-            })
-            .push(";\nUPDATE holds SET status = 'used', updated_at = ")
-            .time(&now)
-            .push(" WHERE id IN (")
-            .join(&created, ", ", |sql, (order, _)| {
-                sql.uuid(order.hold_id);
-            })
-            .push(");\n");
-    }
+    let mut writes = orders::insert_all(&created);
+    writes.append(holds::set_status(
+        created.iter().map(|o| &o.hold_id),
+        HoldStatus::Used,
+        &now,
+    ));
     // A refused order here has no payment waiting for it (those are left
     // for `apply_order`), and none can start waiting while its job's lock
     // is held.
-    writes.append(jobs::outcomes_sql(&outcomes, now));
+    writes.append(jobs::complete_all(&outcomes, &now));
     tx.commit_with(writes).await?;
     applied.decided = Decided::of(&outcomes, Vec::new());
     Ok(applied)
 }
 
-async fn create(
-    tx: &mut Transaction<'_, MySql>,
-    id: Uuid,
-    hold_id: Uuid,
-    hold: &HoldRow,
-    now: chrono::DateTime<chrono::Utc>,
-) -> sqlx::Result<OrderRow> {
-    sqlx::query(
-        "INSERT INTO orders (id, hold_id, product_id, qty, amount, status, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-    )
-    .bind(id)
-    .bind(hold_id)
-    .bind(hold.product_id)
-    .bind(hold.qty)
-    .bind(hold.amount)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE holds SET status = 'used', updated_at = ? WHERE id = ?")
-        .bind(now)
-        .bind(hold_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(OrderRow {
-        id,
-        hold_id,
-        product_id: hold.product_id,
-        qty: hold.qty,
-        status: OrderStatus::Pending,
-    })
-}
-
 /// Why an existing, locked hold cannot become an order now, if it cannot.
 /// `taken`: it already has an order (canceled since, or made earlier in
 /// this batch).
-fn refusal(hold: &HoldRow, taken: bool, now: chrono::DateTime<chrono::Utc>) -> Option<Problem> {
+fn refusal(hold: &Hold, taken: bool, now: DateTime<Utc>) -> Option<Problem> {
     if taken || hold.status == HoldStatus::Used {
         Some(Problem::new(
             Code::HoldAlreadyUsed,
@@ -336,17 +226,4 @@ fn refusal(hold: &HoldRow, taken: bool, now: chrono::DateTime<chrono::Utc>) -> O
 
 fn hold_not_found(hold_id: Uuid) -> Problem {
     Problem::new(Code::HoldNotFound, format!("hold {hold_id} does not exist"))
-}
-
-fn order_json(order: &OrderRow, hold: &HoldRow, now: chrono::DateTime<chrono::Utc>) -> Value {
-    json!({
-        "id": order.id,
-        "hold_id": order.hold_id,
-        "product_id": order.product_id,
-        "qty": order.qty,
-        "amount": hold.amount,
-        "status": order.status,
-        "created_at": time::format(&now),
-        "updated_at": time::format(&now),
-    })
 }

@@ -1,66 +1,34 @@
-//! Payment events applied to orders, a batch's payments together
-//! ([`apply_payments`]). One table ([`Verdict`]) decides what an event does
-//! to an order, for them and for the events an order's own job settles
-//! ([`settle`]); one set of writes ([`cancel_sql`]) gives a canceled
-//! order's units back, for both.
+//! Payment events applied to orders: a batch's payments together
+//! ([`apply_payments`]), and the events an order's own job settles
+//! ([`settle`]). Both decide through one table, [`Verdict`], and cancel
+//! through one set of writes, [`cancel`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
-use sqlx::{FromRow, MySql, MySqlPool, Row, Transaction};
+use sqlx::{MySql, MySqlPool, Transaction};
 use uuid::Uuid;
 
 use super::{BatchApplied, Decided};
 use crate::{
-    commands::Command,
-    domain::LedgerReason,
-    jobs::{self, JobKind, JobStatus, Outcome},
-    orders::OrderStatus,
-    payments::{EventState, PaymentEvent, PaymentStatus},
-    sql_text::{Sql, TextTransaction},
+    commands::PaymentRequest,
+    db::{
+        holds,
+        jobs::{self, Decision, Outcome},
+        ledger::{self, Entry},
+        orders, payment_events, products,
+        text::{Batch, TextTransaction, Writes},
+    },
+    domain::{
+        EventState, HoldStatus, JobKind, JobStatus, LedgerReason, Order, OrderStatus, PaymentEvent,
+        PaymentOutcome,
+        payment::{NO_SUCH_ORDER, ORDER_REFUSED, Outcome as Named, Verdict},
+    },
     time,
 };
 
-/// The locked facts about an order that settling an event needs.
-#[derive(Debug, sqlx::FromRow)]
-pub struct OrderRow {
-    pub id: Uuid,
-    pub hold_id: Uuid,
-    pub product_id: i64,
-    pub qty: i64,
-    pub status: OrderStatus,
-}
-
-/// Locks the order's job row: the first lock of every transaction that
-/// touches an order, so all of them for one order run one at a time.
-pub async fn lock_order_job(
-    tx: &mut Transaction<'_, MySql>,
-    order_id: Uuid,
-) -> sqlx::Result<Option<JobStatus>> {
-    sqlx::query_scalar("SELECT status FROM jobs WHERE id = ? AND kind = 'order' FOR UPDATE")
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await
-}
-
 /// An event's new state and reason.
 type Mark = (EventState, Option<&'static str>);
-
-#[derive(Clone, Copy, Debug)]
-pub struct PaymentRequest {
-    pub job_id: Uuid,
-    pub order_id: Uuid,
-}
-
-impl From<PaymentRequest> for Command {
-    fn from(r: PaymentRequest) -> Self {
-        Command::Payment {
-            job_id: r.job_id,
-            order_id: r.order_id,
-        }
-    }
-}
 
 /// The payments of a batch, decided in one transaction of two round trips:
 /// the locks (order jobs, orders, events, payment jobs, each set in key
@@ -78,39 +46,18 @@ pub async fn apply_payments(
     if jobs.is_empty() {
         return Ok(BatchApplied::default());
     }
-    let orders = super::unique(requests.iter().map(|r| &r.order_id));
-    let mut locks = Sql::new();
-    locks
-        .push("SELECT id, status FROM jobs FORCE INDEX (PRIMARY) WHERE kind = 'order' AND id IN (");
-    locks.uuids(&orders);
-    locks.push(
-        ") FOR UPDATE;\nSELECT id, hold_id, product_id, qty, status FROM orders WHERE id IN (",
-    );
-    locks.uuids(&orders);
-    locks.push(
-        ") FOR UPDATE;\nSELECT id AS job_id, idempotency_key, order_id, status, state, reason, \
-         created_at, processed_at FROM payment_events WHERE id IN (",
-    );
-    locks.uuids(&jobs);
-    locks
-        .push(") FOR UPDATE;\n")
-        .append(jobs::lock_queued_sql(&jobs));
-    let (tx, rows) = TextTransaction::begin_with(pool, locks).await?;
-    let mut order_jobs: HashMap<Uuid, JobStatus> = HashMap::new();
-    for row in rows.of(0) {
-        order_jobs.insert(row.try_get(0)?, row.try_get(1)?);
-    }
-    let mut found: HashMap<Uuid, OrderRow> = HashMap::new();
-    for row in rows.of(1) {
-        let order = OrderRow::from_row(row)?;
-        found.insert(order.id, order);
-    }
-    let mut events: HashMap<Uuid, PaymentEvent> = HashMap::new();
-    for row in rows.of(2) {
-        let event = PaymentEvent::from_row(row)?;
-        events.insert(event.job_id, event);
-    }
-    let queued: HashSet<Uuid> = jobs::ids_of(rows.of(3))?.into_iter().collect();
+    let order_ids = super::unique(requests.iter().map(|r| &r.order_id));
+    let mut reads = Batch::new();
+    let order_jobs = reads.read(jobs::lock_order_jobs(&order_ids));
+    let found = reads.read(orders::lock_all(&order_ids));
+    let events = reads.read(payment_events::lock_all(&jobs));
+    let queued = reads.read(jobs::lock_queued(&jobs));
+    let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
+    let order_jobs = rows.take(order_jobs)?;
+    let mut found: BTreeMap<Uuid, Order> =
+        rows.take(found)?.into_iter().map(|o| (o.id, o)).collect();
+    let events = rows.take(events)?;
+    let queued = rows.take(queued)?;
 
     let now = time::now();
     let mut outcomes = Vec::new();
@@ -141,21 +88,21 @@ pub async fn apply_payments(
                 }
                 (
                     (verdict.state, verdict.reason),
-                    outcome(verdict.name, Some(order.status)),
+                    verdict.result(order.status),
                 )
             }
             None => match order_jobs.get(&event.order_id) {
                 Some(JobStatus::Queued) => (
                     (EventState::AwaitingOrder, None),
-                    outcome("awaiting_order", None),
+                    without_order(Named::AwaitingOrder),
                 ),
                 Some(_) => (
-                    (EventState::Unmatched, Some("the order was refused")),
-                    outcome("ignored", None),
+                    (EventState::Unmatched, Some(ORDER_REFUSED)),
+                    without_order(Named::Ignored),
                 ),
                 None => (
-                    (EventState::Unmatched, Some("no such order")),
-                    outcome("ignored", None),
+                    (EventState::Unmatched, Some(NO_SUCH_ORDER)),
+                    without_order(Named::Ignored),
                 ),
             },
         };
@@ -166,38 +113,17 @@ pub async fn apply_payments(
         outcomes.push(Outcome {
             job_id,
             kind: JobKind::Payment,
-            result: Ok(result),
+            decision: Decision::Payment(result),
         });
     }
 
-    let mut writes = Sql::new();
-    if !paid.is_empty() {
-        writes
-            .push("UPDATE orders SET status = 'paid', updated_at = ")
-            .time(&now)
-            .push(" WHERE id IN (");
-        writes.uuids(&paid);
-        writes.push(");\n");
-    }
-    let canceled: Vec<&OrderRow> = canceled.iter().filter_map(|id| found.get(id)).collect();
-    writes.append(cancel_sql(&canceled, now));
+    let mut writes = orders::set_status(&paid, OrderStatus::Paid, &now);
+    let canceled: Vec<&Order> = canceled.iter().filter_map(|id| found.get(id)).collect();
+    writes.append(cancel(&canceled, &now));
     for ((state, reason), ids) in &marks {
-        writes
-            .push("UPDATE payment_events SET state = ")
-            .text(&state.column_text().map_err(sqlx::Error::Encode)?)
-            .push(", reason = ");
-        match reason {
-            Some(reason) => writes.text(reason),
-            None => writes.push("NULL"),
-        };
-        writes
-            .push(", processed_at = ")
-            .time(&now)
-            .push(" WHERE id IN (");
-        writes.uuids(ids);
-        writes.push(");\n");
+        writes.append(payment_events::mark_all(ids, *state, *reason, &now));
     }
-    writes.append(jobs::outcomes_sql(&outcomes, now));
+    writes.append(jobs::complete_all(&outcomes, &now));
     let changed_products: BTreeSet<i64> = canceled.iter().map(|o| o.product_id).collect();
     tx.commit_with(writes).await?;
     Ok(BatchApplied {
@@ -206,75 +132,39 @@ pub async fn apply_payments(
     })
 }
 
-/// Decides `event` against a locked order. Never reverses a final state:
-/// `paid` stays paid, `canceled` stays canceled. Returns the job result and
-/// whether stock came back.
+fn without_order(outcome: Named) -> PaymentOutcome {
+    PaymentOutcome {
+        outcome,
+        order_status: None,
+    }
+}
+
+/// Decides `event` against a locked order inside its own transaction.
+/// Returns the job result and whether stock came back.
 pub async fn settle(
     tx: &mut Transaction<'_, MySql>,
-    order: &mut OrderRow,
+    order: &mut Order,
     event: &PaymentEvent,
     now: DateTime<Utc>,
-) -> sqlx::Result<(Value, bool)> {
+) -> sqlx::Result<(PaymentOutcome, bool)> {
     let verdict = Verdict::of(order.status, event.status);
+    let mut writes = Writes::new();
     if let Some(status) = verdict.order_becomes {
         match status {
-            OrderStatus::Canceled => cancel_sql(&[&*order], now).execute(&mut **tx).await?,
-            _ => set_order_status(tx, order.id, status, now).await?,
-        }
+            OrderStatus::Canceled => writes.append(cancel(&[&*order], &now)),
+            _ => writes.append(orders::set_status([&order.id], status, &now)),
+        };
         order.status = status;
     }
-    mark(tx, event, verdict.state, verdict.reason, now).await?;
-    Ok((
-        outcome(verdict.name, Some(order.status)),
-        verdict.stock_back(),
-    ))
-}
-
-/// What an event does to an order in a given state.
-struct Verdict {
-    /// The order's new status, if it changes.
-    order_becomes: Option<OrderStatus>,
-    state: EventState,
-    reason: Option<&'static str>,
-    /// The job result's `outcome`.
-    name: &'static str,
-}
-
-impl Verdict {
-    fn of(order: OrderStatus, event: PaymentStatus) -> Self {
-        use OrderStatus::{Canceled, Paid, Pending};
-        use PaymentStatus::{Failed, Success};
-        let (order_becomes, state, reason, name) = match (order, event) {
-            (Pending, Success) => (Some(Paid), EventState::Applied, None, "applied"),
-            (Pending, Failed) => (Some(Canceled), EventState::Applied, None, "applied"),
-            (Paid, Success) | (Canceled, Failed) => {
-                (None, EventState::Duplicate, None, "duplicate")
-            }
-            (Canceled, Success) => (
-                None,
-                EventState::NeedsRefund,
-                Some("payment succeeded for a canceled order"),
-                "needs_refund",
-            ),
-            (Paid, Failed) => (
-                None,
-                EventState::Conflict,
-                Some("payment failed after the order was paid; the order stays paid"),
-                "ignored",
-            ),
-        };
-        Self {
-            order_becomes,
-            state,
-            reason,
-            name,
-        }
-    }
-
-    /// A canceled order gives its units back.
-    fn stock_back(&self) -> bool {
-        self.order_becomes == Some(OrderStatus::Canceled)
-    }
+    writes.append(payment_events::mark_all(
+        &[event.job_id],
+        verdict.state,
+        verdict.reason,
+        &now,
+    ));
+    writes.execute(&mut **tx).await?;
+    let stock_back = verdict.order_becomes == Some(OrderStatus::Canceled);
+    Ok((verdict.result(order.status), stock_back))
 }
 
 /// The writes that cancel pending `orders` whose payment failed: each
@@ -282,84 +172,29 @@ impl Verdict {
 /// ledger row. The holds are locked before the products (those in id
 /// order), the order every writer of stock locks them in; the ledger rows
 /// are written under their product's lock, as the audit relies on.
-fn cancel_sql(orders: &[&OrderRow], now: DateTime<Utc>) -> Sql {
-    let mut sql = Sql::new();
-    if orders.is_empty() {
-        return sql;
-    }
-    sql.push("UPDATE orders SET status = 'canceled', updated_at = ")
-        .time(&now)
-        .push(" WHERE id IN (")
-        .uuids(orders.iter().map(|o| &o.id))
-        .push(");\nUPDATE holds SET status = 'expired', updated_at = ")
-        .time(&now)
-        .push(" WHERE id IN (")
-        .uuids(orders.iter().map(|o| &o.hold_id))
-        .push(");\n");
+fn cancel(orders: &[&Order], now: &DateTime<Utc>) -> Writes {
+    let mut writes = orders::set_status(orders.iter().map(|o| &o.id), OrderStatus::Canceled, now);
+    writes.append(holds::set_status(
+        orders.iter().map(|o| &o.hold_id),
+        HoldStatus::Expired,
+        now,
+    ));
     let mut units_back: BTreeMap<i64, i64> = BTreeMap::new();
     for order in orders {
         *units_back.entry(order.product_id).or_default() += order.qty;
     }
     for (product_id, qty) in units_back {
-        sql.push("UPDATE products SET stock = stock + ")
-            .int(qty)
-            .push(", updated_at = ")
-            .time(&now)
-            .push(" WHERE id = ")
-            .int(product_id)
-            .push(";\n");
+        writes.push(products::add_stock(product_id, qty, now));
     }
-    sql.push("INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES ")
-        .join(orders, ", ", |sql, order| {
-            sql.push("(")
-                .int(order.product_id)
-                .push(", ")
-                .int(order.qty)
-                .push(", ")
-                .text(LedgerReason::PaymentFailed.as_str())
-                .push(", ")
-                .uuid(order.id)
-                .push(", ")
-                .time(&now)
-                .push(")");
+    let entries: Vec<Entry> = orders
+        .iter()
+        .map(|order| Entry {
+            product_id: order.product_id,
+            delta: order.qty,
+            reason: LedgerReason::PaymentFailed,
+            ref_id: order.id,
         })
-        .push(";\n");
-    sql
-}
-
-async fn set_order_status(
-    tx: &mut Transaction<'_, MySql>,
-    order_id: Uuid,
-    status: OrderStatus,
-    now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
-        .bind(status)
-        .bind(now)
-        .bind(order_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn mark(
-    tx: &mut Transaction<'_, MySql>,
-    event: &PaymentEvent,
-    state: EventState,
-    reason: Option<&str>,
-    now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE payment_events SET state = ?, reason = ?, processed_at = ? WHERE id = ?")
-        .bind(state)
-        .bind(reason)
-        .bind(now)
-        .bind(event.job_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// A payment job's result: what happened, and the order's status after it.
-pub fn outcome(name: &str, order_status: Option<OrderStatus>) -> Value {
-    json!({ "outcome": name, "order_status": order_status })
+        .collect();
+    writes.append(ledger::insert_all(&entries, now));
+    writes
 }

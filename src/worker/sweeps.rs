@@ -1,10 +1,17 @@
 //! Expiry sweeps: give back the stock of a product's expired holds.
 
-use sqlx::{MySql, MySqlPool, QueryBuilder};
-use uuid::Uuid;
+use sqlx::MySqlPool;
 
 use super::Decided;
-use crate::{domain::LedgerReason, time};
+use crate::{
+    db::{
+        holds,
+        ledger::{self, Entry},
+        products,
+    },
+    domain::{HoldStatus, LedgerReason},
+    time,
+};
 
 /// Holds expired per transaction: bounded so one sweep never holds the
 /// product lock for long.
@@ -23,58 +30,32 @@ pub async fn expire_holds(pool: &MySqlPool, product_id: i64) -> sqlx::Result<Dec
     for _ in 0..MAX_ROUNDS {
         let mut tx = pool.begin().await?;
         let now = time::now();
-        let expired: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-            "SELECT id, qty, expires_at FROM holds WHERE product_id = ? AND status = 'active' AND expires_at <= ? \
-             ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
-        )
-        .bind(product_id)
-        .bind(now)
-        .bind(SWEEP_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let expired = holds::lock_overdue(&mut tx, product_id, now, SWEEP_BATCH).await?;
         if expired.is_empty() {
             break;
         }
-        sqlx::query("SELECT id FROM products WHERE id = ? FOR UPDATE")
-            .bind(product_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-
-        let mut update =
-            QueryBuilder::<MySql>::new("UPDATE holds SET status = 'expired', updated_at = ");
-        update.push_bind(now).push(" WHERE id IN (");
-        let mut ids = update.separated(", ");
-        for (id, _, _) in &expired {
-            ids.push_bind(*id);
-        }
-        ids.push_unseparated(")");
-        update.build().execute(&mut *tx).await?;
-
-        let returned: i64 = expired.iter().map(|(_, qty, _)| qty).sum();
-        sqlx::query("UPDATE products SET stock = stock + ?, updated_at = ? WHERE id = ?")
-            .bind(returned)
-            .bind(now)
-            .bind(product_id)
-            .execute(&mut *tx)
-            .await?;
-
-        let mut ledger = QueryBuilder::<MySql>::new(
-            "INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) ",
-        );
-        ledger.push_values(&expired, |mut row, (id, qty, _)| {
-            row.push_bind(product_id)
-                .push_bind(*qty)
-                .push_bind(LedgerReason::HoldExpired.as_str())
-                .push_bind(*id)
-                .push_bind(now);
-        });
-        ledger.build().execute(&mut *tx).await?;
+        products::lock(&mut tx, product_id).await?;
+        let returned: i64 = expired.iter().map(|hold| hold.qty).sum();
+        let entries: Vec<Entry> = expired
+            .iter()
+            .map(|hold| Entry {
+                product_id,
+                delta: hold.qty,
+                reason: LedgerReason::HoldExpired,
+                ref_id: hold.id,
+            })
+            .collect();
+        let mut writes =
+            holds::set_status(expired.iter().map(|h| &h.id), HoldStatus::Expired, &now);
+        writes.push(products::add_stock(product_id, returned, &now));
+        writes.append(ledger::insert_all(&entries, &now));
+        writes.execute(&mut *tx).await?;
         tx.commit().await?;
         // How late each hold was released after its expiry (the promise is
         // within 2 s).
         let released = time::now();
-        for (_, _, expires_at) in &expired {
-            let lag = (released - *expires_at).num_milliseconds().max(0) as f64 / 1000.0;
+        for hold in &expired {
+            let lag = (released - hold.expires_at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::histogram!("flash_expiry_lag_seconds").record(lag);
         }
         metrics::counter!("flash_holds_expired_total").increment(expired.len() as u64);

@@ -1,9 +1,6 @@
 //! Products, admin, errors, health, migrations and topology.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use flash_sale::{
     broker::{self, Broker},
@@ -430,50 +427,17 @@ async fn settings_used_by_the_harness_are_isolated() {
             .expose()
             .ends_with(&app.isolation.vhost)
     );
-    let _ = Arc::clone(&app.settings);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn metrics_count_requests_and_jobs() {
-    let app = spawn_app().await;
-    let product = app.create_product("Counted", 100, 5).await;
-    app.granted_hold(product, 1).await;
-    app.get(&format!("/api/v1/products/{product}")).await;
-    app.get("/nope").await;
-
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.expect("metrics text");
-    let has = |needle: &str| {
-        text.lines()
-            .any(|line| !line.starts_with('#') && line.contains(needle))
-    };
-    assert!(
-        has(r#"flash_http_requests_total{method="POST",route="/api/v1/holds",status="201"}"#),
-        "{text}"
-    );
-    assert!(has(r#"route="/api/v1/products/{id}",status="200""#));
-    assert!(has(r#"route="unmatched",status="404""#));
-    assert!(has("flash_http_request_duration_seconds_bucket"));
-    assert!(has(r#"flash_jobs_total{kind="hold",outcome="succeeded"}"#));
-    assert!(has("flash_job_commit_latency_seconds_bucket"));
-    assert!(has(r#"flash_worker_batch_size_count{kind="hold"}"#));
-    assert!(has("flash_product_stock"));
-    // A message no worker can decode is counted as it is dead-lettered.
-    app.broker
-        .publish_command(0, b"garbage")
+    // Nothing of another test's: its own database and vhost exist, and the
+    // names differ from a second harness's.
+    let other = spawn_with(Roles::NONE, &[]).await;
+    assert_ne!(app.isolation.db_name, other.isolation.db_name);
+    assert_ne!(app.isolation.vhost, other.isolation.vhost);
+    let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
+        .fetch_one(&app.pool)
         .await
-        .expect("publish");
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = app.get("/metrics").await.text().await.expect("metrics");
-        if text.contains("flash_worker_dead_lettered_total") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(text.contains("flash_worker_dead_lettered_total"));
+        .expect("database");
+    assert_eq!(database.as_deref(), Some(app.isolation.db_name.as_str()));
+    other.stop().await;
     app.stop().await;
 }
 

@@ -138,6 +138,32 @@ pub fn rabbitmqctl(args: &[&str]) {
     );
 }
 
+/// The queues of `vhost` that hold messages, ready or unacknowledged, as
+/// (name, ready, unacked).
+fn queue_depths(vhost: &str) -> Vec<(String, u64, u64)> {
+    let out = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "-p", vhost, "--no-table-headers"])
+        .args(["name", "messages_ready", "messages_unacknowledged"])
+        .output()
+        .expect("rabbitmqctl must be installed for the tests");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl list_queues failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut cols = line.split_whitespace();
+            let name = cols.next()?.to_owned();
+            let ready = cols.next()?.parse().ok()?;
+            let unacked = cols.next()?.parse().ok()?;
+            Some((name, ready, unacked))
+        })
+        .filter(|(_, ready, unacked)| ready + unacked > 0)
+        .collect()
+}
+
 /// Which roles a test wants running.
 #[derive(Clone, Copy)]
 pub struct Roles {
@@ -325,22 +351,20 @@ impl TestApp {
         qty: i64,
     ) -> flash_sale::commands::Command {
         let job_id = Uuid::now_v7();
-        let command = flash_sale::commands::Command::Hold {
+        let command = flash_sale::commands::Command::Hold(flash_sale::worker::HoldRequest {
             job_id,
             product_id,
             qty,
-        };
-        let mut tx = self.pool.begin().await.expect("tx");
-        flash_sale::jobs::insert(
-            &mut tx,
-            job_id,
-            flash_sale::jobs::JobKind::Hold,
-            &command,
-            flash_sale::time::now(),
-        )
+        });
+        flash_sale::db::jobs::insert_all(&[flash_sale::db::jobs::NewJob {
+            id: job_id,
+            kind: flash_sale::domain::JobKind::Hold,
+            command: command.clone(),
+            created_at: flash_sale::time::now(),
+        }])
+        .execute(&self.pool)
         .await
         .expect("job");
-        tx.commit().await.expect("commit");
         command
     }
 
@@ -393,6 +417,27 @@ impl TestApp {
                 "{queued} jobs still queued after 60 s"
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until every queue of this test's vhost is empty with nothing
+    /// unacknowledged: every message published so far (duplicates
+    /// included) has been consumed and acked, i.e. applied or ignored.
+    pub async fn wait_until_drained(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            let vhost = self.isolation.vhost.clone();
+            let pending = tokio::task::spawn_blocking(move || queue_depths(&vhost))
+                .await
+                .expect("rabbitmqctl task");
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "not drained after 60 s: {pending:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -596,34 +641,28 @@ pub async fn record_queued_holds(
     qtys: &[i64],
 ) -> Vec<flash_sale::worker::HoldRequest> {
     use flash_sale::{
-        commands,
-        jobs::{self, JobKind},
+        commands::Command,
+        db::jobs::{self, NewJob},
+        domain::JobKind,
         worker::HoldRequest,
     };
-    let mut requests = Vec::new();
-    let mut tx = pool.begin().await.expect("tx");
-    for &qty in qtys {
-        let job_id = Uuid::now_v7();
-        let command = commands::Command::Hold {
-            job_id,
+    let requests: Vec<HoldRequest> = qtys
+        .iter()
+        .map(|&qty| HoldRequest {
+            job_id: Uuid::now_v7(),
             product_id,
             qty,
-        };
-        jobs::insert(
-            &mut tx,
-            job_id,
-            JobKind::Hold,
-            &command,
-            flash_sale::time::now(),
-        )
-        .await
-        .expect("job");
-        requests.push(HoldRequest {
-            job_id,
-            product_id,
-            qty,
-        });
-    }
-    tx.commit().await.expect("commit");
+        })
+        .collect();
+    let jobs: Vec<NewJob> = requests
+        .iter()
+        .map(|request| NewJob {
+            id: request.job_id,
+            kind: JobKind::Hold,
+            command: Command::Hold(*request),
+            created_at: flash_sale::time::now(),
+        })
+        .collect();
+    jobs::insert_all(&jobs).execute(pool).await.expect("jobs");
     requests
 }

@@ -4,8 +4,9 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use flash_sale::{
     broker::{self, Broker},
-    commands::{Command, encode_message},
-    jobs,
+    commands::{Command, HoldRequest, encode_message},
+    db::jobs,
+    domain::JobKind,
     worker::apply_holds,
 };
 use futures_util::future::join_all;
@@ -367,7 +368,7 @@ async fn a_refused_job_records_its_problem() {
 #[tokio::test]
 async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
     let app = spawn_with(Roles::NONE, &[]).await;
-    let product = flash_sale::products::create(
+    let product = flash_sale::db::products::create(
         &app.pool,
         &flash_sale::domain::NewProduct {
             name: "Counted once".into(),
@@ -416,37 +417,39 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
 async fn a_reload_checks_a_crowd_of_claims_in_one_read_and_exactly() {
     let app = spawn_with(Roles::NONE, &[]).await;
     // 1,500 claims (a range read), among other jobs of the same moments.
-    let rows: Vec<jobs::NewRow> = (0..3000)
+    let rows: Vec<jobs::NewJob> = (0..3000)
         .map(|i| {
             let id = Uuid::now_v7();
-            jobs::NewRow {
+            jobs::NewJob {
                 id,
-                kind: jobs::JobKind::Hold,
-                command: Command::Hold {
+                kind: JobKind::Hold,
+                command: Command::Hold(HoldRequest {
                     job_id: id,
                     product_id: 1 + i % 2,
                     qty: 1,
-                },
+                }),
                 created_at: flash_sale::time::now(),
             }
         })
         .collect();
-    jobs::insert_many(&app.pool, &rows).await.expect("jobs");
+    jobs::insert_all(&rows)
+        .execute(&app.pool)
+        .await
+        .expect("jobs");
     let claimed: Vec<Uuid> = rows.iter().step_by(2).map(|r| r.id).collect();
     // Every third claim's job is decided; one claim's job was withdrawn.
     let mut decided: Vec<jobs::Outcome> = Vec::new();
     for id in claimed.iter().step_by(3) {
         decided.push(jobs::Outcome {
             job_id: *id,
-            kind: jobs::JobKind::Hold,
-            result: Ok(json!({})),
+            kind: JobKind::Hold,
+            decision: jobs::Decision::Created,
         });
     }
-    let mut tx = app.pool.begin().await.expect("tx");
-    jobs::complete_all(&mut tx, &decided, flash_sale::time::now())
+    jobs::complete_all(&decided, &flash_sale::time::now())
+        .execute(&app.pool)
         .await
         .expect("decide");
-    tx.commit().await.expect("commit");
     assert_eq!(
         jobs::withdraw_queued(&app.pool, &claimed[1..2])
             .await
@@ -683,7 +686,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
 #[tokio::test]
 async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
     let app = spawn_with(Roles::NONE, &[]).await;
-    let product = flash_sale::products::create(
+    let product = flash_sale::db::products::create(
         &app.pool,
         &flash_sale::domain::NewProduct {
             name: "Outage".into(),

@@ -357,8 +357,8 @@ fn the_routes_declare_their_credentials() {
 
 #[test]
 fn the_limits_are_the_handlers_limits() {
+    use flash_sale::domain::idempotency::MAX_KEY_CHARS;
     use flash_sale::domain::{MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK};
-    use flash_sale::idempotency::MAX_KEY_CHARS;
     let document = flash_sale::api::openapi_document(false, 10);
     let schemas = &document["components"]["schemas"];
     let product = &schemas["CreateProduct"]["properties"];

@@ -4,8 +4,8 @@ use std::{sync::Arc, time::Duration};
 
 use flash_sale::{
     commands::Command,
-    jobs::{self, JobKind},
-    payments,
+    db::jobs::{self, NewJob},
+    domain::{JobKind, payment as payments},
     worker::{OrderRequest, PaymentRequest, apply_order, apply_orders, apply_payments},
 };
 use futures_util::future::join_all;
@@ -65,17 +65,26 @@ async fn pay(app: &TestApp, key: &str, order_id: &str, status: &str) -> Value {
 /// the worker would take them.
 async fn record_orders(app: &TestApp, holds: &[Uuid]) -> Vec<OrderRequest> {
     let now = flash_sale::time::now();
-    let mut tx = app.pool.begin().await.expect("tx");
-    let mut orders = Vec::new();
-    for &hold_id in holds {
-        let job_id = Uuid::now_v7();
-        let command = Command::Order { job_id, hold_id };
-        jobs::insert(&mut tx, job_id, JobKind::Order, &command, now)
-            .await
-            .expect("order job");
-        orders.push(OrderRequest { job_id, hold_id });
-    }
-    tx.commit().await.expect("commit");
+    let orders: Vec<OrderRequest> = holds
+        .iter()
+        .map(|&hold_id| OrderRequest {
+            job_id: Uuid::now_v7(),
+            hold_id,
+        })
+        .collect();
+    let jobs: Vec<NewJob> = orders
+        .iter()
+        .map(|order| NewJob {
+            id: order.job_id,
+            kind: JobKind::Order,
+            command: Command::Order(*order),
+            created_at: now,
+        })
+        .collect();
+    jobs::insert_all(&jobs)
+        .execute(&app.pool)
+        .await
+        .expect("order jobs");
     orders
 }
 
@@ -645,12 +654,7 @@ async fn concurrent_orders_for_one_product_never_deadlock() {
     // All at once and without the worker's retries: the order ids and hold
     // ids are time-ordered neighbours, so any lock on the gap after them
     // shows up here as a deadlock.
-    let results = join_all(
-        orders
-            .iter()
-            .map(|o| apply_order(&app.pool, o.job_id, o.hold_id)),
-    )
-    .await;
+    let results = join_all(orders.iter().map(|o| apply_order(&app.pool, *o))).await;
     let failures: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
@@ -697,7 +701,7 @@ async fn a_batch_of_orders_is_decided_in_arrival_order_each_on_its_own_hold() {
         .await
         .expect("expire");
     let first_order = record_orders(&app, &[used]).await[0];
-    apply_order(&app.pool, first_order.job_id, used)
+    apply_order(&app.pool, first_order)
         .await
         .expect("first order");
     let undecided = record_queued_holds(&app.pool, product, &[1]).await[0].job_id;

@@ -3,7 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use flash_sale::{broker, commands::Command, dead_letters, jobs};
+use flash_sale::{
+    broker,
+    commands::{Command, HoldRequest},
+    db::jobs,
+    dead_letters,
+};
 use futures_util::future::join_all;
 use lapin::{
     BasicProperties,
@@ -238,7 +243,8 @@ async fn a_withdrawn_job_whose_command_arrives_anyway_changes_nothing() {
         )
         .await
         .expect("publish");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Consumed and acked: the worker has seen it and done what it does.
+    app.wait_until_drained().await;
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 1);
     assert_eq!(app.stock_books(product).await.0, 4);
     app.stop().await;
@@ -356,7 +362,8 @@ async fn a_worker_locking_queued_jobs_does_not_block_new_jobs() {
     // What a hold batch does first: lock its queued jobs, and keep them
     // until commit.
     let mut worker_tx = app.pool.begin().await.expect("tx");
-    let locked = jobs::lock_queued(&mut worker_tx, &queued[..2])
+    let locked = jobs::lock_queued(&queued[..2])
+        .fetch(&mut *worker_tx)
         .await
         .expect("lock");
     assert_eq!(locked.len(), 2);
@@ -396,11 +403,11 @@ async fn a_stopping_api_waits_until_the_commands_it_handed_over_are_confirmed() 
         places.push(publisher.place().await.expect("place"));
     }
     for place in places {
-        place.publish(Command::Hold {
+        place.publish(Command::Hold(HoldRequest {
             job_id: uuid::Uuid::now_v7(),
             product_id: product,
             qty: 1,
-        });
+        }));
     }
     // What `run_api` does once its last request is answered, before the
     // process exits and takes unsent messages with it.
@@ -433,7 +440,10 @@ async fn a_stopping_api_waits_until_the_commands_it_handed_over_are_confirmed() 
 /// the pool starts clean.
 #[tokio::test]
 async fn an_abandoned_text_transaction_leaves_nothing_behind() {
-    use flash_sale::sql_text::{Sql, TextTransaction};
+    use flash_sale::{
+        db::text::{Batch, Read, Sql, TextTransaction, Writes},
+        sql,
+    };
     use sqlx::mysql::MySqlPoolOptions;
 
     let app = spawn_with(Roles::API_ONLY, &[]).await;
@@ -455,17 +465,25 @@ async fn an_abandoned_text_transaction_leaves_nothing_behind() {
 
     // Dropped after a write, before its COMMIT.
     let mut lock = Sql::new();
-    lock.push("SELECT stock FROM products WHERE id = ")
+    lock.push(sql!("SELECT stock FROM products WHERE id = "))
         .int(product)
-        .push(" FOR UPDATE;\n")
-        .push("UPDATE products SET stock = 3 WHERE id = ")
-        .int(product)
-        .push(";\n");
-    let (tx, rows) = TextTransaction::begin_with(&pool, lock)
+        .push(sql!(" FOR UPDATE"));
+    let mut update = Sql::new();
+    update
+        .push(sql!("UPDATE products SET stock = 3 WHERE id = "))
+        .int(product);
+    let mut reads = Batch::new();
+    let locked = reads.read(Read::new(lock, |rows| Ok(rows.len())));
+    let updated = reads.read(Read::new(update, |rows| Ok(rows.len())));
+    let (tx, mut rows) = TextTransaction::begin_with(&pool, reads)
         .await
         .expect("begin");
-    assert_eq!(rows.len(), 2, "one list of rows per statement");
-    assert_eq!(rows.of(0).len(), 1);
+    assert_eq!(rows.take(locked).expect("lock"), 1, "the locked row");
+    assert_eq!(
+        rows.take(updated).expect("update"),
+        0,
+        "an UPDATE has no rows"
+    );
     drop(tx);
     let in_transaction: i64 = sqlx::query_scalar("SELECT CAST(@@in_transaction AS SIGNED)")
         .fetch_one(&pool)
@@ -495,32 +513,39 @@ async fn an_abandoned_text_transaction_leaves_nothing_behind() {
 
     // A statement that fails stops the COMMIT sent with it.
     let mut lock = Sql::new();
-    lock.push("SELECT stock FROM products WHERE id = ")
+    lock.push(sql!("SELECT stock FROM products WHERE id = "))
         .int(product)
-        .push(" FOR UPDATE;\n");
-    let (tx, _) = TextTransaction::begin_with(&pool, lock)
+        .push(sql!(" FOR UPDATE"));
+    let mut reads = Batch::new();
+    let _locked = reads.read(Read::new(lock, |rows| Ok(rows.len())));
+    let (tx, _) = TextTransaction::begin_with(&pool, reads)
         .await
         .expect("begin");
-    let mut last = Sql::new();
-    last.push("UPDATE products SET stock = 4 WHERE id = ")
-        .int(product)
-        .push(";\n")
-        .push("UPDATE products SET stock = -1 WHERE id = ")
-        .int(product)
-        .push(";\n");
+    let mut last = Writes::new();
+    for stock in [4, -1] {
+        let mut update = Sql::new();
+        update
+            .push(sql!("UPDATE products SET stock = "))
+            .int(stock)
+            .push(sql!(" WHERE id = "))
+            .int(product);
+        last.push(update);
+    }
     tx.commit_with(last)
         .await
         .expect_err("the CHECK refuses negative stock");
     assert_eq!(stock(pool.clone()).await, 10);
 
     // And one that commits keeps its writes.
-    let (tx, _) = TextTransaction::begin_with(&pool, Sql::new())
+    let (tx, _) = TextTransaction::begin_with(&pool, Batch::new())
         .await
         .expect("begin");
-    let mut last = Sql::new();
-    last.push("UPDATE products SET stock = 7 WHERE id = ")
-        .int(product)
-        .push(";\n");
+    let mut update = Sql::new();
+    update
+        .push(sql!("UPDATE products SET stock = 7 WHERE id = "))
+        .int(product);
+    let mut last = Writes::new();
+    last.push(update);
     tx.commit_with(last).await.expect("commit");
     assert_eq!(stock(pool.clone()).await, 7);
     app.stop().await;

@@ -1,0 +1,176 @@
+//! Request bodies: each is what its handler receives, validated
+//! ([`FromFields`]), and its schema in the OpenAPI document. Every limit a
+//! reader enforces is written beside it as a JSON Schema keyword, so a
+//! request the document allows is one the server accepts; the tests in
+//! `tests/api/openapi.rs` and `scripts/openapi-check.sh` hold them to it.
+
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::input::{Fields, FromFields};
+use crate::{
+    config::Settings,
+    domain::{
+        MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, PaymentStatus,
+        idempotency::{MAX_KEY_CHARS, fingerprint},
+        payment::Delivery,
+    },
+};
+
+/// Body of `POST /api/v1/holds`.
+#[derive(Clone, Copy, Debug, ToSchema)]
+#[schema(example = json!({"product_id": 1, "qty": 2}))]
+pub struct CreateHold {
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub product_id: i64,
+    /// 1 to `MAX_HOLD_QTY`; the served document carries the running value.
+    #[schema(minimum = 1, maximum = 10)]
+    pub qty: i64,
+}
+
+impl FromFields for CreateHold {
+    fn from_fields(fields: &mut Fields<'_>, settings: &Settings) -> Option<Self> {
+        let product_id = fields.int("product_id", 1..=i64::MAX);
+        let qty = fields.int("qty", 1..=i64::from(settings.max_hold_qty));
+        Some(Self {
+            product_id: product_id?,
+            qty: qty?,
+        })
+    }
+}
+
+impl CreateHold {
+    /// What makes a repeat under the same `Idempotency-Key` "the same request".
+    pub fn fingerprint(&self) -> [u8; 32] {
+        fingerprint(&[&self.product_id.to_string(), &self.qty.to_string()])
+    }
+}
+
+/// Body of `POST /api/v1/orders`.
+#[derive(Clone, Copy, Debug, ToSchema)]
+pub struct CreateOrder {
+    /// The hold to turn into an order (a hold's id is its job's id).
+    pub hold_id: Uuid,
+}
+
+impl FromFields for CreateOrder {
+    fn from_fields(fields: &mut Fields<'_>, _: &Settings) -> Option<Self> {
+        Some(Self {
+            hold_id: fields.uuid("hold_id")?,
+        })
+    }
+}
+
+impl CreateOrder {
+    pub fn fingerprint(&self) -> [u8; 32] {
+        fingerprint(&[&self.hold_id.to_string()])
+    }
+}
+
+/// Body of `POST /api/v1/payments/webhook`, signed as `X-Signature` says.
+#[derive(Clone, Debug, ToSchema)]
+#[schema(example = json!({
+    "idempotency_key": "evt_01HZX3K6",
+    "order_id": "0193a2c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
+    "status": "success"
+}))]
+pub struct PaymentWebhook {
+    /// 1 to 255 characters, not only white space; the same key always maps
+    /// to the same job.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
+    pub idempotency_key: String,
+    pub order_id: Uuid,
+    pub status: PaymentStatus,
+}
+
+impl FromFields for PaymentWebhook {
+    fn from_fields(fields: &mut Fields<'_>, _: &Settings) -> Option<Self> {
+        let key = fields.string("idempotency_key", 1..=MAX_KEY_CHARS);
+        let order_id = fields.uuid("order_id");
+        let status = fields.one_of(
+            "status",
+            &[
+                ("success", PaymentStatus::Success),
+                ("failed", PaymentStatus::Failed),
+            ],
+        );
+        Some(Self {
+            idempotency_key: key?,
+            order_id: order_id?,
+            status: status?,
+        })
+    }
+}
+
+impl From<PaymentWebhook> for Delivery {
+    fn from(body: PaymentWebhook) -> Self {
+        Self {
+            idempotency_key: body.idempotency_key,
+            order_id: body.order_id,
+            status: body.status,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/admin/products`.
+#[derive(Clone, Debug, ToSchema)]
+#[schema(example = json!({"name": "Limited edition sneaker", "price": 12900, "stock": 100}))]
+pub struct CreateProduct {
+    /// 1 to 255 characters, not only white space.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
+    pub name: String,
+    /// Minor units (cents), 0 to `MAX_PRICE`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub price: i64,
+    /// 0 to `MAX_STOCK`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
+    pub stock: i64,
+}
+
+impl FromFields for CreateProduct {
+    fn from_fields(fields: &mut Fields<'_>, _: &Settings) -> Option<Self> {
+        let name = fields.string("name", 1..=MAX_NAME_CHARS);
+        let price = fields.int("price", 0..=MAX_PRICE);
+        let stock = fields.int("stock", 0..=MAX_STOCK);
+        Some(Self {
+            name: name?,
+            price: price?,
+            stock: stock?,
+        })
+    }
+}
+
+impl From<CreateProduct> for NewProduct {
+    fn from(body: CreateProduct) -> Self {
+        Self {
+            name: body.name,
+            price: body.price,
+            stock: body.stock,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/admin/products/{id}/restock`.
+#[derive(Clone, Copy, Debug, ToSchema)]
+#[schema(example = json!({"qty": 50}))]
+pub struct Restock {
+    /// Units to add, 1 to `MAX_STOCK`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_i64)]
+    pub qty: i64,
+}
+
+impl FromFields for Restock {
+    fn from_fields(fields: &mut Fields<'_>, _: &Settings) -> Option<Self> {
+        Some(Self {
+            qty: fields.int("qty", 1..=MAX_STOCK)?,
+        })
+    }
+}

@@ -1,0 +1,446 @@
+//! `jobs`: the client's handle on a command and the worker's exactly-once
+//! record. A job row is also the outbox: it keeps the command, which the
+//! scheduler publishes again while the job stays queued.
+//!
+//! Every statement that filters jobs by id and status goes through the
+//! primary key (`FORCE INDEX`): through `jobs_stuck` the optimizer would
+//! take next-key locks on the whole `queued` range, gap at its end
+//! included, and every api INSERT of a new job would wait for the worker's
+//! commit.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{MySql, MySqlExecutor, MySqlPool, Transaction, mysql::MySqlRow};
+use uuid::Uuid;
+
+use super::text::{self, Read, Sql, Writes};
+use crate::{
+    commands::Command,
+    domain::{
+        Hold, HoldStatus, Job, JobKind, JobResult, JobStatus, Order, OrderStatus, PaymentOutcome,
+    },
+    problem::Problem,
+    sql,
+};
+
+/// A job, with the hold or order a succeeded one made: its result is that
+/// row as it was made (see [`Hold::as_granted`], [`Order::as_created`]).
+/// A payment job's result is stored with it.
+pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
+    let row = sqlx::query!(
+        r#"SELECT j.id AS "id: Uuid", j.kind AS "kind: JobKind", j.status AS "status: JobStatus",
+                  j.result AS "result: String", j.error AS "error: String",
+                  j.created_at AS "created_at: DateTime<Utc>",
+                  j.completed_at AS "completed_at: DateTime<Utc>",
+                  h.product_id AS "hold_product_id?", h.qty AS "hold_qty?",
+                  h.unit_price AS "hold_unit_price?", h.amount AS "hold_amount?",
+                  h.expires_at AS "hold_expires_at?: DateTime<Utc>",
+                  h.created_at AS "hold_created_at?: DateTime<Utc>",
+                  o.hold_id AS "order_hold_id?: Uuid", o.product_id AS "order_product_id?",
+                  o.qty AS "order_qty?", o.amount AS "order_amount?",
+                  o.created_at AS "order_created_at?: DateTime<Utc>"
+           FROM jobs j
+           LEFT JOIN holds h ON h.id = j.id
+           LEFT JOIN orders o ON o.id = j.id
+           WHERE j.id = ?"#,
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let hold = match (
+        row.hold_product_id,
+        row.hold_qty,
+        row.hold_unit_price,
+        row.hold_amount,
+        row.hold_expires_at,
+        row.hold_created_at,
+    ) {
+        (
+            Some(product_id),
+            Some(qty),
+            Some(unit_price),
+            Some(amount),
+            Some(expires_at),
+            Some(created_at),
+        ) => Some(Hold {
+            id: row.id,
+            product_id,
+            qty,
+            unit_price,
+            amount,
+            status: HoldStatus::Active,
+            expires_at,
+            created_at,
+        }),
+        _ => None,
+    };
+    let order = match (
+        row.order_hold_id,
+        row.order_product_id,
+        row.order_qty,
+        row.order_amount,
+        row.order_created_at,
+    ) {
+        (Some(hold_id), Some(product_id), Some(qty), Some(amount), Some(created_at)) => {
+            Some(Order {
+                id: row.id,
+                hold_id,
+                product_id,
+                qty,
+                amount,
+                status: OrderStatus::Pending,
+                created_at,
+                updated_at: created_at,
+            })
+        }
+        _ => None,
+    };
+    // Stored JSON is written by the worker from typed values; unreadable
+    // JSON would be a bug, shown as null rather than failing the read.
+    let result = match (row.status, row.kind) {
+        (JobStatus::Succeeded, JobKind::Hold) => hold.map(|h| JobResult::Hold(h.as_granted())),
+        (JobStatus::Succeeded, JobKind::Order) => order.map(|o| JobResult::Order(o.as_created())),
+        (JobStatus::Succeeded, JobKind::Payment) => row
+            .result
+            .and_then(|r| serde_json::from_str::<PaymentOutcome>(&r).ok())
+            .map(JobResult::Payment),
+        _ => None,
+    };
+    Ok(Some(Job {
+        job_id: row.id,
+        kind: row.kind,
+        status: row.status,
+        result,
+        error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
+        created_at: row.created_at,
+        completed_at: row.completed_at,
+    }))
+}
+
+/// A job to record as queued, with the command published for it.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub command: Command,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records queued jobs with one statement (none when empty): the api's
+/// batched inserts, and the single job a keyed request or a webhook records
+/// in its own transaction. As text: a prepared statement would be prepared
+/// anew for every batch size (see [`text`]).
+pub fn insert_all(jobs: &[NewJob]) -> Writes {
+    let mut writes = Writes::new();
+    if jobs.is_empty() {
+        return writes;
+    }
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "INSERT INTO jobs (id, kind, status, command, created_at) VALUES "
+    ))
+    .list(jobs, |sql, job| {
+        sql.push(sql!("("))
+            .uuid(job.id)
+            .push(sql!(", "))
+            .word(job.kind)
+            .push(sql!(", "))
+            .word(JobStatus::Queued)
+            .push(sql!(", "))
+            .bytes(&job.command.encode())
+            .push(sql!(", "))
+            .time(&job.created_at)
+            .push(sql!(")"));
+    });
+    writes.push(sql);
+    writes
+}
+
+/// Of `ids`, those with a job row.
+pub async fn existing(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new();
+    sql.push(sql!("SELECT id FROM jobs WHERE id IN ("))
+        .uuids(ids)
+        .push(sql!(")"));
+    Read::new(sql, text::id_list).fetch(pool).await
+}
+
+/// Removes jobs still queued (recorded by an insert whose answer was lost
+/// with its connection); jobs a worker already decided stay.
+pub async fn withdraw_queued(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "DELETE jobs FROM jobs FORCE INDEX (PRIMARY) WHERE status = "
+    ))
+    .word(JobStatus::Queued)
+    .push(sql!(" AND id IN ("))
+    .uuids(ids)
+    .push(sql!(")"));
+    let mut writes = Writes::new();
+    writes.push(sql);
+    writes.execute(pool).await
+}
+
+/// The queued jobs among `ids` (not empty), read through the primary key
+/// with `lock` appended (a locking clause, or nothing).
+fn queued_among<L: text::StaticSql>(ids: &[Uuid], lock: L) -> Read<HashSet<Uuid>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE status = "
+    ))
+    .word(JobStatus::Queued)
+    .push(sql!(" AND id IN ("))
+    .uuids(ids)
+    .push(sql!(")"))
+    .push(lock);
+    Read::new(sql, text::id_set)
+}
+
+/// Of `ids` (not empty), the jobs still queued, locked until the
+/// transaction ends. A job already decided (a redelivery or a duplicate
+/// publish) is left out, which is what makes every effect apply once.
+pub fn lock_queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
+    queued_among(ids, sql!(" FOR UPDATE"))
+}
+
+/// Of `ids` (not empty), the jobs still queued, as the transaction's
+/// snapshot sees them (a plain read: nothing is locked).
+pub fn queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
+    queued_among(ids, sql!(""))
+}
+
+/// Above this many ids, [`still_queued`] reads a range instead of a list.
+const RANGE_FROM: usize = 1000;
+
+/// Of `ids`, the jobs still queued, as this transaction's snapshot sees
+/// them (a plain read).
+pub async fn still_queued(
+    tx: &mut Transaction<'_, MySql>,
+    ids: &[Uuid],
+) -> sqlx::Result<HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    if ids.len() <= RANGE_FROM {
+        return queued(ids).fetch(&mut **tx).await;
+    }
+    // Many ids (a crowd's claims) are read as one range of the primary key,
+    // in creation order for time-ordered ids, rather than as thousands of
+    // lookups: on a busy server the lookups made a cache reload take
+    // longer than the cache may be trusted for.
+    let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
+        return Ok(HashSet::new());
+    };
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE id BETWEEN "
+    ))
+    .uuid(*first)
+    .push(sql!(" AND "))
+    .uuid(*last)
+    .push(sql!(" AND status = "))
+    .word(JobStatus::Queued);
+    let in_range = Read::new(sql, text::id_set).fetch(&mut **tx).await?;
+    let wanted: HashSet<&Uuid> = ids.iter().collect();
+    Ok(in_range
+        .into_iter()
+        .filter(|id| wanted.contains(id))
+        .collect())
+}
+
+/// Locks the order's job row: the first lock of every transaction that
+/// touches an order, so all of them for one order run one at a time.
+pub async fn lock_order_job(
+    tx: &mut Transaction<'_, MySql>,
+    order_id: Uuid,
+) -> sqlx::Result<Option<JobStatus>> {
+    sqlx::query_scalar!(
+        r#"SELECT status AS "status: JobStatus" FROM jobs WHERE id = ? AND kind = ? FOR UPDATE"#,
+        order_id,
+        JobKind::Order
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Locks the order jobs among `order_ids` (not empty), with their status,
+/// for a batch of payments.
+pub fn lock_order_jobs(order_ids: &[Uuid]) -> Read<HashMap<Uuid, JobStatus>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id, status FROM jobs FORCE INDEX (PRIMARY) WHERE kind = "
+    ))
+    .word(JobKind::Order)
+    .push(sql!(" AND id IN ("))
+    .uuids(order_ids)
+    .push(sql!(") FOR UPDATE"));
+    Read::new(sql, |rows: Vec<MySqlRow>| {
+        Ok(text::all::<(Uuid, JobStatus)>(rows)?.into_iter().collect())
+    })
+}
+
+/// The status of a hold's job (a plain read).
+pub async fn hold_job_status(
+    tx: &mut Transaction<'_, MySql>,
+    hold_id: Uuid,
+) -> sqlx::Result<Option<JobStatus>> {
+    sqlx::query_scalar!(
+        r#"SELECT status AS "status: JobStatus" FROM jobs WHERE id = ? AND kind = ?"#,
+        hold_id,
+        JobKind::Hold
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// How a job was decided, written in the transaction of its effect.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Succeeded; its result is the hold or order written with it.
+    Created,
+    /// A payment job succeeded with this result.
+    Payment(PaymentOutcome),
+    Failed(Problem),
+}
+
+/// A decided job.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub job_id: Uuid,
+    pub kind: JobKind,
+    pub decision: Decision,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        !matches!(self.decision, Decision::Failed(_))
+    }
+}
+
+/// What a decision writes: status, result and error (JSON).
+type Written = (JobStatus, Option<String>, Option<String>);
+
+/// Writes `outcomes` (none when empty). Jobs decided alike share one
+/// UPDATE (a crowd's grants are one statement, a sold-out product's
+/// refusals another). An UPDATE by primary key takes record locks only; an
+/// INSERT … ON DUPLICATE KEY UPDATE would take gap locks too, and deadlock
+/// with the api inserting new jobs at the end of the same index.
+pub fn complete_all(outcomes: &[Outcome], completed_at: &DateTime<Utc>) -> Writes {
+    // (status, result, error) -> jobs, in first-seen order.
+    let mut groups: Vec<(Written, Vec<Uuid>)> = Vec::new();
+    for outcome in outcomes {
+        let key = match &outcome.decision {
+            Decision::Created => (JobStatus::Succeeded, None, None),
+            Decision::Payment(result) => (
+                JobStatus::Succeeded,
+                Some(serde_json::to_string(result).unwrap_or_default()),
+                None,
+            ),
+            Decision::Failed(problem) => (
+                JobStatus::Failed,
+                None,
+                Some(serde_json::to_string(problem).unwrap_or_default()),
+            ),
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ids)) => ids.push(outcome.job_id),
+            None => groups.push((key, vec![outcome.job_id])),
+        }
+    }
+    let mut writes = Writes::new();
+    for ((status, result, error), ids) in groups {
+        let mut sql = Sql::new();
+        sql.push(sql!("UPDATE jobs SET status = "))
+            .word(status)
+            .push(sql!(", result = "))
+            .opt_text(result.as_deref())
+            .push(sql!(", error = "))
+            .opt_text(error.as_deref())
+            .push(sql!(", completed_at = "))
+            .time(completed_at)
+            .push(sql!(" WHERE id IN ("))
+            .uuids(&ids)
+            .push(sql!(")"));
+        writes.push(sql);
+    }
+    writes
+}
+
+/// Replaces a decided payment job's result (one that waited for its order).
+pub async fn set_result(
+    tx: &mut Transaction<'_, MySql>,
+    id: Uuid,
+    result: &PaymentOutcome,
+) -> sqlx::Result<()> {
+    let result = serde_json::to_string(result).unwrap_or_default();
+    sqlx::query!("UPDATE jobs SET result = ? WHERE id = ?", result, id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A job stuck queued: its id and stored command.
+pub struct Stuck {
+    pub id: Uuid,
+    pub command: String,
+}
+
+/// Jobs still queued since `cutoff` and not relayed since, oldest first.
+pub async fn stuck(
+    pool: &MySqlPool,
+    cutoff: DateTime<Utc>,
+    limit: u32,
+) -> sqlx::Result<Vec<Stuck>> {
+    sqlx::query_as!(
+        Stuck,
+        r#"SELECT id AS "id: Uuid", command AS "command: String" FROM jobs
+           WHERE status = ? AND created_at <= ? AND (relayed_at IS NULL OR relayed_at <= ?)
+           ORDER BY created_at LIMIT ?"#,
+        JobStatus::Queued,
+        cutoff,
+        cutoff,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Notes that `ids` (not empty) were published again at `now`.
+pub async fn mark_relayed(pool: &MySqlPool, ids: &[Uuid], now: &DateTime<Utc>) -> sqlx::Result<()> {
+    let mut sql = Sql::new();
+    sql.push(sql!("UPDATE jobs SET relayed_at = "))
+        .time(now)
+        .push(sql!(" WHERE id IN ("))
+        .uuids(ids)
+        .push(sql!(")"));
+    let mut writes = Writes::new();
+    writes.push(sql);
+    writes.execute(pool).await.map(drop)
+}
+
+/// Deletes up to `limit` decided jobs completed before `cutoff`.
+pub async fn delete_decided_before<'e>(
+    db: impl MySqlExecutor<'e>,
+    cutoff: DateTime<Utc>,
+    limit: u32,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM jobs WHERE completed_at < ? AND status <> ? LIMIT ?",
+        cutoff,
+        JobStatus::Queued,
+        limit
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,230 @@
+//! `payment_events`: webhook deliveries and what became of them. An event's
+//! id is its job's, derived from the provider's idempotency key.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{MySql, MySqlExecutor, MySqlPool, Transaction, mysql::MySqlRow};
+use uuid::Uuid;
+
+use super::{
+    jobs::{self, NewJob},
+    text::{self, Read, Sql, Writes},
+};
+use crate::{
+    domain::{EventState, PaymentEvent, PaymentStatus, idempotency::Claim, payment::Delivery},
+    sql,
+};
+
+/// Records the event and its job in one transaction. A concurrent duplicate
+/// waits on the primary key, then finds the committed row: a repeat of the
+/// same delivery, or a reuse of its key for another.
+pub async fn record(pool: &MySqlPool, delivery: &Delivery, job: &NewJob) -> sqlx::Result<Claim> {
+    let fingerprint = delivery.fingerprint();
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query!(
+        "INSERT INTO payment_events (id, idempotency_key, order_id, status, request_hash, state, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        job.id,
+        delivery.idempotency_key,
+        delivery.order_id,
+        delivery.status,
+        &fingerprint[..],
+        EventState::Received,
+        job.created_at
+    )
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {
+            jobs::insert_all(std::slice::from_ref(job))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Claim::New)
+        }
+        Err(e) if super::error_number(&e) == Some(1062) => {
+            tx.rollback().await?;
+            let stored = sqlx::query_scalar!(
+                "SELECT request_hash FROM payment_events WHERE id = ?",
+                job.id
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok(if stored == fingerprint {
+                Claim::Repeat(job.id)
+            } else {
+                Claim::Reused
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    job_id: Uuid,
+    idempotency_key: String,
+    order_id: Uuid,
+    status: PaymentStatus,
+    state: EventState,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+    processed_at: Option<DateTime<Utc>>,
+}
+
+impl From<EventRow> for PaymentEvent {
+    fn from(row: EventRow) -> Self {
+        Self {
+            job_id: row.job_id,
+            idempotency_key: row.idempotency_key,
+            order_id: row.order_id,
+            status: row.status,
+            state: row.state,
+            reason: row.reason,
+            created_at: row.created_at,
+            processed_at: row.processed_at,
+        }
+    }
+}
+
+fn events(rows: Vec<MySqlRow>) -> sqlx::Result<Vec<PaymentEvent>> {
+    Ok(text::all::<EventRow>(rows)?
+        .into_iter()
+        .map(PaymentEvent::from)
+        .collect())
+}
+
+/// Events in any of `states` (not empty), oldest first.
+pub async fn list(
+    pool: &MySqlPool,
+    states: &[EventState],
+    limit: u32,
+) -> sqlx::Result<Vec<PaymentEvent>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
+         FROM payment_events WHERE state IN ("
+    ))
+    .words(states)
+    .push(sql!(") ORDER BY created_at, id LIMIT "))
+    .int(i64::from(limit));
+    Read::new(sql, events).fetch(pool).await
+}
+
+/// Events that came before their order, in arrival order. Read without a
+/// lock: the caller holds the order job's lock, under which alone events
+/// are marked as waiting.
+pub async fn awaiting(
+    tx: &mut Transaction<'_, MySql>,
+    order_id: Uuid,
+) -> sqlx::Result<Vec<PaymentEvent>> {
+    sqlx::query_as!(
+        PaymentEvent,
+        r#"SELECT id AS "job_id: Uuid", idempotency_key AS "idempotency_key: String",
+                  order_id AS "order_id: Uuid", status AS "status: PaymentStatus",
+                  state AS "state: EventState", reason AS "reason: String",
+                  created_at AS "created_at: DateTime<Utc>",
+                  processed_at AS "processed_at: DateTime<Utc>"
+           FROM payment_events FORCE INDEX (payment_events_order)
+           WHERE order_id = ? AND state = ? ORDER BY created_at, id"#,
+        order_id,
+        EventState::AwaitingOrder
+    )
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Of the orders `order_ids` (not empty), those with events waiting for
+/// them (a plain read, as [`awaiting`]).
+pub fn orders_awaited(order_ids: &[Uuid]) -> Read<HashSet<Uuid>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT DISTINCT order_id FROM payment_events FORCE INDEX (payment_events_order) WHERE state = "
+    ))
+    .word(EventState::AwaitingOrder)
+    .push(sql!(" AND order_id IN ("))
+    .uuids(order_ids)
+    .push(sql!(")"));
+    Read::new(sql, text::id_set)
+}
+
+/// Locks the events `ids` (not empty), by id.
+pub fn lock_all(ids: &[Uuid]) -> Read<HashMap<Uuid, PaymentEvent>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
+         FROM payment_events WHERE id IN ("
+    ))
+    .uuids(ids)
+    .push(sql!(") FOR UPDATE"));
+    Read::new(sql, |rows| {
+        Ok(events(rows)?.into_iter().map(|e| (e.job_id, e)).collect())
+    })
+}
+
+/// Marks the events `ids` (none when empty) as decided.
+pub fn mark_all(
+    ids: &[Uuid],
+    state: EventState,
+    reason: Option<&str>,
+    now: &DateTime<Utc>,
+) -> Writes {
+    let mut writes = Writes::new();
+    if ids.is_empty() {
+        return writes;
+    }
+    let mut sql = Sql::new();
+    sql.push(sql!("UPDATE payment_events SET state = "))
+        .word(state)
+        .push(sql!(", reason = "))
+        .opt_text(reason)
+        .push(sql!(", processed_at = "))
+        .time(now)
+        .push(sql!(" WHERE id IN ("))
+        .uuids(ids)
+        .push(sql!(")"));
+    writes.push(sql);
+    writes
+}
+
+/// The events waiting for an order that was refused will never see it:
+/// they become unmatched, for operators.
+pub async fn unmatch_awaiting(
+    tx: &mut Transaction<'_, MySql>,
+    order_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE payment_events FORCE INDEX (payment_events_order) \
+         SET state = ?, reason = ?, processed_at = ? WHERE order_id = ? AND state = ?",
+        EventState::Unmatched,
+        reason,
+        now,
+        order_id,
+        EventState::AwaitingOrder
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes up to `limit` events created before `cutoff` that are settled
+/// (neither waiting to be decided nor waiting for their order).
+pub async fn delete_settled_before<'e>(
+    db: impl MySqlExecutor<'e>,
+    cutoff: DateTime<Utc>,
+    limit: u32,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM payment_events WHERE created_at < ? AND state <> ? AND state <> ? LIMIT ?",
+        cutoff,
+        EventState::Received,
+        EventState::AwaitingOrder,
+        limit
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,192 @@
+//! `products`: the catalogue and each product's stock. Every stock change
+//! goes through here, with a ledger row in the same transaction (guarantee
+//! 2), or through the worker's batches, which lock the product row first.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::{MySqlExecutor, MySqlPool};
+
+use super::{
+    ledger,
+    text::{self, Read, Sql},
+};
+use crate::{
+    domain::{LedgerReason, NewProduct, Product},
+    sql,
+};
+
+pub async fn list<'e>(db: impl MySqlExecutor<'e>) -> sqlx::Result<Vec<Product>> {
+    sqlx::query_as!(
+        Product,
+        r#"SELECT id, name AS "name: String", price, stock FROM products ORDER BY id"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get(pool: &MySqlPool, id: i64) -> sqlx::Result<Option<Product>> {
+    sqlx::query_as!(
+        Product,
+        r#"SELECT id, name AS "name: String", price, stock FROM products WHERE id = ?"#,
+        id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn count(pool: &MySqlPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar!("SELECT COUNT(*) FROM products")
+        .fetch_one(pool)
+        .await
+}
+
+/// The products among `ids`.
+pub async fn get_many<'e>(db: impl MySqlExecutor<'e>, ids: &[i64]) -> sqlx::Result<Vec<Product>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id, name, price, stock FROM products WHERE id IN ("
+    ))
+    .list(ids, |sql, id| {
+        sql.int(*id);
+    })
+    .push(sql!(")"));
+    Read::new(sql, text::all::<ProductRow>)
+        .fetch(db)
+        .await
+        .map(|rows| rows.into_iter().map(Product::from).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: i64,
+    name: String,
+    price: i64,
+    stock: i64,
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            price: row.price,
+            stock: row.stock,
+        }
+    }
+}
+
+/// Inserts a product and its opening ledger row in one transaction.
+#[tracing::instrument(skip(pool))]
+pub async fn create(pool: &MySqlPool, new: &NewProduct) -> anyhow::Result<Product> {
+    let mut tx = pool.begin().await.context("Failed to begin")?;
+    let id = sqlx::query!(
+        "INSERT INTO products (name, price, stock) VALUES (?, ?, ?)",
+        new.name,
+        new.price,
+        new.stock
+    )
+    .execute(&mut *tx)
+    .await
+    .context("Failed to insert the product")?
+    .last_insert_id();
+    let id = i64::try_from(id).context("product id out of range")?;
+    ledger::insert(&mut tx, id, new.stock, LedgerReason::Initial)
+        .await
+        .context("Failed to write the stock ledger")?;
+    tx.commit().await.context("Failed to commit")?;
+    Ok(Product {
+        id,
+        name: new.name.clone(),
+        price: new.price,
+        stock: new.stock,
+    })
+}
+
+/// Adds stock under the product's row lock. `None` when the product is unknown.
+#[tracing::instrument(skip(pool))]
+pub async fn restock(pool: &MySqlPool, id: i64, qty: i64) -> anyhow::Result<Option<Product>> {
+    let mut tx = pool.begin().await.context("Failed to begin")?;
+    let locked = sqlx::query_as!(
+        Product,
+        r#"SELECT id, name AS "name: String", price, stock FROM products WHERE id = ? FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .context("Failed to lock the product")?;
+    let Some(mut product) = locked else {
+        return Ok(None);
+    };
+    sqlx::query!(
+        "UPDATE products SET stock = stock + ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?",
+        qty,
+        id
+    )
+    .execute(&mut *tx)
+    .await
+    .context("Failed to add stock")?;
+    ledger::insert(&mut tx, id, qty, LedgerReason::Restock)
+        .await
+        .context("Failed to write the stock ledger")?;
+    tx.commit().await.context("Failed to commit")?;
+    product.stock += qty;
+    Ok(Some(product))
+}
+
+/// What a hold batch needs of its product.
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+pub struct PriceAndStock {
+    pub price: i64,
+    pub stock: i64,
+}
+
+/// Locks the product for a batch of holds: every writer of a product's
+/// stock takes this lock first.
+pub fn lock_for_holds(product_id: i64) -> Read<Option<PriceAndStock>> {
+    let mut sql = Sql::new();
+    sql.push(sql!("SELECT price, stock FROM products WHERE id = "))
+        .int(product_id)
+        .push(sql!(" FOR UPDATE"));
+    Read::new(sql, text::first)
+}
+
+/// Sets a locked product's stock to what the batch left.
+pub fn set_stock(product_id: i64, stock: i64, now: &DateTime<Utc>) -> Sql {
+    let mut sql = Sql::new();
+    sql.push(sql!("UPDATE products SET stock = "))
+        .int(stock)
+        .push(sql!(", updated_at = "))
+        .time(now)
+        .push(sql!(" WHERE id = "))
+        .int(product_id);
+    sql
+}
+
+/// Gives `qty` units back to a product (canceled orders).
+pub fn add_stock(product_id: i64, qty: i64, now: &DateTime<Utc>) -> Sql {
+    let mut sql = Sql::new();
+    sql.push(sql!("UPDATE products SET stock = stock + "))
+        .int(qty)
+        .push(sql!(", updated_at = "))
+        .time(now)
+        .push(sql!(" WHERE id = "))
+        .int(product_id);
+    sql
+}
+
+/// Locks a product row inside `tx` (sweeps lock it after their holds).
+pub async fn lock(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    product_id: i64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT id FROM products WHERE id = ? FOR UPDATE",
+        product_id
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(())
+}
