@@ -3,9 +3,19 @@
 //!
 //! A request travels: [`api`] (validate, record a job, publish) →
 //! [`broker`] (partitioned quorum queues) → [`worker`] (locked, batched
-//! MySQL transactions) → [`db`]. The [`scheduler`] does what must happen
-//! when nobody asks. [`startup`] wires each role from [`config::Settings`];
-//! the binaries in `src/bin` are thin `main`s over it.
+//! MySQL transactions) → [`db`] (all SQL). The [`scheduler`] does what
+//! must happen when nobody asks. [`startup`] wires each role from
+//! [`config`]; the binaries in `src/bin` are thin `main`s over it.
+//!
+//! The rest: [`domain`] the types every layer shares · [`commands`] what
+//! the api publishes and the worker applies · [`cache`] the api's product
+//! cache, with [`claims`] on units queued holds will take · [`events`] the
+//! api's listener for stock and job events · [`waiters`] requests waiting
+//! on a job (`Prefer: wait`) · [`dead_letters`] the parking queue's
+//! operator view · [`audit`] the guarantee checks · [`problem`] RFC 9457
+//! error bodies · [`reach`] which connection failures are fatal ·
+//! [`signature`] the webhook HMAC · [`shutdown`] signals · [`telemetry`]
+//! logs and metrics · [`time`] the clock and wire timestamps.
 
 pub mod api;
 pub mod audit;
