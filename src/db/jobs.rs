@@ -7,6 +7,10 @@
 //! take next-key locks on the whole `queued` range, gap at its end
 //! included, and every api INSERT of a new job would wait for the worker's
 //! commit.
+//!
+//! Past 400 lines because a job is touched by every role (the api records,
+//! the worker decides, the scheduler relays and prunes) and all of it is
+//! one table's SQL.
 
 use std::collections::{HashMap, HashSet};
 

@@ -49,6 +49,9 @@
 //! Statements sent together come back through typed [`Slot`]s: whoever adds
 //! a read to a [`Batch`] gets the slot that decodes its rows, so results are
 //! never picked out by position.
+//!
+//! Past 400 lines with its tests and the doctests above: the builder, the
+//! batch and the transaction guard are one safety argument, read together.
 
 use std::{
     collections::HashSet,
