@@ -1,10 +1,17 @@
 //! Settings read once from the environment (12-factor; every variable is
 //! listed in README.md). A secret may come from a file instead: `NAME_FILE`
 //! holds its path (container and orchestrator secrets).
+//!
+//! `vars` declares each variable for clap (name, default, range, words).
 
-use std::{fmt, net::SocketAddr, time::Duration};
+mod vars;
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
+use clap::ValueEnum;
+
+use vars::Vars;
 
 /// A value that must never reach a log line or a `Debug` print.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,14 +33,15 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    #[value(alias = "pretty")]
     Text,
     Json,
 }
 
 /// Whether a process creates and migrates the database at start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Migrate {
     /// Create the database when missing and apply pending migrations.
     Auto,
@@ -98,105 +106,51 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests can supply their own values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let parsed = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number, got {v:?}")),
-            }
-        };
-        let at_least_one = |name: &str, default: u64| -> anyhow::Result<u64> {
-            let value = parsed(name, default)?;
-            if value == 0 {
-                bail!("{name} must be at least 1");
-            }
-            Ok(value)
-        };
-
-        let api_addr = get("API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let api_addr = api_addr
-            .parse()
-            .with_context(|| format!("API_ADDR must be host:port, got {api_addr:?}"))?;
-
-        let hold_ttl_secs = at_least_one("HOLD_TTL_SECS", 120)?;
-        let max_hold_qty = parsed("MAX_HOLD_QTY", 10)?;
-        if !(1..=1_000_000).contains(&max_hold_qty) {
-            bail!("MAX_HOLD_QTY must be between 1 and 1000000");
-        }
-        let partitions = parsed("PARTITIONS", 16)?;
-        if !(1..=1024).contains(&partitions) {
-            bail!("PARTITIONS must be between 1 and 1024");
-        }
-        let sweep_ms = parsed("SWEEP_INTERVAL_MS", 500)?;
-        if sweep_ms < 10 {
-            bail!("SWEEP_INTERVAL_MS must be at least 10");
-        }
-        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase) {
-            None => LogFormat::Text,
-            Some(f) if f == "json" => LogFormat::Json,
-            Some(f) if f == "text" || f == "pretty" => LogFormat::Text,
-            Some(f) => bail!("LOG_FORMAT must be json or text, got {f:?}"),
-        };
-
-        let relay_after_secs = at_least_one("RELAY_AFTER_SECS", 10)?;
-        let retention_hours = parsed("RETENTION_HOURS", 7 * 24)?;
-        if retention_hours < 24 {
-            bail!("RETENTION_HOURS must be at least 24 (idempotency keys live 24 h)");
-        }
-        let audit_secs = at_least_one("AUDIT_INTERVAL_SECS", 30)?;
-        let metrics_addr = match get("METRICS_ADDR") {
-            None => None,
-            Some(v) => Some(
-                v.parse()
-                    .with_context(|| format!("METRICS_ADDR must be host:port, got {v:?}"))?,
-            ),
-        };
-        let enable_baseline = flag(get("ENABLE_BASELINE"), "ENABLE_BASELINE")?;
-        let migrate = match get("MIGRATE").as_deref().map(str::to_ascii_lowercase) {
-            None => Migrate::Auto,
-            Some(v) if v == "auto" => Migrate::Auto,
-            Some(v) if v == "off" => Migrate::Off,
-            Some(v) => bail!("MIGRATE must be auto or off, got {v:?}"),
-        };
-
-        let secret = |name: &str| secret(&lookup, name);
-        let database_url =
-            secret("DATABASE_URL")?.unwrap_or_else(|| Secret::new(DEFAULT_DATABASE_URL));
-        let amqp_url = secret("AMQP_URL")?.unwrap_or_else(|| Secret::new(DEFAULT_AMQP_URL));
-        let ca_pem = match get("AMQP_CA_FILE") {
+        let vars = Vars::parse(lookup)?;
+        let database_url = secret("DATABASE_URL", vars.database_url, vars.database_url_file)?
+            .unwrap_or_else(|| Secret::new(DEFAULT_DATABASE_URL));
+        let amqp_url = secret("AMQP_URL", vars.amqp_url, vars.amqp_url_file)?
+            .unwrap_or_else(|| Secret::new(DEFAULT_AMQP_URL));
+        let ca_pem = match vars.amqp_ca_file {
             None => None,
             Some(path) => Some(
-                std::fs::read_to_string(path.trim())
+                std::fs::read_to_string(&path)
                     .with_context(|| format!("AMQP_CA_FILE: cannot read {path:?}"))?,
             ),
         };
-
         Ok(Self {
             database_url,
             amqp: AmqpSettings {
                 nodes: split_nodes(&amqp_url)?,
                 ca_pem,
             },
-            migrate,
-            api_addr,
-            hold_ttl: Duration::from_secs(hold_ttl_secs),
-            max_hold_qty: max_hold_qty as u32,
-            partitions: partitions as u16,
-            sweep_interval: Duration::from_millis(sweep_ms),
-            webhook_secret: secret("WEBHOOK_SECRET")?,
-            admin_token: secret("ADMIN_TOKEN")?,
-            log_format,
-            relay_after: Duration::from_secs(relay_after_secs),
-            retention: Duration::from_secs(retention_hours * 3600),
-            audit_interval: Duration::from_secs(audit_secs),
-            metrics_addr,
-            enable_baseline,
-            http_header_timeout: Duration::from_secs(at_least_one("HTTP_HEADER_TIMEOUT_SECS", 10)?),
-            http_body_timeout: Duration::from_secs(at_least_one("HTTP_BODY_TIMEOUT_SECS", 10)?),
+            migrate: vars.migrate,
+            api_addr: vars.api_addr,
+            hold_ttl: Duration::from_secs(vars.hold_ttl_secs),
+            max_hold_qty: vars.max_hold_qty,
+            partitions: vars.partitions,
+            sweep_interval: Duration::from_millis(vars.sweep_interval_ms),
+            webhook_secret: secret(
+                "WEBHOOK_SECRET",
+                vars.webhook_secret,
+                vars.webhook_secret_file,
+            )?,
+            admin_token: secret("ADMIN_TOKEN", vars.admin_token, vars.admin_token_file)?,
+            log_format: vars.log_format,
+            relay_after: Duration::from_secs(vars.relay_after_secs),
+            retention: Duration::from_secs(vars.retention_hours * 3600),
+            audit_interval: Duration::from_secs(vars.audit_interval_secs),
+            metrics_addr: vars.metrics_addr,
+            enable_baseline: vars.enable_baseline,
+            http_header_timeout: Duration::from_secs(vars.http_header_timeout_secs),
+            http_body_timeout: Duration::from_secs(vars.http_body_timeout_secs),
         })
+    }
+
+    /// The name of every variable the settings read, `_FILE` forms included
+    /// (for checks that a deployment names only real ones).
+    pub fn variable_names() -> Vec<String> {
+        Vars::names()
     }
 
     /// The secrets the api needs; `api` refuses to start without them.
@@ -216,23 +170,24 @@ impl Settings {
 /// `NAME`, or the contents of the file `NAME_FILE` names (one trailing line
 /// break dropped, as `echo` and most secret stores leave one). Both set is
 /// a mistake worth stopping for: which one wins would be a guess.
-fn secret(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<Secret>> {
-    let direct = lookup(name).filter(|v| !v.trim().is_empty());
-    let file_var = format!("{name}_FILE");
-    let path = lookup(&file_var).filter(|v| !v.trim().is_empty());
-    match (direct, path) {
-        (Some(_), Some(_)) => bail!("set {name} or {file_var}, not both"),
+fn secret(
+    name: &str,
+    direct: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Option<Secret>> {
+    match (direct, file) {
+        (Some(_), Some(_)) => bail!("set {name} or {name}_FILE, not both"),
         (Some(value), None) => Ok(Some(Secret::new(value))),
         (None, None) => Ok(None),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path.trim())
-                .with_context(|| format!("{file_var}: cannot read {path:?}"))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{name}_FILE: cannot read {path:?}"))?;
             let value = text
                 .strip_suffix('\n')
                 .map(|t| t.strip_suffix('\r').unwrap_or(t))
                 .unwrap_or(&text);
             if value.trim().is_empty() {
-                bail!("{file_var}: {path:?} is empty");
+                bail!("{name}_FILE: {path:?} is empty");
             }
             Ok(Some(Secret::new(value)))
         }
@@ -263,15 +218,6 @@ fn split_nodes(urls: &Secret) -> anyhow::Result<Vec<Secret>> {
         }
     }
     Ok(nodes)
-}
-
-fn flag(value: Option<String>, name: &str) -> anyhow::Result<bool> {
-    match value.as_deref().map(str::to_ascii_lowercase) {
-        None => Ok(false),
-        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
-        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
-        Some(v) => bail!("{name} must be true or false, got {v:?}"),
-    }
 }
 
 #[cfg(test)]
@@ -309,7 +255,12 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_variable_name() {
         let err = settings(&[("PARTITIONS", "zero")]).expect_err("not a number");
-        assert!(err.to_string().contains("PARTITIONS"));
+        assert_eq!(
+            err.to_string(),
+            "invalid value 'zero' for PARTITIONS: invalid digit found in string"
+        );
+        let err = settings(&[("MIGRATE", "sometimes")]).expect_err("not a word");
+        assert!(err.to_string().contains("MIGRATE"), "{err}");
         assert!(settings(&[("PARTITIONS", "0")]).is_err());
         assert!(settings(&[("HOLD_TTL_SECS", "0")]).is_err());
         assert!(settings(&[("LOG_FORMAT", "xml")]).is_err());
@@ -320,6 +271,42 @@ mod tests {
         assert!(settings(&[("HTTP_HEADER_TIMEOUT_SECS", "0")]).is_err());
         assert!(settings(&[("HTTP_BODY_TIMEOUT_SECS", "-1")]).is_err());
         assert!(settings(&[("AMQP_CA_FILE", "/nonexistent/ca.pem")]).is_err());
+    }
+
+    #[test]
+    fn blank_variables_count_as_unset_and_words_ignore_case() {
+        let s = settings(&[
+            ("PARTITIONS", " "),
+            ("ENABLE_BASELINE", ""),
+            ("ADMIN_TOKEN", "  "),
+            ("LOG_FORMAT", "JSON"),
+            ("MIGRATE", "Off"),
+            ("HOLD_TTL_SECS", " 30 "),
+        ])
+        .expect("valid settings");
+        assert_eq!(s.partitions, 16);
+        assert!(!s.enable_baseline);
+        assert!(s.admin_token.is_none());
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.migrate, Migrate::Off);
+        assert_eq!(s.hold_ttl, Duration::from_secs(30));
+        let s = settings(&[("LOG_FORMAT", "pretty"), ("ENABLE_BASELINE", "yes")]).expect("valid");
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert!(s.enable_baseline);
+        assert!(settings(&[("ENABLE_BASELINE", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn every_variable_is_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        let names = Settings::variable_names();
+        assert_eq!(names.len(), 23, "{names:?}");
+        for name in names {
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README.md lacks `{name}`"
+            );
+        }
     }
 
     #[test]
