@@ -121,21 +121,7 @@ pub fn set_status<'a>(
     status: HoldStatus,
     now: &DateTime<Utc>,
 ) -> Writes {
-    let mut ids = ids.into_iter().peekable();
-    let mut writes = Writes::new();
-    if ids.peek().is_none() {
-        return writes;
-    }
-    let mut sql = Sql::new();
-    sql.push(sql!("UPDATE holds SET status = "))
-        .word(status)
-        .push(sql!(", updated_at = "))
-        .time(now)
-        .push(sql!(" WHERE id IN ("))
-        .uuids(ids)
-        .push(sql!(")"));
-    writes.push(sql);
-    writes
+    Writes::set_status(sql!("UPDATE holds SET status = "), status, now, ids)
 }
 
 /// An active hold past its expiry, locked by a sweep.

@@ -275,6 +275,31 @@ impl Writes {
         self
     }
 
+    /// `update` (`UPDATE <table> SET status = `) the rows `ids` to `status`
+    /// as of `now`; nothing when `ids` is empty. Holds and orders share it.
+    pub fn set_status<'a, S: StaticSql>(
+        update: S,
+        status: impl SqlWord,
+        now: &DateTime<Utc>,
+        ids: impl IntoIterator<Item = &'a Uuid>,
+    ) -> Self {
+        let mut ids = ids.into_iter().peekable();
+        let mut writes = Self::new();
+        if ids.peek().is_none() {
+            return writes;
+        }
+        let mut sql = Sql::new();
+        sql.push(update)
+            .word(status)
+            .push(crate::sql!(", updated_at = "))
+            .time(now)
+            .push(crate::sql!(" WHERE id IN ("))
+            .uuids(ids)
+            .push(crate::sql!(")"));
+        writes.push(sql);
+        writes
+    }
+
     /// Runs them all in one round trip; returns the rows they affected.
     pub async fn execute<'e>(self, db: impl MySqlExecutor<'e>) -> sqlx::Result<u64> {
         if self.is_empty() {
