@@ -1,29 +1,22 @@
 //! The pipeline, holds only: POST the holds, then poll their jobs.
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt, stream};
-use reqwest::StatusCode;
-use serde_json::Value;
+use hyper::StatusCode;
 
 use crate::{
-    INSUFFICIENT_STOCK, POLL_CONCURRENCY, POLL_INTERVAL, POLL_TIMEOUT,
-    api::{Api, JobDoc, Poll},
-    args::{Args, Flow, Mode},
-    burst::{Answer, bump, error_key, hold_burst, problem_code},
-    progress::Progress,
-    report::RunReport,
-    stats::{LatencySummary, PhaseStat, per_second},
-    stock_check::stock_check,
-    target::Target,
+    client::{Answer, Api, JobDoc, error_key, job_error_code, job_id_of, poll_jobs, problem_code},
+    config::{Args, Flow, INSUFFICIENT_STOCK, Mode},
+    measure::{LatencySummary, PhaseStat, bump, per_second},
+    scenarios::{
+        burst::hold_burst, progress::Progress, records::RunReport, stock_check::stock_check,
+        target::Target,
+    },
 };
 
 pub(crate) async fn run_pipeline_holds(
-    api: &Api,
+    api: &mut Api,
     args: &Args,
     target: Target,
 ) -> anyhow::Result<RunReport> {
@@ -82,7 +75,7 @@ pub(crate) async fn run_pipeline_holds(
         "jobs/s",
         args.quiet,
     );
-    let outcome = poll_jobs(api, jobs, start, &progress).await;
+    let outcome = poll_jobs(api, jobs, start, &progress.counter()).await;
     progress.finish().await;
     report.phases.push(PhaseStat::new(
         "hold job polls",
@@ -145,42 +138,6 @@ pub(crate) async fn run_pipeline_holds(
     Ok(report)
 }
 
-/// The job id of a 202: its body's `job_id`, else the last segment of its
-/// `Location`.
-pub(crate) fn job_id_of(body: Option<&Value>, location: Option<String>) -> Option<String> {
-    if let Some(id) = body
-        .and_then(|body| body.get("job_id"))
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-    {
-        return Some(id.to_owned());
-    }
-    let location = location?;
-    let id = location.rsplit('/').next()?;
-    (!id.is_empty()).then(|| id.to_owned())
-}
-
-/// The id of a resource answered with 201: its body's `id`, else the last
-/// segment of its `Location`.
-pub(crate) fn resource_id_of(body: Option<&Value>, location: Option<&str>) -> Option<String> {
-    if let Some(id) = body
-        .and_then(|body| body.get("id"))
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-    {
-        return Some(id.to_owned());
-    }
-    let id = location?.rsplit('/').next()?;
-    (!id.is_empty()).then(|| id.to_owned())
-}
-
-pub(crate) fn job_error_code(doc: &JobDoc) -> Option<&str> {
-    doc.error
-        .as_ref()
-        .and_then(|error| error.get("code"))
-        .and_then(Value::as_str)
-}
-
 fn job_times(doc: &JobDoc) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let parse = |raw: &Option<String>| {
         DateTime::parse_from_rfc3339(raw.as_deref()?)
@@ -197,122 +154,9 @@ fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
         .map_or(delta.num_milliseconds() as f64, |us| us as f64 / 1000.0)
 }
 
-pub(crate) struct PollOutcome {
-    pub(crate) finals: Vec<JobDoc>,
-    /// When polling first saw the last final job.
-    pub(crate) last_final: Option<Instant>,
-    pub(crate) missing: usize,
-    pub(crate) unfinished: usize,
-    pub(crate) poll_errors: BTreeMap<String, usize>,
-    pub(crate) gave_up_at: Instant,
-    /// Job reads made.
-    pub(crate) polls: usize,
-}
-
-/// Polls every job until all are final or POLL_TIMEOUT passes.
-pub(crate) async fn poll_jobs(
-    api: &Api,
-    mut pending: Vec<String>,
-    start: Instant,
-    progress: &Progress,
-) -> PollOutcome {
-    let deadline = Instant::now() + POLL_TIMEOUT;
-    let mut outcome = PollOutcome {
-        finals: Vec::with_capacity(pending.len()),
-        last_final: None,
-        missing: 0,
-        unfinished: 0,
-        poll_errors: BTreeMap::new(),
-        gave_up_at: start,
-        polls: 0,
-    };
-    // Job ids are UUIDv7, so sorting them orders the jobs by creation, and
-    // jobs finish roughly in that order. Each round polls the oldest
-    // unfinished ones a window at a time and stops at the first window with
-    // a job still queued: the poller then costs the stack a trickle of reads
-    // instead of competing with the worker it is measuring.
-    pending.sort();
-    pending.dedup();
-    let mut pending: VecDeque<String> = pending.into();
-    while !pending.is_empty() && Instant::now() < deadline {
-        let window: Vec<String> = (0..POLL_CONCURRENCY.min(pending.len()))
-            .filter_map(|_| pending.pop_front())
-            .collect();
-        outcome.polls += window.len();
-        let mut results: Vec<(String, Poll, Instant)> = stream::iter(window)
-            .map(|job_id| async move {
-                let poll = api.poll_job(&job_id).await;
-                (job_id, poll, Instant::now())
-            })
-            .buffer_unordered(POLL_CONCURRENCY)
-            .collect()
-            .await;
-        results.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut still_pending = Vec::new();
-        for (job_id, poll, seen) in results {
-            match poll {
-                Poll::Final(doc) => {
-                    outcome.finals.push(doc);
-                    outcome.last_final = Some(outcome.last_final.map_or(seen, |t| t.max(seen)));
-                    progress.tick();
-                }
-                Poll::Pending => still_pending.push(job_id),
-                Poll::Missing => {
-                    outcome.missing += 1;
-                    progress.tick();
-                }
-                Poll::Retry(key) => {
-                    bump(&mut outcome.poll_errors, key);
-                    still_pending.push(job_id);
-                }
-            }
-        }
-        let stalled = !still_pending.is_empty();
-        for job_id in still_pending.into_iter().rev() {
-            pending.push_front(job_id);
-        }
-        if stalled {
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-    outcome.unfinished = pending.len();
-    outcome.gave_up_at = Instant::now();
-    if outcome.unfinished > 0 {
-        eprintln!(
-            "warning: {} jobs still not final after {} s of polling",
-            outcome.unfinished,
-            POLL_TIMEOUT.as_secs()
-        );
-    }
-    outcome
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn job_id_falls_back_to_location() {
-        let body = json!({ "job_id": "abc" });
-        assert_eq!(job_id_of(Some(&body), None).as_deref(), Some("abc"));
-        assert_eq!(
-            job_id_of(None, Some("/api/v1/jobs/xyz".into())).as_deref(),
-            Some("xyz")
-        );
-        assert_eq!(job_id_of(None, None), None);
-    }
-
-    #[test]
-    fn resource_id_falls_back_to_location() {
-        let body = json!({ "id": "h1" });
-        assert_eq!(resource_id_of(Some(&body), None).as_deref(), Some("h1"));
-        assert_eq!(
-            resource_id_of(None, Some("/api/v1/orders/o2")).as_deref(),
-            Some("o2")
-        );
-        assert_eq!(resource_id_of(Some(&json!({})), None), None);
-    }
 
     #[test]
     fn time_to_outcome_uses_milliseconds() {

@@ -4,8 +4,8 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::{
-    api::Api,
-    args::{Args, Mode},
+    client::Api,
+    config::{Args, Mode},
 };
 
 /// The product a run loads, and its stock just before the run.
@@ -16,7 +16,11 @@ pub(crate) struct Target {
     pub(crate) created: bool,
 }
 
-pub(crate) async fn prepare_target(api: &Api, args: &Args, mode: Mode) -> anyhow::Result<Target> {
+pub(crate) async fn prepare_target(
+    api: &mut Api,
+    args: &Args,
+    mode: Mode,
+) -> anyhow::Result<Target> {
     match args.product {
         Some(id) => {
             let product = api

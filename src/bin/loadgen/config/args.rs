@@ -1,11 +1,9 @@
 //! Command-line arguments and their validation.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use clap::{Parser, ValueEnum};
-
-use crate::api::sign;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -155,10 +153,6 @@ impl Args {
             self.fail_share + self.abandon_share <= 1.0,
             "--fail-share + --abandon-share must not exceed 1"
         );
-        ensure!(
-            sign(&self.webhook_secret, 0, b"").is_some(),
-            "--webhook-secret cannot key an HMAC"
-        );
         Ok(())
     }
 
@@ -181,43 +175,9 @@ impl Args {
     }
 }
 
-/// The base URL without a trailing slash, refused unless it is plain HTTP to
-/// a loopback host.
-pub(crate) fn loopback_base_url(raw: &str) -> anyhow::Result<String> {
-    let url = reqwest::Url::parse(raw).with_context(|| format!("invalid --url {raw:?}"))?;
-    ensure!(
-        url.scheme() == "http",
-        "--url must use http:// (this build has no TLS), got {raw:?}"
-    );
-    let host = url.host_str().context("--url has no host")?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    ensure!(
-        loopback,
-        "--url must point at a loopback address (127.0.0.0/8, ::1, localhost), got {host:?}"
-    );
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_loopback_urls_are_accepted() {
-        assert!(loopback_base_url("http://127.0.0.1:8080").is_ok());
-        assert!(loopback_base_url("http://localhost:8080/").is_ok());
-        assert!(loopback_base_url("http://[::1]:8080").is_ok());
-        assert!(loopback_base_url("http://127.0.0.2:9000").is_ok());
-        assert!(loopback_base_url("http://10.0.0.1:8080").is_err());
-        assert!(loopback_base_url("http://example.com").is_err());
-        assert!(loopback_base_url("https://127.0.0.1").is_err());
-        assert_eq!(
-            loopback_base_url("http://127.0.0.1:8080/").ok().as_deref(),
-            Some("http://127.0.0.1:8080")
-        );
-    }
 
     #[test]
     fn flow_defaults_to_full_for_the_pipeline_only() {

@@ -1,67 +1,8 @@
-//! Rates, spans, percentiles and latency timelines.
+//! Percentiles: latency summaries and latency over time.
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::Serialize;
-
-pub(crate) fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
-    let secs = elapsed.as_secs_f64();
-    if secs > 0.0 { count as f64 / secs } else { 0.0 }
-}
-
-/// Requests of one kind: from the first sent to the last answered.
-#[derive(Serialize, Debug, Clone)]
-pub(crate) struct PhaseStat {
-    pub(crate) name: String,
-    pub(crate) requests: usize,
-    pub(crate) elapsed_s: f64,
-    pub(crate) requests_per_s: f64,
-}
-
-impl PhaseStat {
-    pub(crate) fn new(name: &str, requests: usize, elapsed: Duration) -> Self {
-        Self {
-            name: name.to_owned(),
-            requests,
-            elapsed_s: elapsed.as_secs_f64(),
-            requests_per_s: per_second(requests, elapsed),
-        }
-    }
-}
-
-/// First send and last answer of one kind of request.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Span {
-    pub(crate) count: usize,
-    first: Option<Instant>,
-    pub(crate) last: Option<Instant>,
-}
-
-impl Span {
-    pub(crate) fn add(&mut self, sent: Instant, answered: Instant) {
-        self.count += 1;
-        self.first = Some(self.first.map_or(sent, |t| t.min(sent)));
-        self.last = Some(self.last.map_or(answered, |t| t.max(answered)));
-    }
-
-    pub(crate) fn elapsed(&self) -> Duration {
-        match (self.first, self.last) {
-            (Some(first), Some(last)) => last.saturating_duration_since(first),
-            _ => Duration::ZERO,
-        }
-    }
-
-    pub(crate) fn phase(&self, name: &str) -> PhaseStat {
-        PhaseStat::new(name, self.count, self.elapsed())
-    }
-}
 
 /// Nearest-rank percentile (`p` in 0..=100) of an ascending slice.
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

@@ -1,20 +1,16 @@
 //! The synchronous baseline: holds only.
 
-use reqwest::StatusCode;
+use hyper::StatusCode;
 
 use crate::{
-    INSUFFICIENT_STOCK,
-    api::Api,
-    args::{Args, Flow, Mode},
-    burst::{Answer, bump, error_key, hold_burst, problem_code},
-    report::RunReport,
-    stats::{LatencySummary, PhaseStat, per_second},
-    stock_check::stock_check,
-    target::Target,
+    client::{Answer, Api, error_key, problem_code},
+    config::{Args, Flow, INSUFFICIENT_STOCK, Mode},
+    measure::{LatencySummary, PhaseStat, bump, per_second},
+    scenarios::{burst::hold_burst, records::RunReport, stock_check::stock_check, target::Target},
 };
 
 pub(crate) async fn run_baseline(
-    api: &Api,
+    api: &mut Api,
     args: &Args,
     target: Target,
 ) -> anyhow::Result<RunReport> {

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::stats::per_second;
+use crate::measure::per_second;
 
 /// A once-a-second progress line on stderr while a phase runs:
 /// `[pipeline holds] 12000/40000 (30%) 11874 req/s`, rewritten in place

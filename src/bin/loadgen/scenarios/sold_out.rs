@@ -1,52 +1,30 @@
 //! The sold-out phase: extra holds at the sold-out product.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, time::Instant};
 
-use futures_util::{StreamExt, stream};
-use reqwest::StatusCode;
-use serde::Serialize;
+use anyhow::Context;
+use hyper::StatusCode;
 use serde_json::json;
 
 use crate::{
-    CACHE_SETTLE, DRAIN_ROUNDS, INSUFFICIENT_STOCK, PREFER_WAIT,
-    api::Api,
-    args::{Args, Mode},
-    burst::{Answer, Load, bump, burst, error_key, post_once, problem_code},
-    holds::{job_id_of, poll_jobs},
-    progress::Progress,
-    stats::{LatencySummary, per_second},
-    target::Target,
+    client::{Answer, Api, each_concurrent, error_key, job_id_of, poll_jobs, problem_code},
+    config::{Args, CACHE_SETTLE, DRAIN_ROUNDS, INSUFFICIENT_STOCK, Mode, PREFER_WAIT},
+    measure::{LatencySummary, bump, per_second},
+    scenarios::{
+        burst::{Load, burst},
+        progress::Progress,
+        records::SoldOutReport,
+        target::Target,
+    },
 };
-
-#[derive(Serialize, Debug)]
-pub(crate) struct SoldOutReport {
-    pub(crate) requests: usize,
-    /// Stock read just before (after draining).
-    pub(crate) stock_before: i64,
-    /// Units taken by holds first, so the product was really sold out
-    /// (canceled orders give stock back).
-    pub(crate) drained_units: i64,
-    pub(crate) elapsed_s: f64,
-    pub(crate) requests_per_s: f64,
-    pub(crate) latency_ms: LatencySummary,
-    /// 409 `insufficient_stock` at once, no job: answered from the cache.
-    pub(crate) rejected_at_once: usize,
-    /// 202s: a job reached the queue (pipeline; must be 0).
-    pub(crate) queued: usize,
-    /// 201s (baseline) or queued jobs that got stock.
-    pub(crate) granted: usize,
-    pub(crate) errors: BTreeMap<String, usize>,
-    /// Pipeline only: no request reached the queue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) pass: Option<bool>,
-}
 
 /// Takes whatever stock is left (with holds of `qty`) until the product
 /// cannot cover another: the units taken.
-async fn drain(api: &Api, mode: Mode, args: &Args, product_id: i64) -> anyhow::Result<i64> {
-    let path = hold_path(mode);
-    let url: Arc<str> = api.url(path).into();
+async fn drain(api: &mut Api, mode: Mode, args: &Args, product_id: i64) -> anyhow::Result<i64> {
     let body = json!({ "product_id": product_id, "qty": args.qty });
+    let hold = api
+        .prepare_post(hold_path(mode), &body, Some(PREFER_WAIT))
+        .context("preparing the drain's request")?;
     let mut drained = 0i64;
     for _ in 0..DRAIN_ROUNDS {
         let stock = api.get_product(product_id).await?.stock;
@@ -58,19 +36,12 @@ async fn drain(api: &Api, mode: Mode, args: &Args, product_id: i64) -> anyhow::R
             "{}: draining {stock} units left (canceled orders return stock) with {holds} holds",
             mode.as_str()
         );
-        let granted = stream::iter(0..holds)
-            .map(|_| {
-                let url = Arc::clone(&url);
-                let body = &body;
-                async move {
-                    let answer = post_once(&api.client, &url, body, Some(PREFER_WAIT)).await;
-                    matches!(answer, Answer::Http { status, .. } if status == StatusCode::CREATED)
-                }
-            })
-            .buffer_unordered(args.clients)
-            .filter(|granted| std::future::ready(*granted))
-            .count()
-            .await;
+        let answers = each_concurrent(api, 0..holds, args.clients, async |buyer: &mut Api, _| {
+            let answer = buyer.post(&hold).await;
+            matches!(answer, Answer::Http { status, .. } if status == StatusCode::CREATED)
+        })
+        .await;
+        let granted = answers.into_iter().filter(|granted| *granted).count();
         drained += (granted as i64).saturating_mul(args.qty);
         // The cache is refreshed when the worker publishes the change, and
         // is at most 1 s stale anyway.
@@ -88,7 +59,7 @@ fn hold_path(mode: Mode) -> &'static str {
 }
 
 pub(crate) async fn sold_out_phase(
-    api: &Api,
+    api: &mut Api,
     args: &Args,
     mode: Mode,
     target: Target,
@@ -165,7 +136,7 @@ pub(crate) async fn sold_out_phase(
             "jobs/s",
             args.quiet,
         );
-        let outcome = poll_jobs(api, jobs, start, &progress).await;
+        let outcome = poll_jobs(api, jobs, start, &progress.counter()).await;
         progress.finish().await;
         granted += outcome
             .finals

@@ -1,30 +1,17 @@
 //! Guarantee 1, the no-oversell check, read back through the API.
 
 use anyhow::Context;
-use serde::Serialize;
 
-use crate::{CACHE_SETTLE, api::Api, target::Target};
-
-#[derive(Serialize, Debug)]
-pub(crate) struct StockCheck {
-    pub(crate) product_id: i64,
-    pub(crate) initial_stock: i64,
-    pub(crate) granted_units: i64,
-    /// Full flow: units of canceled orders (given back).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) canceled_units: Option<i64>,
-    /// Full flow: units of granted holds that expired without an order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) released_hold_units: Option<i64>,
-    pub(crate) expected_stock: i64,
-    pub(crate) actual_stock: i64,
-    pub(crate) pass: bool,
-}
+use crate::{
+    client::Api,
+    config::CACHE_SETTLE,
+    scenarios::{records::StockCheck, target::Target},
+};
 
 /// Guarantee 1 through the API: stock = initial − granted × qty (+ what
 /// canceled orders and expired holds gave back), and ≥ 0.
 pub(crate) async fn stock_check(
-    api: &Api,
+    api: &mut Api,
     target: Target,
     granted: usize,
     qty: i64,

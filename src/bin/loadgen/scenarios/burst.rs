@@ -1,7 +1,6 @@
-//! The burst: C buyers share R POSTs, and how their answers are read.
+//! The burst: C buyers share R POSTs of the same body.
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -10,15 +9,13 @@ use std::{
 };
 
 use anyhow::Context;
-use hyper::body::Bytes;
-use reqwest::{Client, StatusCode, header};
 use serde_json::Value;
 
 use crate::{
-    api::{Api, transport_key},
-    conn::BuyerConn,
-    progress::Progress,
-    stats::ms,
+    client::{Answer, Api},
+    config::Args,
+    measure::ms,
+    scenarios::{progress::Progress, target::Target},
 };
 
 /// One answered (or failed) POST.
@@ -29,29 +26,19 @@ pub(crate) struct Sample {
     pub(crate) answer: Answer,
 }
 
-pub(crate) enum Answer {
-    Http {
-        status: StatusCode,
-        body: Option<Value>,
-        location: Option<String>,
-    },
-    Transport(String),
-}
-
 pub(crate) struct Burst {
     pub(crate) samples: Vec<Sample>,
     /// From the start until the last POST was answered.
     pub(crate) elapsed: Duration,
 }
 
-/// C buyers share R POSTs of the same hold body to `path` (no `Prefer`).
 /// The hold phase both designs share: announce it, then C buyers send the
-/// same hold body to `path` until R requests are answered. Returns the burst
-/// and its start.
+/// same hold body to `path` (no `Prefer`) until R requests are answered.
+/// Returns the burst and its start.
 pub(crate) async fn hold_burst(
     api: &Api,
-    args: &crate::args::Args,
-    target: &crate::target::Target,
+    args: &Args,
+    target: &Target,
     name: &str,
     path: &str,
 ) -> anyhow::Result<(Burst, Instant)> {
@@ -101,6 +88,9 @@ impl Load {
     }
 }
 
+/// C buyers, each on a connection of its own, share R POSTs of `body` to
+/// `path`. The request is built once: a buyer's per-request work is the
+/// send and the read.
 pub(crate) async fn burst(
     api: &Api,
     path: &str,
@@ -113,13 +103,14 @@ pub(crate) async fn burst(
         clients, requests, ..
     } = load;
     let next = Arc::new(AtomicUsize::new(0));
-    let url = api.url(path);
-    let body = Bytes::from(serde_json::to_vec(body).context("serializing the burst's body")?);
+    let post = api
+        .prepare_post(path, body, None)
+        .context("preparing the burst's request")?;
     let mut buyers = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let mut conn = BuyerConn::to(&url)?;
+        let mut conn = api.fork();
         let next = Arc::clone(&next);
-        let body = body.clone();
+        let post = post.clone();
         let done = progress.counter();
         buyers.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(requests / clients + 1);
@@ -136,7 +127,7 @@ pub(crate) async fn burst(
                     }
                     None => Instant::now(),
                 };
-                let answer = conn.post(&body).await;
+                let answer = conn.post(&post).await;
                 let answered = Instant::now();
                 samples.push(Sample {
                     at_s: (sent - start).as_secs_f64(),
@@ -160,66 +151,4 @@ pub(crate) async fn burst(
         samples,
         elapsed: last_answer - start,
     })
-}
-
-pub(crate) async fn post_once(
-    client: &Client,
-    url: &str,
-    body: &Value,
-    prefer: Option<&str>,
-) -> Answer {
-    let mut request = client.post(url).json(body);
-    if let Some(prefer) = prefer {
-        request = request.header("prefer", prefer);
-    }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(error) => return Answer::Transport(transport_key(&error)),
-    };
-    answer_of(response).await
-}
-
-pub(crate) async fn answer_of(response: reqwest::Response) -> Answer {
-    let status = response.status();
-    let location = response.headers().get(header::LOCATION).cloned();
-    match response.bytes().await {
-        Ok(bytes) => Answer::http(status, location.as_ref(), &bytes),
-        Err(error) => Answer::Transport(transport_key(&error)),
-    }
-}
-
-impl Answer {
-    /// An answer read whole: its status, its `Location` and its JSON body
-    /// (None when it is not JSON).
-    pub(crate) fn http(
-        status: StatusCode,
-        location: Option<&header::HeaderValue>,
-        body: &[u8],
-    ) -> Self {
-        Answer::Http {
-            status,
-            body: serde_json::from_slice(body).ok(),
-            location: location
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
-        }
-    }
-}
-
-/// The machine-readable `code` of a problem document.
-pub(crate) fn problem_code(body: Option<&Value>) -> Option<&str> {
-    body?.get("code")?.as_str()
-}
-
-/// The error bucket for an unexpected answer: status, plus the problem code
-/// when there is one.
-pub(crate) fn error_key(status: StatusCode, body: Option<&Value>) -> String {
-    match problem_code(body) {
-        Some(code) => format!("{} {code}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
-}
-
-pub(crate) fn bump(map: &mut BTreeMap<String, usize>, key: String) {
-    *map.entry(key).or_default() += 1;
 }

@@ -1,0 +1,219 @@
+//! Typed calls to the api, over one connection per caller.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use flash_sale::signature;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, StatusCode, Uri,
+    body::Bytes,
+    header::{self, HeaderName, HeaderValue},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    client::{
+        answer::{Answer, error_key},
+        conn::{Conn, Reply},
+    },
+    config::BaseUrl,
+};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+const X_SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
+
+/// What every connection to the api shares.
+struct Server {
+    base: BaseUrl,
+    authority: Arc<str>,
+    host: HeaderValue,
+    admin_token: Option<String>,
+}
+
+/// The api, through a connection of its own: `fork` gives each concurrent
+/// caller (buyer, poller) its own, since one carries one request at a time.
+pub(crate) struct Api {
+    server: Arc<Server>,
+    conn: Conn,
+}
+
+#[derive(Deserialize, Debug)]
+pub(crate) struct Product {
+    pub(crate) id: i64,
+    pub(crate) stock: i64,
+}
+
+/// A POST built once and sent many times (the bursts): per request only
+/// reference counts are bumped.
+#[derive(Clone)]
+pub(crate) struct PreparedPost {
+    uri: Uri,
+    body: Bytes,
+    prefer: Option<HeaderValue>,
+}
+
+impl Api {
+    pub(crate) fn new(base: &BaseUrl, admin_token: Option<String>) -> anyhow::Result<Self> {
+        let host = HeaderValue::from_str(&base.authority)
+            .with_context(|| format!("--url host {:?} cannot be a Host header", base.authority))?;
+        let server = Arc::new(Server {
+            base: base.clone(),
+            authority: base.authority.as_str().into(),
+            host,
+            admin_token,
+        });
+        Ok(Self::on(server))
+    }
+
+    fn on(server: Arc<Server>) -> Self {
+        let conn = Conn::new(Arc::clone(&server.authority), server.host.clone());
+        Self { server, conn }
+    }
+
+    /// The same api over a new connection (opened on first use).
+    pub(crate) fn fork(&self) -> Self {
+        Self::on(Arc::clone(&self.server))
+    }
+
+    /// The full URL of `path`, for messages.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base.text)
+    }
+
+    fn uri(&self, path: &str) -> Option<Uri> {
+        format!("{}{path}", self.server.base.prefix).parse().ok()
+    }
+
+    pub(crate) fn prepare_post(
+        &self,
+        path: &str,
+        body: &Value,
+        prefer: Option<&'static str>,
+    ) -> anyhow::Result<PreparedPost> {
+        Ok(PreparedPost {
+            uri: self
+                .uri(path)
+                .with_context(|| format!("not a path: {path:?}"))?,
+            body: Bytes::from(serde_json::to_vec(body).context("serializing a request body")?),
+            prefer: prefer.map(HeaderValue::from_static),
+        })
+    }
+
+    /// Sends a prepared POST.
+    pub(crate) async fn post(&mut self, post: &PreparedPost) -> Answer {
+        let mut request = request(Method::POST, post.uri.clone(), post.body.clone());
+        let headers = request.headers_mut();
+        headers.insert(header::CONTENT_TYPE, JSON);
+        if let Some(prefer) = &post.prefer {
+            headers.insert(PREFER, prefer.clone());
+        }
+        Answer::of(self.conn.send(request).await)
+    }
+
+    /// POSTs `body` to `path` once.
+    pub(crate) async fn post_json(
+        &mut self,
+        path: &str,
+        body: &Value,
+        prefer: Option<&'static str>,
+    ) -> Answer {
+        match self.prepare_post(path, body, prefer) {
+            Ok(post) => self.post(&post).await,
+            Err(_) => Answer::Transport("transport (request)".into()),
+        }
+    }
+
+    /// GETs `path`; `Err` is the transport bucket.
+    pub(super) async fn get(&mut self, path: &str) -> Result<Reply, String> {
+        let uri = self.uri(path).ok_or("transport (request)")?;
+        self.conn
+            .send(request(Method::GET, uri, Bytes::new()))
+            .await
+    }
+
+    pub(crate) async fn get_product(&mut self, id: i64) -> anyhow::Result<Product> {
+        let path = format!("/api/v1/products/{id}");
+        let reply = self.get(&path).await;
+        read_product(reply, "GET", &self.url(&path), StatusCode::OK)
+    }
+
+    pub(crate) async fn create_product(
+        &mut self,
+        name: &str,
+        stock: i64,
+    ) -> anyhow::Result<Product> {
+        let token = self.server.admin_token.as_deref().context(
+            "creating a product needs the admin token: pass --admin-token or set ADMIN_TOKEN \
+             (or use --product N)",
+        )?;
+        let path = "/api/v1/admin/products";
+        let url = self.url(path);
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the admin token cannot be sent in a header")?;
+        bearer.set_sensitive(true);
+        let body = json!({ "name": name, "price": 1000, "stock": stock });
+        let body = Bytes::from(serde_json::to_vec(&body).context("serializing the product")?);
+        let uri = self.uri(path).context("not a path")?;
+        let mut request = request(Method::POST, uri, body);
+        request.headers_mut().insert(header::CONTENT_TYPE, JSON);
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+        let reply = self.conn.send(request).await;
+        read_product(reply, "POST", &url, StatusCode::CREATED)
+    }
+
+    /// A resource read back: its JSON on 200, else an error bucket.
+    pub(crate) async fn get_json(&mut self, path: &str) -> Result<Value, String> {
+        let reply = self.get(path).await?;
+        let doc: Option<Value> = serde_json::from_slice(&reply.body).ok();
+        match doc {
+            Some(doc) if reply.status == StatusCode::OK => Ok(doc),
+            doc => Err(error_key(reply.status, doc.as_ref())),
+        }
+    }
+
+    /// Sends a payment webhook, signed now with `secret` the way the api
+    /// checks it (the library's own signer).
+    pub(crate) async fn pay(&mut self, secret: &str, body: String) -> Answer {
+        let t = Utc::now().timestamp();
+        let signature = signature::sign(secret, t, body.as_bytes());
+        let (Some(uri), Ok(signature)) = (
+            self.uri("/api/v1/payments/webhook"),
+            HeaderValue::from_str(&signature),
+        ) else {
+            return Answer::Transport("transport (request)".into());
+        };
+        let mut request = request(Method::POST, uri, Bytes::from(body));
+        request.headers_mut().insert(header::CONTENT_TYPE, JSON);
+        request.headers_mut().insert(X_SIGNATURE, signature);
+        Answer::of(self.conn.send(request).await)
+    }
+}
+
+/// A request without the builder: nothing to validate, nothing to fail.
+fn request(method: Method, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    request
+}
+
+fn read_product(
+    reply: Result<Reply, String>,
+    method: &str,
+    url: &str,
+    expected: StatusCode,
+) -> anyhow::Result<Product> {
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(key) => bail!("{method} {url} failed (is the stack running?): {key}"),
+    };
+    let body = String::from_utf8_lossy(&reply.body);
+    if reply.status != expected {
+        bail!("{method} {url} answered {}: {body}", reply.status);
+    }
+    serde_json::from_str(&body).with_context(|| format!("{method} {url}: not a Product: {body}"))
+}

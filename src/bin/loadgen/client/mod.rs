@@ -1,0 +1,45 @@
+//! Layer 1: the one HTTP client (hyper, one keep-alive connection per
+//! caller), typed api calls, job polling and how answers are read.
+//! Imports only `config` and `measure`.
+
+mod answer;
+mod api;
+mod conn;
+mod jobs;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Mutex, PoisonError};
+
+pub(crate) use answer::{Answer, error_key, job_id_of, problem_code, resource_id_of};
+pub(crate) use api::{Api, PreparedPost};
+pub(crate) use jobs::{JobDoc, Poll, job_error_code, poll_jobs};
+
+/// Runs `work` on every item with up to `width` concurrent callers, each on
+/// a connection of its own; the results come in no particular order.
+pub(crate) async fn each_concurrent<T, R>(
+    api: &Api,
+    items: impl IntoIterator<Item = T>,
+    width: usize,
+    work: impl AsyncFn(&mut Api, T) -> R,
+) -> Vec<R> {
+    let queue = Mutex::new(items.into_iter());
+    // Never held across an await; a poisoned queue is still a queue.
+    let next = || queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+    let callers = (0..width.max(1)).map(|_| {
+        let mut api = api.fork();
+        let (next, work) = (&next, &work);
+        async move {
+            let mut results = Vec::new();
+            while let Some(item) = next() {
+                results.push(work(&mut api, item).await);
+            }
+            results
+        }
+    });
+    futures_util::future::join_all(callers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}

@@ -1,0 +1,38 @@
+//! Layer 0: what a run is asked to do (the command line, checked) and the
+//! fixed knobs every other layer reads. Imports nothing else of loadgen.
+
+mod args;
+mod url;
+
+use std::time::Duration;
+
+pub(crate) use args::{Args, Flow, Mode};
+pub(crate) use url::{BaseUrl, loopback_base_url};
+
+/// Concurrent job reads while polling for outcomes.
+pub(crate) const POLL_CONCURRENCY: usize = 64;
+/// Pause between two polling rounds.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A buyer whose `Prefer: wait` ran out polls its job this often.
+pub(crate) const BUYER_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Give up polling (and report the rest as unfinished) after this long.
+pub(crate) const POLL_TIMEOUT: Duration = Duration::from_secs(120);
+/// The api's product cache may be up to 1 s stale (docs/API.md, "Products").
+pub(crate) const CACHE_SETTLE: Duration = Duration::from_millis(1500);
+/// Per-request timeout; generous because a saturated stack is the point.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A kept-alive connection idle this long is replaced rather than reused:
+/// under the api's idle keep-alive limit (HTTP_HEADER_TIMEOUT_SECS, 10 s by
+/// default), so a request is never sent just as the server closes it.
+pub(crate) const IDLE_REUSE_LIMIT: Duration = Duration::from_secs(5);
+/// Holds expire after HOLD_TTL_SECS (120 s by default) and give their stock
+/// back, which would skew the stock check of a longer run.
+pub(crate) const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(120);
+pub(crate) const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+/// The full flow's buyers wait for outcomes (RFC 7240, capped at 10 s).
+pub(crate) const PREFER_WAIT: &str = "wait=10";
+/// Rounds of draining returned stock before the sold-out phase.
+pub(crate) const DRAIN_ROUNDS: usize = 5;
+/// Latency chart buckets: 100 ms for phases up to this long, else 1 s.
+pub(crate) const FINE_BUCKETS_UP_TO: Duration = Duration::from_secs(30);

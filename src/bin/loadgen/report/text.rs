@@ -1,0 +1,208 @@
+//! The text report (the default output).
+
+use crate::{
+    config::{Args, Flow, Mode},
+    measure::counts_text,
+    report::document::Report,
+    scenarios::records::RunReport,
+};
+
+/// The whole report: a header line, each run, the ratio, the verdict.
+pub(super) fn print_report(report: &Report, args: &Args) {
+    let flows: Vec<&str> = report.runs.iter().map(|run| run.flow).collect();
+    println!(
+        "loadgen {}  clients={} requests={} qty={} mode={} flow={}{}",
+        report.url,
+        args.clients,
+        args.requests,
+        args.qty,
+        args.mode.as_str(),
+        flows.join("+"),
+        args.rate
+            .map(|rate| format!(" rate={rate}/s (open loop)"))
+            .unwrap_or_default()
+    );
+    for run in &report.runs {
+        println!();
+        print_run(run);
+    }
+    if let Some(ratio) = report.pipeline_to_baseline_ratio {
+        println!();
+        println!("pipeline / baseline (decided holds/s, end to end): {ratio:.2}x");
+    }
+    println!();
+    println!("{}", if report.pass { "PASS" } else { "FAIL" });
+}
+
+fn print_run(run: &RunReport) {
+    let s = |d: f64| format!("{d:.3} s");
+    let full = run.flow == Flow::Full.as_str();
+    if full {
+        println!("== {}, full flow (product {}) ==", run.mode, run.product_id);
+        println!(
+            "  buyers               {} purchases by {} concurrent buyers",
+            run.requests, run.clients
+        );
+    } else {
+        println!("== {} (product {}) ==", run.mode, run.product_id);
+        println!("  requests             {}", run.requests);
+    }
+    println!(
+        "  accept               {} ({:.1} req/s){}",
+        s(run.accept_elapsed_s),
+        run.accept_requests_per_s,
+        if full {
+            ", hold POSTs with Prefer: wait=10"
+        } else {
+            ""
+        }
+    );
+    let source = run
+        .end_to_end_source
+        .map_or_else(String::new, |src| format!(", end from {src}"));
+    println!(
+        "  end to end           {} ({:.1} decided/s{source})",
+        s(run.end_to_end_elapsed_s),
+        run.end_to_end_decided_per_s
+    );
+    println!("  accept latency ms    {}", run.accept_latency_ms.text());
+    if let Some(to_outcome) = &run.time_to_outcome_ms {
+        println!("  time to outcome ms   {}", to_outcome.text());
+    }
+    match (run.rejected_at_once, &run.full) {
+        (_, Some(full)) => println!(
+            "  granted / rejected   {} / {} ({} learnt by polling after the wait)",
+            run.granted, run.rejected, full.holds_polled_after_wait
+        ),
+        (Some(at_once), None) if run.mode == Mode::Pipeline.as_str() => println!(
+            "  granted / rejected   {} / {} ({at_once} of them at once, from the cache)",
+            run.granted, run.rejected
+        ),
+        _ => println!("  granted / rejected   {} / {}", run.granted, run.rejected),
+    }
+    println!("  errors               {}", counts_text(&run.errors));
+    if !run.poll_errors.is_empty() {
+        println!("  poll errors (retried) {}", counts_text(&run.poll_errors));
+    }
+    if run.mode == Mode::Pipeline.as_str() {
+        println!("  unfinished jobs      {}", run.unfinished_jobs);
+    }
+    if let Some(full) = &run.full {
+        let o = &full.orders;
+        println!(
+            "  orders               {} created of {} ({:.1} req/s); refused: {}; errors: {}{}",
+            o.created,
+            o.attempted,
+            o.requests_per_s,
+            counts_text(&o.refused),
+            counts_text(&o.errors),
+            if o.unfinished > 0 || o.polled_after_wait > 0 {
+                format!(
+                    "; {} polled after the wait, {} unfinished",
+                    o.polled_after_wait, o.unfinished
+                )
+            } else {
+                String::new()
+            }
+        );
+        println!("  order latency ms     {}", o.latency_ms.text());
+        let p = &full.payments;
+        println!(
+            "  payments             {} webhooks accepted ({:.1} req/s): success {} / failed {} \
+             / abandoned {}; errors: {}",
+            p.accepted,
+            p.requests_per_s,
+            p.to_pay_success,
+            p.to_pay_failed,
+            p.abandoned,
+            counts_text(&p.errors)
+        );
+        println!("  webhook latency ms   {}", p.webhook_latency_ms.text());
+        println!(
+            "  payment jobs         {} (all final {:.3} s after the buyers); unfinished {}{}",
+            counts_text(&p.job_outcomes),
+            p.settle_s,
+            p.unfinished_jobs,
+            if p.poll_errors.is_empty() {
+                String::new()
+            } else {
+                format!("; poll errors (retried) {}", counts_text(&p.poll_errors))
+            }
+        );
+        let st = &full.order_states;
+        println!(
+            "  order states         {}: {} read: {} (expected {}){}",
+            if st.pass { "PASS" } else { "FAIL" },
+            st.read,
+            counts_text(&st.states),
+            counts_text(&st.expected),
+            if st.mismatches.is_empty() {
+                String::new()
+            } else {
+                format!("; mismatches: {}", counts_text(&st.mismatches))
+            }
+        );
+        if !full.holds_without_order.is_empty() {
+            println!(
+                "  holds without order  {}",
+                counts_text(&full.holds_without_order)
+            );
+        }
+    }
+    if let Some(check) = &run.stock_check {
+        let returned = match (check.canceled_units, check.released_hold_units) {
+            (Some(canceled), Some(0)) => format!(" + canceled {canceled} units"),
+            (Some(canceled), Some(released)) => {
+                format!(" + canceled {canceled} units + expired holds {released} units")
+            }
+            _ => String::new(),
+        };
+        println!(
+            "  stock check          {}: stock {} (expected {} = initial {} - granted {} units{returned})",
+            if check.pass { "PASS" } else { "FAIL" },
+            check.actual_stock,
+            check.expected_stock,
+            check.initial_stock,
+            check.granted_units
+        );
+    }
+    if !run.phases.is_empty() {
+        println!("  requests/s by phase");
+        for phase in &run.phases {
+            println!(
+                "    {:<22} {:>7} requests in {:>8.3} s  {:>9.1} req/s",
+                phase.name, phase.requests, phase.elapsed_s, phase.requests_per_s
+            );
+        }
+    }
+    if let Some(sold_out) = &run.sold_out {
+        let verdict = match sold_out.pass {
+            Some(true) => "PASS: ",
+            Some(false) => "FAIL: ",
+            None => "",
+        };
+        println!(
+            "  sold-out             {verdict}{} holds in {} ({:.1} req/s) on stock {}{}",
+            sold_out.requests,
+            s(sold_out.elapsed_s),
+            sold_out.requests_per_s,
+            sold_out.stock_before,
+            if sold_out.drained_units > 0 {
+                format!(
+                    " (after draining {} returned units)",
+                    sold_out.drained_units
+                )
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "    immediate 409 (no job) {}, queued {}, granted {}; errors: {}",
+            sold_out.rejected_at_once,
+            sold_out.queued,
+            sold_out.granted,
+            counts_text(&sold_out.errors)
+        );
+        println!("    latency ms         {}", sold_out.latency_ms.text());
+    }
+}
