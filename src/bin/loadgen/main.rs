@@ -40,7 +40,6 @@
 //! (stock, order states, a sold-out hold that reached the queue) or a job
 //! was still unfinished at the end of polling, 2 when the run could not be
 //! made at all.
-
 //!
 //! Layers, each importing only those before it: `config` (the command line
 //! and fixed knobs) and `measure` (rates, counts, percentiles), then
