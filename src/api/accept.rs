@@ -15,7 +15,7 @@ use axum::{
 use backon::Retryable;
 use uuid::Uuid;
 
-use super::{AppState, error::ApiError, responses::Accepted};
+use super::{error::ApiError, responses::Accepted, state::AppState};
 use crate::{
     commands::Command,
     db::{self, idempotency_keys, jobs::NewJob, payment_events},

@@ -14,10 +14,10 @@ use axum::{
 use backon::Retryable;
 
 use super::{
-    AppState,
     error::{ApiError, ApiResult},
     input::Valid,
     requests::CreateHold,
+    state::AppState,
 };
 use crate::{
     db::{self, baseline::Refused},

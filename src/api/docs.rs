@@ -18,7 +18,7 @@ use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::AppState;
+use super::state::AppState;
 use crate::problem::Problem;
 
 /// "Not blank": at least one character that is not white space, where

@@ -13,8 +13,8 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
-    AppState,
     error::{ApiError, ApiResult},
+    state::AppState,
 };
 use crate::{domain::idempotency::IdempotencyKey, problem::Code};
 

@@ -5,10 +5,10 @@ use std::time::Duration;
 use axum::{Json, extract::State};
 
 use super::{
-    AppState,
     docs::Unavailable,
     error::ApiError,
     responses::{Health, Ready},
+    state::AppState,
 };
 use crate::{db, problem::Code};
 

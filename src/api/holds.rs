@@ -4,7 +4,6 @@ use axum::{Json, extract::State};
 use uuid::Uuid;
 
 use super::{
-    AppState,
     accept::{Answer, Recording, accept},
     docs::{
         CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
@@ -16,6 +15,7 @@ use super::{
     products::find,
     requests::CreateHold,
     responses::HoldAccepted,
+    state::AppState,
 };
 use crate::{
     claims::Spoken,

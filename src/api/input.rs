@@ -13,7 +13,7 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::{AppState, error::ApiError, extract};
+use super::{error::ApiError, extract, state::AppState};
 use crate::{
     config::Settings,
     domain::idempotency::IdempotencyKey,

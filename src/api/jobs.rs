@@ -3,10 +3,10 @@
 use axum::{Json, extract::State};
 
 use super::{
-    AppState,
     docs::Unavailable,
     error::{ApiError, ApiResult},
     extract::PathId,
+    state::AppState,
 };
 use crate::{db::jobs, domain::Job, problem::Problem};
 

@@ -25,6 +25,7 @@ mod recorder;
 mod requests;
 mod responses;
 mod server;
+mod state;
 
 use std::{any::Any, sync::Arc};
 
@@ -34,7 +35,6 @@ use axum::{
     http::{Method, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use sqlx::MySqlPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
@@ -47,51 +47,10 @@ pub use input::BODY_LIMIT;
 pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
 pub use recorder::JobRecorder;
 pub use server::{LISTEN_BACKLOG, MAX_HEAD_BYTES, bind, raise_file_limit};
+pub use state::AppState;
 
 use self::docs::Security;
-use crate::{
-    broker::Broker,
-    cache::ProductCache,
-    config::{Secret, Settings},
-    problem::{Code, Problem},
-    waiters::JobWaiters,
-};
-
-/// Everything a handler may touch. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: MySqlPool,
-    pub broker: Broker,
-    pub cache: ProductCache,
-    pub waiters: JobWaiters,
-    pub recorder: JobRecorder,
-    pub publisher: CommandPublisher,
-    pub settings: Arc<Settings>,
-    pub admin_token: Secret,
-    pub webhook_secret: Secret,
-    /// The OpenAPI document, rendered once when the router is built.
-    pub openapi: Arc<serde_json::Value>,
-}
-
-impl AppState {
-    /// State over these dependencies, with an empty cache and no waiters;
-    /// starts the job recorder and the command publisher.
-    pub fn new(pool: MySqlPool, broker: Broker, settings: Arc<Settings>) -> anyhow::Result<Self> {
-        let (admin_token, webhook_secret) = settings.require_secrets()?;
-        Ok(Self {
-            recorder: JobRecorder::start(pool.clone()),
-            publisher: CommandPublisher::start(broker.clone()),
-            pool,
-            broker,
-            cache: ProductCache::new(),
-            waiters: JobWaiters::new(),
-            settings,
-            admin_token,
-            webhook_secret,
-            openapi: Arc::default(),
-        })
-    }
-}
+use crate::problem::{Code, Problem};
 
 /// Every route, each registered with its OpenAPI operation.
 fn routes(enable_baseline: bool) -> OpenApiRouter<AppState> {

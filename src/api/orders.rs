@@ -4,7 +4,6 @@ use axum::{Json, extract::State};
 use uuid::Uuid;
 
 use super::{
-    AppState,
     accept::{Answer, Recording, accept},
     docs::{
         CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
@@ -15,6 +14,7 @@ use super::{
     input::Keyed,
     requests::CreateOrder,
     responses::OrderAccepted,
+    state::AppState,
 };
 use crate::{
     commands::{Command, OrderRequest},

@@ -9,7 +9,6 @@ use axum::{
 };
 
 use super::{
-    AppState,
     accept::{Answer, Recording, accept},
     docs::{
         LocationPath, MalformedJson, PayloadTooLarge, PaymentEventFilter, RequestTimeout,
@@ -20,11 +19,12 @@ use super::{
     input::Signed,
     requests::PaymentWebhook,
     responses::{PaymentAccepted, PaymentEventList},
+    state::AppState,
 };
 use crate::{
     commands::{Command, PaymentRequest},
     db::payment_events,
-    domain::{EventState, JobKind, payment::Delivery},
+    domain::{EventState, JobKind},
     problem::Problem,
 };
 
@@ -56,7 +56,7 @@ pub async fn webhook(
     State(state): State<AppState>,
     Signed(body): Signed<PaymentWebhook>,
 ) -> ApiResult<Answer> {
-    let delivery = Delivery::from(body);
+    let delivery = body.into_delivery();
     let job_id = delivery.job_id();
     let (order_id, status) = (delivery.order_id, delivery.status);
     let command = Command::Payment(PaymentRequest::from(&delivery));

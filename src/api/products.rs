@@ -8,7 +8,6 @@ use axum::{
 };
 
 use super::{
-    AppState,
     docs::{
         LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
         UnsupportedMediaType,
@@ -18,13 +17,9 @@ use super::{
     input::Valid,
     requests::{CreateProduct, Restock},
     responses::ProductList,
+    state::AppState,
 };
-use crate::{
-    broker::Event,
-    db::products,
-    domain::{NewProduct, Product},
-    problem::Problem,
-};
+use crate::{broker::Event, db::products, domain::Product, problem::Problem};
 
 #[utoipa::path(get, path = "/api/v1/products", operation_id = "listProducts", summary = "List the products", tag = "products",
     responses(
@@ -88,7 +83,7 @@ pub async fn create(
     State(state): State<AppState>,
     Valid(body): Valid<CreateProduct>,
 ) -> ApiResult<impl IntoResponse> {
-    let product = products::create(&state.pool, &NewProduct::from(body))
+    let product = products::create(&state.pool, &body.into_new_product())
         .await
         .map_err(classify)?;
     announce(&state, &product).await;

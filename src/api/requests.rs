@@ -106,12 +106,13 @@ impl FromFields for PaymentWebhook {
     }
 }
 
-impl From<PaymentWebhook> for Delivery {
-    fn from(body: PaymentWebhook) -> Self {
-        Self {
-            idempotency_key: body.idempotency_key,
-            order_id: body.order_id,
-            status: body.status,
+impl PaymentWebhook {
+    /// The domain value this body stands for.
+    pub fn into_delivery(self) -> Delivery {
+        Delivery {
+            idempotency_key: self.idempotency_key,
+            order_id: self.order_id,
+            status: self.status,
         }
     }
 }
@@ -148,12 +149,13 @@ impl FromFields for CreateProduct {
     }
 }
 
-impl From<CreateProduct> for NewProduct {
-    fn from(body: CreateProduct) -> Self {
-        Self {
-            name: body.name,
-            price: body.price,
-            stock: body.stock,
+impl CreateProduct {
+    /// The domain value this body stands for.
+    pub fn into_new_product(self) -> NewProduct {
+        NewProduct {
+            name: self.name,
+            price: self.price,
+            stock: self.stock,
         }
     }
 }

@@ -25,24 +25,13 @@ mod link;
 mod topology;
 
 use link::Link;
-pub use topology::{declare_event_queue, declare_topology};
-
-pub const COMMANDS_EXCHANGE: &str = "flash.commands";
-pub const DEAD_LETTER_EXCHANGE: &str = "flash.dead-letter";
-pub const DEAD_LETTER_QUEUE: &str = "flash.dead-letters";
-pub const EVENTS_EXCHANGE: &str = "flash.events";
-
-/// Deliveries of one message before the broker dead-letters it: enough to ride
-/// out worker crashes, few enough that a poison message cannot stall a
-/// partition for long.
-pub const DELIVERY_LIMIT: i32 = 10;
+pub use topology::{
+    COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE,
+    declare_event_queue, declare_topology, partition_queue,
+};
 
 /// Messages are persistent (delivery mode 2) so a broker restart keeps them.
 const PERSISTENT: u8 = 2;
-
-pub fn partition_queue(partition: u16) -> String {
-    format!("{COMMANDS_EXCHANGE}.{partition}")
-}
 
 /// Partition of a product (holds and expiry sweeps).
 pub fn partition_for_product(product_id: i64, partitions: u16) -> u16 {

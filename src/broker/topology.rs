@@ -10,10 +10,20 @@ use lapin::{
 };
 use uuid::Uuid;
 
-use super::{
-    COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE,
-    partition_queue,
-};
+pub const COMMANDS_EXCHANGE: &str = "flash.commands";
+pub const DEAD_LETTER_EXCHANGE: &str = "flash.dead-letter";
+pub const DEAD_LETTER_QUEUE: &str = "flash.dead-letters";
+pub const EVENTS_EXCHANGE: &str = "flash.events";
+
+/// Deliveries of one message before the broker dead-letters it: enough to ride
+/// out worker crashes, few enough that a poison message cannot stall a
+/// partition for long.
+pub const DELIVERY_LIMIT: i32 = 10;
+
+/// The command queue of `partition`.
+pub fn partition_queue(partition: u16) -> String {
+    format!("{COMMANDS_EXCHANGE}.{partition}")
+}
 
 /// Declares exchanges, partition queues and the dead-letter queue. Declaring
 /// the same topology again is a no-op.

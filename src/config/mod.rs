@@ -9,9 +9,8 @@ mod vars;
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
-use clap::ValueEnum;
-
 use vars::Vars;
+pub use vars::{LogFormat, Migrate};
 
 /// A value that must never reach a log line or a `Debug` print.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,23 +30,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    #[value(alias = "pretty")]
-    Text,
-    Json,
-}
-
-/// Whether a process creates and migrates the database at start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Migrate {
-    /// Create the database when missing and apply pending migrations.
-    Auto,
-    /// Only check that the schema is current: `admin migrate` applies it, so
-    /// the run-time user needs no DDL rights.
-    Off,
 }
 
 /// Where RabbitMQ is: the nodes of one cluster, tried in order, and an

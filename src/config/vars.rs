@@ -8,9 +8,24 @@
 
 use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 
-use clap::{CommandFactory, FromArgMatches, Parser, builder::BoolishValueParser};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum, builder::BoolishValueParser};
 
-use super::{LogFormat, Migrate};
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[value(alias = "pretty")]
+    Text,
+    Json,
+}
+
+/// Whether a process creates and migrates the database at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Migrate {
+    /// Create the database when missing and apply pending migrations.
+    Auto,
+    /// Only check that the schema is current: `admin migrate` applies it, so
+    /// the run-time user needs no DDL rights.
+    Off,
+}
 
 /// The environment variables, one field each. Secrets are plain strings
 /// here (`hide_env_values`); [`secret`] picks the value or its `_FILE`.

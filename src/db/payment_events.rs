@@ -73,17 +73,18 @@ struct EventRow {
     processed_at: Option<DateTime<Utc>>,
 }
 
-impl From<EventRow> for PaymentEvent {
-    fn from(row: EventRow) -> Self {
-        Self {
-            job_id: row.job_id,
-            idempotency_key: row.idempotency_key,
-            order_id: row.order_id,
-            status: row.status,
-            state: row.state,
-            reason: row.reason,
-            created_at: row.created_at,
-            processed_at: row.processed_at,
+impl EventRow {
+    /// The domain value this row stands for.
+    fn into_event(self) -> PaymentEvent {
+        PaymentEvent {
+            job_id: self.job_id,
+            idempotency_key: self.idempotency_key,
+            order_id: self.order_id,
+            status: self.status,
+            state: self.state,
+            reason: self.reason,
+            created_at: self.created_at,
+            processed_at: self.processed_at,
         }
     }
 }
@@ -91,7 +92,7 @@ impl From<EventRow> for PaymentEvent {
 fn events(rows: Vec<MySqlRow>) -> sqlx::Result<Vec<PaymentEvent>> {
     Ok(text::all::<EventRow>(rows)?
         .into_iter()
-        .map(PaymentEvent::from)
+        .map(EventRow::into_event)
         .collect())
 }
 

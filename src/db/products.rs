@@ -56,7 +56,7 @@ pub async fn get_many<'e>(db: impl MySqlExecutor<'e>, ids: &[i64]) -> sqlx::Resu
     Read::new(sql, text::all::<ProductRow>)
         .fetch(db)
         .await
-        .map(|rows| rows.into_iter().map(Product::from).collect())
+        .map(|rows| rows.into_iter().map(ProductRow::into_product).collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,13 +67,14 @@ struct ProductRow {
     stock: i64,
 }
 
-impl From<ProductRow> for Product {
-    fn from(row: ProductRow) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            price: row.price,
-            stock: row.stock,
+impl ProductRow {
+    /// The domain value this row stands for.
+    fn into_product(self) -> Product {
+        Product {
+            id: self.id,
+            name: self.name,
+            price: self.price,
+            stock: self.stock,
         }
     }
 }

@@ -21,7 +21,7 @@ use lapin::{
 use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::Worker;
+use super::supervisor::Worker;
 use crate::{
     broker,
     commands::{Command, decode_message},

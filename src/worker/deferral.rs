@@ -10,10 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Worker,
     consumer::Message,
     orders::OrderApplied,
     retry::{Applied, with_retries},
+    supervisor::Worker,
 };
 use crate::commands::OrderRequest;
 

@@ -8,17 +8,23 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{
-    BatchApplied, Decided, MAX_TRANSACTION, Worker,
+    BatchApplied, Decided,
+    consumer::MAX_BATCH,
     consumer::{Message, Taken},
     orders::OrderApplied,
     planner::{self, Alone},
     retry::{Applied, with_retries},
+    supervisor::Worker,
 };
 use crate::{broker::Event, commands::OrderRequest, domain::JobKind};
 
+/// Most commands of one kind decided in one transaction: a batch stops
+/// taking messages once it has [`MAX_BATCH`] commands, so it may hold a
+/// message's worth more; only a message far larger than the api makes is
+/// split.
+const MAX_TRANSACTION: usize = 2 * MAX_BATCH;
 /// Orders and sweeps a batch leaves to run alone, run at the same time.
 const SIDE_BY_SIDE: usize = 4;
 
@@ -198,13 +204,4 @@ impl Worker {
             tracing::warn!(error = %format!("{e:#}"), "event not published");
         }
     }
-}
-
-/// Ids without repeats, first occurrence kept.
-pub fn unique<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
-    let mut seen = std::collections::HashSet::new();
-    ids.into_iter()
-        .filter(|id| seen.insert(**id))
-        .copied()
-        .collect()
 }

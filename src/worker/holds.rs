@@ -4,7 +4,7 @@ use std::{collections::HashSet, time::Duration};
 
 use sqlx::MySqlPool;
 
-use super::Decided;
+use super::{Decided, planner};
 use crate::{
     commands::HoldRequest,
     db::{
@@ -31,7 +31,7 @@ pub async fn apply_holds(
     requests: &[HoldRequest],
     ttl: Duration,
 ) -> sqlx::Result<Decided> {
-    let ids = super::unique(requests.iter().map(|r| &r.job_id));
+    let ids = planner::unique(requests.iter().map(|r| &r.job_id));
     let mut reads = Batch::new();
     let product = reads.read(products::lock_for_holds(product_id));
     let queued = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued(&ids)));

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::MySqlPool;
 use uuid::Uuid;
 
-use super::{BatchApplied, Decided, payments};
+use super::{BatchApplied, Decided, payments, planner};
 use crate::{
     commands::OrderRequest,
     db::{
@@ -128,11 +128,11 @@ pub async fn apply_orders(
     pool: &MySqlPool,
     requests: &[OrderRequest],
 ) -> sqlx::Result<BatchApplied> {
-    let jobs = super::unique(requests.iter().map(|r| &r.job_id));
+    let jobs = planner::unique(requests.iter().map(|r| &r.job_id));
     if jobs.is_empty() {
         return Ok(BatchApplied::default());
     }
-    let holds = super::unique(requests.iter().map(|r| &r.hold_id));
+    let holds = planner::unique(requests.iter().map(|r| &r.hold_id));
     let mut reads = Batch::new();
     let queued = reads.read(jobs::lock_queued(&jobs));
     let found = reads.read(holds::lock_all(&holds));

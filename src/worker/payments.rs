@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{MySql, MySqlPool, Transaction};
 use uuid::Uuid;
 
-use super::{BatchApplied, Decided};
+use super::{BatchApplied, Decided, planner};
 use crate::{
     commands::PaymentRequest,
     db::{
@@ -42,11 +42,11 @@ pub async fn apply_payments(
     pool: &MySqlPool,
     requests: &[PaymentRequest],
 ) -> sqlx::Result<BatchApplied> {
-    let jobs = super::unique(requests.iter().map(|r| &r.job_id));
+    let jobs = planner::unique(requests.iter().map(|r| &r.job_id));
     if jobs.is_empty() {
         return Ok(BatchApplied::default());
     }
-    let order_ids = super::unique(requests.iter().map(|r| &r.order_id));
+    let order_ids = planner::unique(requests.iter().map(|r| &r.order_id));
     let mut reads = Batch::new();
     let order_jobs = reads.read(jobs::lock_order_jobs(&order_ids));
     let found = reads.read(orders::lock_all(&order_ids));

@@ -101,6 +101,15 @@ pub fn chains<M>(alone: Vec<(M, Alone)>) -> Vec<Vec<(M, Alone)>> {
     chains
 }
 
+/// Ids without repeats, first occurrence kept.
+pub fn unique<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(**id))
+        .copied()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,49 @@
+//! What every handler may touch: the api's shared state.
+
+use std::sync::Arc;
+
+use sqlx::MySqlPool;
+
+use super::{publisher::CommandPublisher, recorder::JobRecorder};
+use crate::{
+    broker::Broker,
+    cache::ProductCache,
+    config::{Secret, Settings},
+    waiters::JobWaiters,
+};
+
+/// Everything a handler may touch. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: MySqlPool,
+    pub broker: Broker,
+    pub cache: ProductCache,
+    pub waiters: JobWaiters,
+    pub recorder: JobRecorder,
+    pub publisher: CommandPublisher,
+    pub settings: Arc<Settings>,
+    pub admin_token: Secret,
+    pub webhook_secret: Secret,
+    /// The OpenAPI document, rendered once when the router is built.
+    pub openapi: Arc<serde_json::Value>,
+}
+
+impl AppState {
+    /// State over these dependencies, with an empty cache and no waiters;
+    /// starts the job recorder and the command publisher.
+    pub fn new(pool: MySqlPool, broker: Broker, settings: Arc<Settings>) -> anyhow::Result<Self> {
+        let (admin_token, webhook_secret) = settings.require_secrets()?;
+        Ok(Self {
+            recorder: JobRecorder::start(pool.clone()),
+            publisher: CommandPublisher::start(broker.clone()),
+            pool,
+            broker,
+            cache: ProductCache::new(),
+            waiters: JobWaiters::new(),
+            settings,
+            admin_token,
+            webhook_secret,
+            openapi: Arc::default(),
+        })
+    }
+}
