@@ -40,6 +40,7 @@ trap cleanup EXIT
 
 run_one() { # side binary pair
     local side=$1 bin=$2 pair=$3 name="bench_pairs_${1}_$3"
+    shift 3
     mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $name"
     rabbitmqctl -q delete_vhost "$name" >/dev/null 2>&1 || true
     rabbitmqctl -q add_vhost "$name" >/dev/null
