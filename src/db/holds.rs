@@ -73,7 +73,7 @@ pub fn lock_all(ids: &[Uuid]) -> Read<Vec<Hold>> {
     let mut sql = Sql::new();
     sql.push(sql!(
         "SELECT id, product_id, qty, unit_price, amount, status, expires_at, created_at \
-         FROM holds WHERE id IN ("
+         FROM holds FORCE INDEX (PRIMARY) WHERE id IN ("
     ))
     .uuids(ids)
     .push(sql!(") FOR UPDATE"));
@@ -121,7 +121,12 @@ pub fn set_status<'a>(
     status: HoldStatus,
     now: &DateTime<Utc>,
 ) -> Writes {
-    Writes::set_status(sql!("UPDATE holds SET status = "), status, now, ids)
+    Writes::set_status(
+        sql!("UPDATE holds FORCE INDEX (PRIMARY) SET status = "),
+        status,
+        now,
+        ids,
+    )
 }
 
 /// An active hold past its expiry, locked by a sweep.

@@ -364,7 +364,7 @@ pub fn complete_all(outcomes: &[Outcome], completed_at: &DateTime<Utc>) -> Write
     let mut writes = Writes::new();
     for ((status, result, error), ids) in groups {
         let mut sql = Sql::new();
-        sql.push(sql!("UPDATE jobs SET status = "))
+        sql.push(sql!("UPDATE jobs FORCE INDEX (PRIMARY) SET status = "))
             .word(status)
             .push(sql!(", result = "))
             .opt_text(result.as_deref())
@@ -422,7 +422,7 @@ pub async fn stuck(
 /// Notes that `ids` (not empty) were published again at `now`.
 pub async fn mark_relayed(pool: &MySqlPool, ids: &[Uuid], now: &DateTime<Utc>) -> sqlx::Result<()> {
     let mut sql = Sql::new();
-    sql.push(sql!("UPDATE jobs SET relayed_at = "))
+    sql.push(sql!("UPDATE jobs FORCE INDEX (PRIMARY) SET relayed_at = "))
         .time(now)
         .push(sql!(" WHERE id IN ("))
         .uuids(ids)

@@ -9,6 +9,12 @@
 //! each read's rows back through a typed slot. Each enum is spelled for
 //! SQL once, in [`columns`].
 //!
+//! A statement that locks or writes rows named by a list of ids (`WHERE id
+//! IN (…)`) says `FORCE INDEX (PRIMARY)`: on a small table (a sale's first
+//! minutes) the optimizer reads the whole index instead of the listed keys,
+//! and a locking read or an UPDATE locks every row it reads, so two
+//! batches that share no row deadlock.
+//!
 //! This file: the pool, database creation and migrations, and the error
 //! classification every writer shares.
 

@@ -112,7 +112,7 @@ pub fn lock_all(ids: &[Uuid]) -> Read<Vec<Order>> {
     let mut sql = Sql::new();
     sql.push(sql!(
         "SELECT id, hold_id, product_id, qty, amount, status, created_at, updated_at \
-         FROM orders WHERE id IN ("
+         FROM orders FORCE INDEX (PRIMARY) WHERE id IN ("
     ))
     .uuids(ids)
     .push(sql!(") FOR UPDATE"));
@@ -125,5 +125,10 @@ pub fn set_status<'a>(
     status: OrderStatus,
     now: &DateTime<Utc>,
 ) -> Writes {
-    Writes::set_status(sql!("UPDATE orders SET status = "), status, now, ids)
+    Writes::set_status(
+        sql!("UPDATE orders FORCE INDEX (PRIMARY) SET status = "),
+        status,
+        now,
+        ids,
+    )
 }

@@ -155,7 +155,7 @@ pub fn lock_all(ids: &[Uuid]) -> Read<HashMap<Uuid, PaymentEvent>> {
     let mut sql = Sql::new();
     sql.push(sql!(
         "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
-         FROM payment_events WHERE id IN ("
+         FROM payment_events FORCE INDEX (PRIMARY) WHERE id IN ("
     ))
     .uuids(ids)
     .push(sql!(") FOR UPDATE"));
@@ -176,15 +176,17 @@ pub fn mark_all(
         return writes;
     }
     let mut sql = Sql::new();
-    sql.push(sql!("UPDATE payment_events SET state = "))
-        .word(state)
-        .push(sql!(", reason = "))
-        .opt_text(reason)
-        .push(sql!(", processed_at = "))
-        .time(now)
-        .push(sql!(" WHERE id IN ("))
-        .uuids(ids)
-        .push(sql!(")"));
+    sql.push(sql!(
+        "UPDATE payment_events FORCE INDEX (PRIMARY) SET state = "
+    ))
+    .word(state)
+    .push(sql!(", reason = "))
+    .opt_text(reason)
+    .push(sql!(", processed_at = "))
+    .time(now)
+    .push(sql!(" WHERE id IN ("))
+    .uuids(ids)
+    .push(sql!(")"));
     writes.push(sql);
     writes
 }
