@@ -5,7 +5,8 @@
 //! into a type of [`requests`]); a command is accepted by [`accept`]
 //! (recorded by [`recorder`] or with its key, published by [`publisher`]);
 //! answers are [`responses`] or domain types. [`docs`] renders the OpenAPI
-//! document from the handlers' attributes.
+//! document from the handlers' attributes. Every handler shares the
+//! [`state`] ([`AppState`]).
 
 mod accept;
 mod baseline;
