@@ -820,6 +820,69 @@ async fn overlapping_order_batches_make_each_order_once_without_deadlock() {
     app.stop().await;
 }
 
+/// Batched writes by id touch only the listed rows, on a table small enough
+/// that the optimizer would rather read its whole primary index (and an
+/// UPDATE locks every row it reads): a row another batch holds must not
+/// block them. Without `FORCE INDEX (PRIMARY)` this waited on the held
+/// rows (what made two overlapping order batches deadlock now and then).
+#[tokio::test]
+async fn batched_writes_by_id_lock_only_their_own_rows() {
+    const ORDERS: usize = 40;
+    let app = spawn_with(NO_WORKERS, &[]).await;
+    let product = app.create_product("Footprint", 100, ORDERS as i64).await;
+    let holds = grant_directly(&app.pool, app.settings.hold_ttl, product, ORDERS, 1).await;
+    let orders = record_orders(&app, &holds).await;
+    sqlx::query("ANALYZE TABLE jobs, holds")
+        .execute(&app.pool)
+        .await
+        .expect("analyze");
+
+    // Another batch holds the first order's job and hold.
+    let mut other = app.pool.begin().await.expect("begin");
+    for (sql, id) in [
+        (
+            "SELECT id FROM jobs WHERE id = ? FOR UPDATE",
+            orders[0].job_id,
+        ),
+        ("SELECT id FROM holds WHERE id = ? FOR UPDATE", holds[0]),
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_one(&mut *other)
+            .await
+            .expect("lock one row");
+    }
+
+    let mut tx = app.pool.begin().await.expect("begin");
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1")
+        .execute(&mut *tx)
+        .await
+        .expect("timeout");
+    let now = flash_sale::time::now();
+    let outcomes: Vec<jobs::Outcome> = orders[10..]
+        .iter()
+        .map(|order| jobs::Outcome {
+            job_id: order.job_id,
+            kind: JobKind::Order,
+            decision: jobs::Decision::Created,
+        })
+        .collect();
+    let mut writes = jobs::complete_all(&outcomes, &now);
+    writes.append(flash_sale::db::holds::set_status(
+        &holds[10..],
+        flash_sale::domain::HoldStatus::Used,
+        &now,
+    ));
+    let touched = writes.execute(&mut *tx).await;
+    // Both transactions end before any assertion: an open one would keep
+    // the test's database from being dropped.
+    tx.rollback().await.expect("rollback");
+    other.rollback().await.expect("rollback");
+    app.stop().await;
+    let touched = touched.expect("no row of the other batch is waited for");
+    assert_eq!(touched, 2 * (ORDERS as u64 - 10));
+}
+
 #[tokio::test]
 async fn a_batch_of_payments_is_decided_in_arrival_order_against_each_order() {
     let app = spawn_with(NO_WORKERS, &[]).await;
