@@ -10,6 +10,7 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum, builder::BoolishValueParser};
 
+/// `LOG_FORMAT`: human-readable lines, or one JSON object per line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     #[value(alias = "pretty")]
@@ -28,7 +29,7 @@ pub enum Migrate {
 }
 
 /// The environment variables, one field each. Secrets are plain strings
-/// here (`hide_env_values`); [`secret`] picks the value or its `_FILE`.
+/// here (`hide_env_values`); `super::secret` picks the value or its `_FILE`.
 #[derive(Parser, Debug)]
 #[command(
     name = "flash-sale",
