@@ -42,6 +42,24 @@ pub struct AmqpSettings {
     pub ca_pem: Option<String>,
 }
 
+/// How buyer tokens are checked (`BUYER_JWT_SECRET`, `BUYER_JWT_AUDIENCE`).
+#[derive(Clone, Debug)]
+pub struct BuyerJwt {
+    /// The HS256 key.
+    pub secret: Secret,
+    /// When set, a token's `aud` must name it.
+    pub audience: Option<String>,
+}
+
+/// A token bucket per buyer or client address (`RATE_LIMIT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens added per second (≥ 1).
+    pub per_sec: u32,
+    /// The bucket's size (≥ 1).
+    pub burst: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub database_url: Secret,
@@ -75,6 +93,12 @@ pub struct Settings {
     pub http_header_timeout: Duration,
     /// A request body not received this long after its head is 408.
     pub http_body_timeout: Duration,
+    /// `None`: every buyer is anonymous, and a buyer token is refused.
+    pub buyer_jwt: Option<BuyerJwt>,
+    /// `None`: no rate limit (`RATE_LIMIT_PER_SEC=0`).
+    pub rate_limit: Option<RateLimit>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/flash_sale";
@@ -126,6 +150,22 @@ impl Settings {
             enable_baseline: vars.enable_baseline,
             http_header_timeout: Duration::from_secs(vars.http_header_timeout_secs),
             http_body_timeout: Duration::from_secs(vars.http_body_timeout_secs),
+            buyer_jwt: secret(
+                "BUYER_JWT_SECRET",
+                vars.buyer_jwt_secret,
+                vars.buyer_jwt_secret_file,
+            )?
+            .map(|secret| BuyerJwt {
+                secret,
+                audience: vars.buyer_jwt_audience,
+            }),
+            rate_limit: (vars.rate_limit_per_sec > 0).then(|| RateLimit {
+                per_sec: vars.rate_limit_per_sec,
+                burst: vars
+                    .rate_limit_burst
+                    .unwrap_or(vars.rate_limit_per_sec.saturating_mul(2)),
+            }),
+            trusted_proxies: trusted_proxies(&vars.trusted_proxies)?,
         })
     }
 
@@ -174,6 +214,22 @@ fn secret(
             Ok(Some(Secret::new(value)))
         }
     }
+}
+
+/// `TRUSTED_PROXIES`: addresses (one host) or networks in CIDR form.
+fn trusted_proxies(items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!("TRUSTED_PROXIES: {item:?} is not an address or a CIDR network")
+                })
+        })
+        .collect()
 }
 
 /// `AMQP_URL` may list the nodes of a cluster, separated by commas (a comma
@@ -232,6 +288,39 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Text);
         assert_eq!(s.http_header_timeout, Duration::from_secs(10));
         assert_eq!(s.http_body_timeout, Duration::from_secs(10));
+        assert!(s.buyer_jwt.is_none());
+        assert!(s.rate_limit.is_none());
+        assert!(s.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn buyer_tokens_rate_limits_and_proxies() {
+        let s = settings(&[
+            ("BUYER_JWT_SECRET", "k"),
+            ("BUYER_JWT_AUDIENCE", "shop"),
+            ("RATE_LIMIT_PER_SEC", "5"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1"),
+        ])
+        .expect("valid");
+        let jwt = s.buyer_jwt.expect("buyer tokens on");
+        assert_eq!(jwt.secret.expose(), "k");
+        assert_eq!(jwt.audience.as_deref(), Some("shop"));
+        assert_eq!(
+            s.rate_limit,
+            Some(RateLimit {
+                per_sec: 5,
+                burst: 10
+            })
+        );
+        let proxies: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        let s = settings(&[("RATE_LIMIT_PER_SEC", "5"), ("RATE_LIMIT_BURST", "7")]).expect("ok");
+        assert_eq!(s.rate_limit.map(|r| r.burst), Some(7));
+        let s = settings(&[("RATE_LIMIT_PER_SEC", "0"), ("RATE_LIMIT_BURST", "7")]).expect("ok");
+        assert!(s.rate_limit.is_none());
+        assert!(settings(&[("TRUSTED_PROXIES", "10.0.0.0/33")]).is_err());
+        assert!(settings(&[("TRUSTED_PROXIES", "proxy.local")]).is_err());
+        assert!(settings(&[("RATE_LIMIT_BURST", "0")]).is_err());
     }
 
     #[test]
@@ -282,7 +371,7 @@ mod tests {
     fn every_variable_is_in_the_readme() {
         let readme = include_str!("../../README.md");
         let names = Settings::variable_names();
-        assert_eq!(names.len(), 23, "{names:?}");
+        assert_eq!(names.len(), 29, "{names:?}");
         for name in names {
             assert!(
                 readme.contains(&format!("`{name}`")),

@@ -56,6 +56,24 @@ pub(super) struct Vars {
     pub(super) webhook_secret: Option<String>,
     #[arg(long, env = "WEBHOOK_SECRET_FILE")]
     pub(super) webhook_secret_file: Option<PathBuf>,
+    #[arg(long, env = "BUYER_JWT_SECRET", hide_env_values = true)]
+    pub(super) buyer_jwt_secret: Option<String>,
+    #[arg(long, env = "BUYER_JWT_SECRET_FILE")]
+    pub(super) buyer_jwt_secret_file: Option<PathBuf>,
+    #[arg(long, env = "BUYER_JWT_AUDIENCE")]
+    pub(super) buyer_jwt_audience: Option<String>,
+    /// Commands per second per buyer or address; 0 is off.
+    #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub(super) rate_limit_per_sec: u32,
+    /// Defaults to twice the rate.
+    #[arg(long, env = "RATE_LIMIT_BURST",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub(super) rate_limit_burst: Option<u32>,
+    /// Addresses or networks (CIDR), separated by commas, whose
+    /// `X-Forwarded-For` is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(super) trusted_proxies: Vec<String>,
     #[arg(
         long,
         env = "MIGRATE",

@@ -217,6 +217,24 @@ pub fn lock_queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
     queued_among(ids, sql!(" FOR UPDATE"))
 }
 
+/// As [`lock_queued`], with when each job was recorded: a hold is judged
+/// against its product's sale window by that time, not the worker's.
+pub fn lock_queued_recorded(ids: &[Uuid]) -> Read<HashMap<Uuid, DateTime<Utc>>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id, created_at FROM jobs FORCE INDEX (PRIMARY) WHERE status = "
+    ))
+    .word(JobStatus::Queued)
+    .push(sql!(" AND id IN ("))
+    .uuids(ids)
+    .push(sql!(") FOR UPDATE"));
+    Read::new(sql, |rows: Vec<MySqlRow>| {
+        Ok(text::all::<(Uuid, DateTime<Utc>)>(rows)?
+            .into_iter()
+            .collect())
+    })
+}
+
 /// Of `ids` (not empty), the jobs still queued, as the transaction's
 /// snapshot sees them (a plain read: nothing is locked).
 pub fn queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
