@@ -33,6 +33,10 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>, nullable = false)]
     pub errors: Option<FieldErrors>,
+    /// `sale_not_started` only: when the sale opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "date-time", nullable = false)]
+    pub starts_at: Option<String>,
 }
 
 /// The machine-readable codes of the contract (docs/API.md).
@@ -51,6 +55,12 @@ pub enum Code {
     IdempotencyKeyReused,
     PayloadTooLarge,
     RequestTimeout,
+    CustomerLimitReached,
+    SaleNotStarted,
+    SaleEnded,
+    RateLimited,
+    Forbidden,
+    AlreadyResolved,
     Unavailable,
     Internal,
 }
@@ -71,6 +81,12 @@ impl Code {
             Code::IdempotencyKeyReused => "idempotency_key_reused",
             Code::PayloadTooLarge => "payload_too_large",
             Code::RequestTimeout => "request_timeout",
+            Code::CustomerLimitReached => "customer_limit_reached",
+            Code::SaleNotStarted => "sale_not_started",
+            Code::SaleEnded => "sale_ended",
+            Code::RateLimited => "rate_limited",
+            Code::Forbidden => "forbidden",
+            Code::AlreadyResolved => "already_resolved",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal_error",
         }
@@ -87,7 +103,13 @@ impl Code {
             Code::InsufficientStock
             | Code::HoldNotFound
             | Code::HoldExpired
-            | Code::HoldAlreadyUsed => StatusCode::CONFLICT,
+            | Code::HoldAlreadyUsed
+            | Code::CustomerLimitReached
+            | Code::SaleNotStarted
+            | Code::SaleEnded
+            | Code::AlreadyResolved => StatusCode::CONFLICT,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::Forbidden => StatusCode::FORBIDDEN,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,6 +132,12 @@ impl Code {
             Code::IdempotencyKeyReused => "Idempotency key reused",
             Code::PayloadTooLarge => "Payload too large",
             Code::RequestTimeout => "Request timeout",
+            Code::CustomerLimitReached => "Customer limit reached",
+            Code::SaleNotStarted => "Sale not started",
+            Code::SaleEnded => "Sale ended",
+            Code::RateLimited => "Rate limited",
+            Code::Forbidden => "Forbidden",
+            Code::AlreadyResolved => "Already resolved",
             Code::Unavailable => "Service unavailable",
             Code::Internal => "Internal server error",
         }
@@ -125,6 +153,7 @@ impl Problem {
             detail: detail.into(),
             code: code.as_str().to_owned(),
             errors: None,
+            starts_at: None,
         }
     }
 

@@ -2,7 +2,10 @@
 //! problem document. Internal errors are logged with their cause chain and
 //! answered opaquely.
 
-use axum::response::{IntoResponse, Response};
+use axum::{
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 
 use crate::{
     db,
@@ -13,6 +16,10 @@ use crate::{
 pub enum ApiError {
     #[error("{0:?}")]
     Problem(Box<Problem>),
+    /// A refusal the client may try again after this many seconds
+    /// (`Retry-After`): a sale not started yet, a rate limit.
+    #[error("{0:?}, retry after {1} s")]
+    RetryAfter(Box<Problem>, u64),
     #[error("dependency unavailable: {0:#}")]
     Unavailable(anyhow::Error),
     #[error(transparent)]
@@ -82,6 +89,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Problem(problem) => problem.into_response(),
+            ApiError::RetryAfter(problem, secs) => {
+                let mut response = problem.into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                response
+            }
             ApiError::Unavailable(err) => {
                 // An outage fails every request; one line a second says so.
                 if log_allowed() {

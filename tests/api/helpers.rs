@@ -25,6 +25,8 @@ use uuid::Uuid;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+/// Every test stack checks buyer tokens with this key.
+pub const BUYER_JWT_SECRET: &str = "test-buyer-jwt-secret";
 /// Where test apis listen: a free port of the loopback address.
 pub const LOCALHOST_ANY_PORT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -82,6 +84,7 @@ impl Isolation {
             ("API_ADDR".into(), "127.0.0.1:0".into()),
             ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
             ("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+            ("BUYER_JWT_SECRET".into(), BUYER_JWT_SECRET.into()),
             ("PARTITIONS".into(), "4".into()),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -123,6 +126,24 @@ impl Drop for Isolation {
             eprintln!("could not drop test database {}: {e}", self.db_name);
         }
     }
+}
+
+/// A buyer token for `sub`, valid for an hour, signed with the test key.
+pub fn buyer_token(sub: &str) -> String {
+    buyer_token_with(
+        &serde_json::json!({"sub": sub, "exp": chrono::Utc::now().timestamp() + 3600}),
+        BUYER_JWT_SECRET,
+    )
+}
+
+/// A buyer token with these claims, signed HS256 with `secret`.
+pub fn buyer_token_with(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("token")
 }
 
 pub fn rabbitmqctl(args: &[&str]) {
