@@ -18,21 +18,27 @@ pub enum Command {
     Sweep(SweepRequest),
 }
 
-/// Take `qty` units of a product; the hold's id is `job_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Take `qty` units of a product for a buyer (`customer_id`, absent when
+/// anonymous); the hold's id is `job_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     pub job_id: Uuid,
     pub product_id: i64,
     pub qty: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
 }
 
-/// Turn a hold into an order; the order's id is `job_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Turn a hold into an order, asked by `customer_id` (absent when
+/// anonymous); the order's id is `job_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     pub job_id: Uuid,
     pub hold_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
 }
 
 /// Apply the recorded payment event `job_id` (its id is the job's).
@@ -139,6 +145,7 @@ mod tests {
             job_id: Uuid::now_v7(),
             product_id: 7,
             qty: 2,
+            customer_id: None,
         });
         assert_eq!(Command::decode(&cmd.encode()).expect("decode"), cmd);
         let wire: serde_json::Value = serde_json::from_slice(&cmd.encode()).expect("json");
@@ -167,6 +174,7 @@ mod tests {
                 job_id: Uuid::now_v7(),
                 product_id,
                 qty: 1,
+                customer_id: None,
             })
         };
         let one = vec![hold(1)];

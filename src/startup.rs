@@ -185,6 +185,9 @@ pub async fn seed_demo(pool: &MySqlPool) -> anyhow::Result<()> {
                 name: DEMO_PRODUCT.into(),
                 price: 12_900,
                 stock: 100,
+                max_per_customer: None,
+                sale_starts_at: None,
+                sale_ends_at: None,
             },
         )
         .await?;

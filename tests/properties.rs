@@ -91,17 +91,29 @@ fn uuid() -> impl Strategy<Value = Uuid> {
     any::<u128>().prop_map(Uuid::from_u128)
 }
 
+/// Anonymous, or any customer id a token's `sub` may carry (quotes,
+/// controls and non-ASCII included).
+fn customer() -> impl Strategy<Value = Option<String>> {
+    prop::option::of("(?s).{1,40}")
+}
+
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (uuid(), edgy_i64(), edgy_i64()).prop_map(|(job_id, product_id, qty)| Command::Hold(
-            HoldRequest {
+        (uuid(), edgy_i64(), edgy_i64(), customer()).prop_map(
+            |(job_id, product_id, qty, customer_id)| Command::Hold(HoldRequest {
                 job_id,
                 product_id,
-                qty
+                qty,
+                customer_id,
+            })
+        ),
+        (uuid(), uuid(), customer()).prop_map(|(job_id, hold_id, customer_id)| Command::Order(
+            OrderRequest {
+                job_id,
+                hold_id,
+                customer_id
             }
         )),
-        (uuid(), uuid())
-            .prop_map(|(job_id, hold_id)| Command::Order(OrderRequest { job_id, hold_id })),
         (uuid(), uuid())
             .prop_map(|(job_id, order_id)| Command::Payment(PaymentRequest { job_id, order_id })),
         edgy_i64().prop_map(|product_id| Command::Sweep(SweepRequest { product_id })),

@@ -1,10 +1,12 @@
 //! `POST /api/v1/holds` and `GET /api/v1/holds/{id}`.
 
 use axum::{Json, extract::State};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
     accept::{Answer, Recording, accept},
+    buyer::Buyer,
     docs::{
         CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
         RetryAfterSecs, Unavailable, UnsupportedMediaType,
@@ -21,8 +23,12 @@ use crate::{
     claims::Spoken,
     commands::{Command, HoldRequest},
     db::{holds, idempotency_keys},
-    domain::{Hold, JobKind},
+    domain::{
+        Hold, JobKind, Product, SaleWindow,
+        refusals::{customer_limit_reached, sale_ended, sale_not_started},
+    },
     problem::{Code, Problem},
+    time,
 };
 
 const ROUTE: &str = "holds";
@@ -54,17 +60,33 @@ const ROUTE: &str = "holds";
         (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
+    Buyer(customer): Buyer,
     PreferWait(wait): PreferWait,
     Keyed { key, body }: Keyed<CreateHold>,
 ) -> ApiResult<Answer> {
     let CreateHold { product_id, qty } = body;
     let product = find(&state, product_id).await?;
+    if let Some(max) = product.max_per_customer {
+        if customer.is_none() {
+            return Err(ApiError::new(
+                Code::Unauthorized,
+                format!("product {product_id} is limited per customer: a buyer token is required"),
+            ));
+        }
+        // Never wrong: no allowance covers more than the limit.
+        if qty > max {
+            return Err(customer_limit_reached(product_id, max, 0, qty).into());
+        }
+    }
     // A sold-out product must not load the queue. A repeat of an accepted
     // request still gets its job, so the key is checked first.
     let repeat = match &key {
         Some(key) => idempotency_keys::exists(&state.pool, ROUTE, key).await?,
         None => false,
     };
+    if !repeat {
+        outside_window(&product, time::now())?;
+    }
     let id = Uuid::now_v7();
     let fresh = state.cache.is_fresh_for(product_id);
     if !fresh {
@@ -79,12 +101,13 @@ pub async fn create(
             .claim(id, product_id, qty, product.stock);
         Some(claim.map_err(|spoken| sold_out(product_id, product.stock, spoken, qty))?)
     };
+    let recording = Recording::keyed(ROUTE, key, body.fingerprint(customer.as_deref()));
     let command = Command::Hold(HoldRequest {
         job_id: id,
         product_id,
         qty,
+        customer_id: customer,
     });
-    let recording = Recording::keyed(ROUTE, key, body.fingerprint());
     let answer = accept(&state, id, JobKind::Hold, command, recording, wait).await?;
     // Queued: the claim stands until the job is decided. Decided already
     // (Prefer: wait), a repeat, or not accepted: it ends here.
@@ -94,6 +117,25 @@ pub async fn create(
         claim.keep();
     }
     Ok(answer)
+}
+
+/// Refuses at once, with no job, a hold outside the product's sale window
+/// by this api's clock; the worker judges again by the job's record time.
+/// `now` is taken before the job's, so a request let through here is
+/// recorded inside the window's start.
+fn outside_window(product: &Product, now: DateTime<Utc>) -> ApiResult<()> {
+    match product.window_at(now) {
+        SaleWindow::Open => Ok(()),
+        SaleWindow::Ended => Err(sale_ended(product.id).into()),
+        SaleWindow::NotStarted(starts_at) => {
+            let millis = u64::try_from((starts_at - now).num_milliseconds()).unwrap_or(0);
+            let secs = millis.div_ceil(1000).max(1);
+            Err(ApiError::RetryAfter(
+                Box::new(sale_not_started(product.id, starts_at)),
+                secs,
+            ))
+        }
+    }
 }
 
 /// The 409 a sold-out product (or one whose last units are claimed by the

@@ -11,6 +11,7 @@ use axum::{
     extract::{FromRequest, Request},
     http::{HeaderMap, header},
 };
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 
 use super::{error::ApiError, extract, state::AppState};
@@ -20,6 +21,10 @@ use crate::{
     problem::{Code, FieldErrors},
     signature,
 };
+
+/// The years a stored date-time may fall in (MariaDB's DATETIME range).
+const MIN_YEAR: i32 = 1000;
+const MAX_YEAR: i32 = 9999;
 
 /// Bodies over 16 KiB are refused with 413 (docs/API.md).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -277,6 +282,48 @@ impl<'a> Fields<'a> {
             Some(Ok(id)) => Some(id),
             _ => {
                 self.error(field, "must be a UUID string");
+                None
+            }
+        }
+    }
+
+    /// Whether the body names `field` at all, `null` included: a PATCH
+    /// changes only the fields it names.
+    pub fn has(&self, field: &str) -> bool {
+        self.map.contains_key(field)
+    }
+
+    /// An integer within `range`, or `null` (or absent): `Some(None)`.
+    pub fn nullable_int(&mut self, field: &str, range: RangeInclusive<i64>) -> Option<Option<i64>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Some(None),
+            Some(_) => self.int(field, range).map(Some),
+        }
+    }
+
+    /// An RFC 3339 date-time (any offset; kept in UTC to the millisecond,
+    /// as stored), or `null` (or absent): `Some(None)`.
+    pub fn nullable_time(&mut self, field: &str) -> Option<Option<DateTime<Utc>>> {
+        let value = match self.map.get(field) {
+            None | Some(Value::Null) => return Some(None),
+            Some(value) => value,
+        };
+        let parsed = value
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|at| at.with_timezone(&Utc))
+            .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()));
+        match parsed {
+            Some(at) if (MIN_YEAR..=MAX_YEAR).contains(&at.year()) => Some(Some(at)),
+            Some(_) => {
+                self.error(
+                    field,
+                    format!("must be in the years {MIN_YEAR} to {MAX_YEAR} (UTC)"),
+                );
+                None
+            }
+            None => {
+                self.error(field, "must be an RFC 3339 date-time or null");
                 None
             }
         }

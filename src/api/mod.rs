@@ -10,6 +10,7 @@
 
 mod accept;
 mod baseline;
+mod buyer;
 mod docs;
 mod error;
 mod extract;
@@ -64,6 +65,7 @@ fn routes(enable_baseline: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(products::get))
         .routes(routes!(products::create))
         .routes(routes!(products::restock))
+        .routes(routes!(products::update))
         .routes(routes!(payments::list))
         .routes(routes!(holds::create))
         .routes(routes!(holds::get))

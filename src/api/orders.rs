@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{
     accept::{Answer, Recording, accept},
+    buyer::Buyer,
     docs::{
         CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
         RetryAfterSecs, Unavailable, UnsupportedMediaType,
@@ -54,15 +55,17 @@ const ROUTE: &str = "orders";
         (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,
+    Buyer(customer): Buyer,
     PreferWait(wait): PreferWait,
     Keyed { key, body }: Keyed<CreateOrder>,
 ) -> ApiResult<Answer> {
     let id = Uuid::now_v7();
+    let recording = Recording::keyed(ROUTE, key, body.fingerprint(customer.as_deref()));
     let command = Command::Order(OrderRequest {
         job_id: id,
         hold_id: body.hold_id,
+        customer_id: customer,
     });
-    let recording = Recording::keyed(ROUTE, key, body.fingerprint());
     accept(&state, id, JobKind::Order, command, recording, wait).await
 }
 

@@ -15,11 +15,16 @@ use super::{
     error::{ApiError, ApiResult, classify},
     extract::{Admin, PathId},
     input::Valid,
-    requests::{CreateProduct, Restock},
+    requests::{CreateProduct, Restock, UpdateProduct},
     responses::ProductList,
     state::AppState,
 };
-use crate::{broker::Event, db::products, domain::Product, problem::Problem};
+use crate::{
+    broker::Event,
+    db::products::{self, Unchanged},
+    domain::Product,
+    problem::Problem,
+};
 
 #[utoipa::path(get, path = "/api/v1/products", operation_id = "listProducts", summary = "List the products", tag = "products",
     responses(
@@ -122,6 +127,47 @@ pub async fn restock(
         .await
         .map_err(classify)?
         .ok_or_else(|| ApiError::not_found(format_args!("product {id}")))?;
+    announce(&state, &product).await;
+    Ok(Json(product))
+}
+
+#[utoipa::path(patch, path = "/api/v1/admin/products/{id}", operation_id = "updateProduct", summary = "Change a product's name, price, limit or sale window (admin)", tag = "admin",
+    description = "Changes only the fields the body names; `null` clears `max_per_customer`, `sale_starts_at` or `sale_ends_at`. Stock changes only by restock. Every api replica serves the change within 1 s.",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64,
+        description = "A product id; anything else in its place is 404")),
+    request_body = UpdateProduct,
+    responses(
+        (status = 200, description = "Changed: the product as it is now", body = Product,
+            links(("getProduct" = (operation_id = "getProduct", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: `errors` names each bad field; a sale window that would end before it starts names `sale_ends_at`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
+pub async fn update(
+    _admin: Admin,
+    State(state): State<AppState>,
+    path: PathId,
+    Valid(body): Valid<UpdateProduct>,
+) -> ApiResult<Json<Product>> {
+    let id = path.product_id()?;
+    let changed = products::change(&state.pool, id, &body.into_change())
+        .await
+        .map_err(classify)?;
+    let product = match changed {
+        Ok(product) => product,
+        Err(Unchanged::NotFound) => return Err(ApiError::not_found(format_args!("product {id}"))),
+        Err(Unchanged::WindowOutOfOrder) => {
+            return Err(ApiError::field(
+                "sale_ends_at",
+                "must be after sale_starts_at (as stored, where the body leaves one out)",
+            ));
+        }
+    };
     announce(&state, &product).await;
     Ok(Json(product))
 }

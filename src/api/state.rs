@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::MySqlPool;
 
-use super::{publisher::CommandPublisher, recorder::JobRecorder};
+use super::{buyer::BuyerTokens, publisher::CommandPublisher, recorder::JobRecorder};
 use crate::{
     broker::Broker,
     cache::ProductCache,
@@ -24,6 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub admin_token: Secret,
     pub webhook_secret: Secret,
+    /// `None`: buyer tokens are off (`BUYER_JWT_SECRET` unset).
+    pub buyer_tokens: Option<Arc<BuyerTokens>>,
     /// The OpenAPI document, rendered once when the router is built.
     pub openapi: Arc<serde_json::Value>,
 }
@@ -40,10 +42,14 @@ impl AppState {
             broker,
             cache: ProductCache::new(),
             waiters: JobWaiters::new(),
-            settings,
             admin_token,
             webhook_secret,
+            buyer_tokens: match &settings.buyer_jwt {
+                Some(jwt) => Some(Arc::new(BuyerTokens::new(jwt)?)),
+                None => None,
+            },
             openapi: Arc::default(),
+            settings,
         })
     }
 }

@@ -5,13 +5,20 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use flash_sale::{
     broker::{self, Broker, Event},
     config::{Migrate, Settings},
-    db::{self, payment_events, products},
+    db::{
+        self, payment_events,
+        products::{self, Unchanged},
+    },
     dead_letters,
-    domain::{EventState, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct},
+    domain::{
+        EventState, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, ProductChange,
+        product::window_is_ordered,
+    },
     startup,
 };
 use serde_json::json;
@@ -29,7 +36,7 @@ enum Cmd {
     /// with a user that has DDL rights; the services can then run with
     /// MIGRATE=off and data rights only).
     Migrate,
-    /// Products: list, create, restock.
+    /// Products: list, create, restock, edit.
     #[command(subcommand)]
     Products(ProductCmd),
     /// Payment events that need an operator (unmatched, needs_refund, conflict).
@@ -54,11 +61,65 @@ enum ProductCmd {
         price: i64,
         #[arg(long)]
         stock: i64,
+        /// Units one buyer may hold and buy in all (holds then need a
+        /// buyer token).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=MAX_STOCK))]
+        max_per_customer: Option<i64>,
+        /// RFC 3339, e.g. 2026-12-24T09:00:00Z.
+        #[arg(long, value_parser = parse_time)]
+        sale_starts_at: Option<DateTime<Utc>>,
+        #[arg(long, value_parser = parse_time)]
+        sale_ends_at: Option<DateTime<Utc>>,
     },
     Restock {
         id: i64,
         qty: i64,
     },
+    /// Change a product's name, price, limit or sale window; `none` clears
+    /// a limit or a window end.
+    Edit {
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        price: Option<i64>,
+        /// A number, or `none`.
+        #[arg(long, value_parser = parse_limit)]
+        max_per_customer: Option<Cleared<i64>>,
+        /// RFC 3339, or `none`.
+        #[arg(long, value_parser = parse_cleared_time)]
+        sale_starts_at: Option<Cleared<DateTime<Utc>>>,
+        /// RFC 3339, or `none`.
+        #[arg(long, value_parser = parse_cleared_time)]
+        sale_ends_at: Option<Cleared<DateTime<Utc>>>,
+    },
+}
+
+/// A value, or `none` to clear it.
+#[derive(Clone, Debug)]
+struct Cleared<T>(Option<T>);
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 date-time: {e}"))
+}
+
+fn parse_cleared_time(s: &str) -> Result<Cleared<DateTime<Utc>>, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Cleared(None));
+    }
+    parse_time(s).map(|at| Cleared(Some(at)))
+}
+
+fn parse_limit(s: &str) -> Result<Cleared<i64>, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Cleared(None));
+    }
+    match s.parse::<i64>() {
+        Ok(n) if (1..=MAX_STOCK).contains(&n) => Ok(Cleared(Some(n))),
+        _ => Err(format!("a number from 1 to {MAX_STOCK}, or none")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -139,20 +200,56 @@ async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()
     let pool = db::open(settings.database_url.expose(), Migrate::Off, 2).await?;
     let changed = match cmd {
         ProductCmd::List => return print(&json!({ "data": products::list(&pool).await? })),
-        ProductCmd::Create { name, price, stock } => {
-            anyhow::ensure!(
-                (1..=MAX_NAME_CHARS).contains(&name.chars().count()) && !name.trim().is_empty(),
-                "name must be 1 to {MAX_NAME_CHARS} characters"
-            );
-            anyhow::ensure!(
-                (0..=MAX_PRICE).contains(&price),
-                "price must be 0 to {MAX_PRICE}"
-            );
+        ProductCmd::Create {
+            name,
+            price,
+            stock,
+            max_per_customer,
+            sale_starts_at,
+            sale_ends_at,
+        } => {
+            check_name_and_price(&name, price)?;
             anyhow::ensure!(
                 (0..=MAX_STOCK).contains(&stock),
                 "stock must be 0 to {MAX_STOCK}"
             );
-            products::create(&pool, &NewProduct { name, price, stock }).await?
+            anyhow::ensure!(
+                window_is_ordered(sale_starts_at, sale_ends_at),
+                "the sale must end after it starts"
+            );
+            let new = NewProduct {
+                name,
+                price,
+                stock,
+                max_per_customer,
+                sale_starts_at,
+                sale_ends_at,
+            };
+            products::create(&pool, &new).await?
+        }
+        ProductCmd::Edit {
+            id,
+            name,
+            price,
+            max_per_customer,
+            sale_starts_at,
+            sale_ends_at,
+        } => {
+            check_name_and_price(name.as_deref().unwrap_or("-"), price.unwrap_or(0))?;
+            let change = ProductChange {
+                name,
+                price,
+                max_per_customer: max_per_customer.map(|c| c.0),
+                sale_starts_at: sale_starts_at.map(|c| c.0),
+                sale_ends_at: sale_ends_at.map(|c| c.0),
+            };
+            match products::change(&pool, id, &change).await? {
+                Ok(product) => product,
+                Err(Unchanged::NotFound) => anyhow::bail!("product {id} not found"),
+                Err(Unchanged::WindowOutOfOrder) => {
+                    anyhow::bail!("the sale would end before it starts")
+                }
+            }
         }
         ProductCmd::Restock { id, qty } => {
             anyhow::ensure!(
@@ -174,6 +271,18 @@ async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()
         broker.close().await;
     }
     print(&json!(changed))
+}
+
+fn check_name_and_price(name: &str, price: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_NAME_CHARS).contains(&name.chars().count()) && !name.trim().is_empty(),
+        "name must be 1 to {MAX_NAME_CHARS} characters"
+    );
+    anyhow::ensure!(
+        (0..=MAX_PRICE).contains(&price),
+        "price must be 0 to {MAX_PRICE}"
+    );
+    Ok(())
 }
 
 fn print(value: &serde_json::Value) -> anyhow::Result<()> {

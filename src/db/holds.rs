@@ -15,7 +15,7 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Hold>> {
     sqlx::query_as!(
         Hold,
         r#"SELECT id AS "id: Uuid", product_id, qty, unit_price, amount,
-                  status AS "status: HoldStatus",
+                  status AS "status: HoldStatus", customer_id AS "customer_id: String",
                   expires_at AS "expires_at: DateTime<Utc>",
                   created_at AS "created_at: DateTime<Utc>"
            FROM holds WHERE id = ?"#,
@@ -30,7 +30,7 @@ pub async fn lock(tx: &mut Transaction<'_, MySql>, id: Uuid) -> sqlx::Result<Opt
     sqlx::query_as!(
         Hold,
         r#"SELECT id AS "id: Uuid", product_id, qty, unit_price, amount,
-                  status AS "status: HoldStatus",
+                  status AS "status: HoldStatus", customer_id AS "customer_id: String",
                   expires_at AS "expires_at: DateTime<Utc>",
                   created_at AS "created_at: DateTime<Utc>"
            FROM holds WHERE id = ? FOR UPDATE"#,
@@ -48,6 +48,7 @@ struct HoldRow {
     unit_price: i64,
     amount: i64,
     status: HoldStatus,
+    customer_id: Option<String>,
     expires_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
 }
@@ -62,6 +63,7 @@ fn holds(rows: Vec<sqlx::mysql::MySqlRow>) -> sqlx::Result<Vec<Hold>> {
             unit_price: row.unit_price,
             amount: row.amount,
             status: row.status,
+            customer_id: row.customer_id,
             expires_at: row.expires_at,
             created_at: row.created_at,
         })
@@ -72,7 +74,7 @@ fn holds(rows: Vec<sqlx::mysql::MySqlRow>) -> sqlx::Result<Vec<Hold>> {
 pub fn lock_all(ids: &[Uuid]) -> Read<Vec<Hold>> {
     let mut sql = Sql::new();
     sql.push(sql!(
-        "SELECT id, product_id, qty, unit_price, amount, status, expires_at, created_at \
+        "SELECT id, product_id, qty, unit_price, amount, status, customer_id, expires_at, created_at \
          FROM holds FORCE INDEX (PRIMARY) WHERE id IN ("
     ))
     .uuids(ids)
@@ -88,7 +90,7 @@ pub fn insert_all(granted: &[Hold]) -> Writes {
     }
     let mut sql = Sql::new();
     sql.push(sql!(
-        "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, expires_at, created_at, updated_at) VALUES "
+        "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, customer_id, expires_at, created_at, updated_at) VALUES "
     ))
     .list(granted, |sql, hold| {
         sql.push(sql!("("))
@@ -103,6 +105,8 @@ pub fn insert_all(granted: &[Hold]) -> Writes {
             .int(hold.amount)
             .push(sql!(", "))
             .word(hold.status)
+            .push(sql!(", "))
+            .opt_text(hold.customer_id.as_deref())
             .push(sql!(", "))
             .time(&hold.expires_at)
             .push(sql!(", "))

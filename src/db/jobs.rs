@@ -41,9 +41,11 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
                   h.unit_price AS "hold_unit_price?", h.amount AS "hold_amount?",
                   h.expires_at AS "hold_expires_at?: DateTime<Utc>",
                   h.created_at AS "hold_created_at?: DateTime<Utc>",
+                  h.customer_id AS "hold_customer_id?: String",
                   o.hold_id AS "order_hold_id?: Uuid", o.product_id AS "order_product_id?",
                   o.qty AS "order_qty?", o.amount AS "order_amount?",
-                  o.created_at AS "order_created_at?: DateTime<Utc>"
+                  o.created_at AS "order_created_at?: DateTime<Utc>",
+                  o.customer_id AS "order_customer_id?: String"
            FROM jobs j
            LEFT JOIN holds h ON h.id = j.id
            LEFT JOIN orders o ON o.id = j.id
@@ -77,6 +79,7 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
             unit_price,
             amount,
             status: HoldStatus::Active,
+            customer_id: row.hold_customer_id,
             expires_at,
             created_at,
         }),
@@ -97,6 +100,7 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
                 qty,
                 amount,
                 status: OrderStatus::Pending,
+                customer_id: row.order_customer_id,
                 created_at,
                 updated_at: created_at,
             })

@@ -18,6 +18,7 @@
 //! This file: the pool, database creation and migrations, and the error
 //! classification every writer shares.
 
+pub mod allowance;
 pub mod audit;
 pub mod baseline;
 pub mod columns;

@@ -16,7 +16,7 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Order>> {
     sqlx::query_as!(
         Order,
         r#"SELECT id AS "id: Uuid", hold_id AS "hold_id: Uuid", product_id, qty, amount,
-                  status AS "status: OrderStatus",
+                  status AS "status: OrderStatus", customer_id AS "customer_id: String",
                   created_at AS "created_at: DateTime<Utc>",
                   updated_at AS "updated_at: DateTime<Utc>"
            FROM orders WHERE id = ?"#,
@@ -54,7 +54,7 @@ pub fn insert_all(orders: &[Order]) -> Writes {
     }
     let mut sql = Sql::new();
     sql.push(sql!(
-        "INSERT INTO orders (id, hold_id, product_id, qty, amount, status, created_at, updated_at) VALUES "
+        "INSERT INTO orders (id, hold_id, product_id, qty, amount, status, customer_id, created_at, updated_at) VALUES "
     ))
     .list(orders, |sql, order| {
         sql.push(sql!("("))
@@ -69,6 +69,8 @@ pub fn insert_all(orders: &[Order]) -> Writes {
             .int(order.amount)
             .push(sql!(", "))
             .word(order.status)
+            .push(sql!(", "))
+            .opt_text(order.customer_id.as_deref())
             .push(sql!(", "))
             .time(&order.created_at)
             .push(sql!(", "))
@@ -87,6 +89,7 @@ struct OrderRow {
     qty: i64,
     amount: i64,
     status: OrderStatus,
+    customer_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -101,6 +104,7 @@ fn orders(rows: Vec<MySqlRow>) -> sqlx::Result<Vec<Order>> {
             qty: row.qty,
             amount: row.amount,
             status: row.status,
+            customer_id: row.customer_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -111,7 +115,7 @@ fn orders(rows: Vec<MySqlRow>) -> sqlx::Result<Vec<Order>> {
 pub fn lock_all(ids: &[Uuid]) -> Read<Vec<Order>> {
     let mut sql = Sql::new();
     sql.push(sql!(
-        "SELECT id, hold_id, product_id, qty, amount, status, created_at, updated_at \
+        "SELECT id, hold_id, product_id, qty, amount, status, customer_id, created_at, updated_at \
          FROM orders FORCE INDEX (PRIMARY) WHERE id IN ("
     ))
     .uuids(ids)

@@ -11,14 +11,14 @@ use super::{
     text::{self, Read, Sql},
 };
 use crate::{
-    domain::{LedgerReason, NewProduct, Product},
+    domain::{LedgerReason, NewProduct, Product, ProductChange, product::window_is_ordered},
     sql,
 };
 
 pub async fn list<'e>(db: impl MySqlExecutor<'e>) -> sqlx::Result<Vec<Product>> {
     sqlx::query_as!(
         Product,
-        r#"SELECT id, name AS "name: String", price, stock FROM products ORDER BY id"#
+        r#"SELECT id, name AS "name: String", price, stock, max_per_customer, sale_starts_at AS "sale_starts_at: DateTime<Utc>", sale_ends_at AS "sale_ends_at: DateTime<Utc>" FROM products ORDER BY id"#
     )
     .fetch_all(db)
     .await
@@ -27,7 +27,7 @@ pub async fn list<'e>(db: impl MySqlExecutor<'e>) -> sqlx::Result<Vec<Product>> 
 pub async fn get(pool: &MySqlPool, id: i64) -> sqlx::Result<Option<Product>> {
     sqlx::query_as!(
         Product,
-        r#"SELECT id, name AS "name: String", price, stock FROM products WHERE id = ?"#,
+        r#"SELECT id, name AS "name: String", price, stock, max_per_customer, sale_starts_at AS "sale_starts_at: DateTime<Utc>", sale_ends_at AS "sale_ends_at: DateTime<Utc>" FROM products WHERE id = ?"#,
         id
     )
     .fetch_optional(pool)
@@ -47,7 +47,8 @@ pub async fn get_many<'e>(db: impl MySqlExecutor<'e>, ids: &[i64]) -> sqlx::Resu
     }
     let mut sql = Sql::new();
     sql.push(sql!(
-        "SELECT id, name, price, stock FROM products WHERE id IN ("
+        "SELECT id, name, price, stock, max_per_customer, sale_starts_at, sale_ends_at \
+         FROM products WHERE id IN ("
     ))
     .list(ids, |sql, id| {
         sql.int(*id);
@@ -65,6 +66,9 @@ struct ProductRow {
     name: String,
     price: i64,
     stock: i64,
+    max_per_customer: Option<i64>,
+    sale_starts_at: Option<DateTime<Utc>>,
+    sale_ends_at: Option<DateTime<Utc>>,
 }
 
 impl ProductRow {
@@ -75,6 +79,9 @@ impl ProductRow {
             name: self.name,
             price: self.price,
             stock: self.stock,
+            max_per_customer: self.max_per_customer,
+            sale_starts_at: self.sale_starts_at,
+            sale_ends_at: self.sale_ends_at,
         }
     }
 }
@@ -84,10 +91,14 @@ impl ProductRow {
 pub async fn create(pool: &MySqlPool, new: &NewProduct) -> anyhow::Result<Product> {
     let mut tx = pool.begin().await.context("Failed to begin")?;
     let id = sqlx::query!(
-        "INSERT INTO products (name, price, stock) VALUES (?, ?, ?)",
+        "INSERT INTO products (name, price, stock, max_per_customer, sale_starts_at, sale_ends_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
         new.name,
         new.price,
-        new.stock
+        new.stock,
+        new.max_per_customer,
+        new.sale_starts_at,
+        new.sale_ends_at
     )
     .execute(&mut *tx)
     .await
@@ -103,7 +114,61 @@ pub async fn create(pool: &MySqlPool, new: &NewProduct) -> anyhow::Result<Produc
         name: new.name.clone(),
         price: new.price,
         stock: new.stock,
+        max_per_customer: new.max_per_customer,
+        sale_starts_at: new.sale_starts_at,
+        sale_ends_at: new.sale_ends_at,
     })
+}
+
+/// Why a change was not made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unchanged {
+    NotFound,
+    /// The window it would leave ends before it starts.
+    WindowOutOfOrder,
+}
+
+/// Applies `change` under the product's row lock, so the window it checks
+/// is the one it writes beside (two admins patching the start and the end
+/// at once cannot leave a window that ends first).
+#[tracing::instrument(skip(pool))]
+pub async fn change(
+    pool: &MySqlPool,
+    id: i64,
+    change: &ProductChange,
+) -> anyhow::Result<Result<Product, Unchanged>> {
+    let mut tx = pool.begin().await.context("Failed to begin")?;
+    let locked = sqlx::query_as!(
+        Product,
+        r#"SELECT id, name AS "name: String", price, stock, max_per_customer, sale_starts_at AS "sale_starts_at: DateTime<Utc>", sale_ends_at AS "sale_ends_at: DateTime<Utc>" FROM products WHERE id = ? FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .context("Failed to lock the product")?;
+    let Some(product) = locked else {
+        return Ok(Err(Unchanged::NotFound));
+    };
+    let product = change.applied_to(product);
+    if !window_is_ordered(product.sale_starts_at, product.sale_ends_at) {
+        return Ok(Err(Unchanged::WindowOutOfOrder));
+    }
+    sqlx::query!(
+        "UPDATE products SET name = ?, price = ?, max_per_customer = ?, sale_starts_at = ?,
+                sale_ends_at = ?, updated_at = CURRENT_TIMESTAMP(3)
+         WHERE id = ?",
+        product.name,
+        product.price,
+        product.max_per_customer,
+        product.sale_starts_at,
+        product.sale_ends_at,
+        id
+    )
+    .execute(&mut *tx)
+    .await
+    .context("Failed to change the product")?;
+    tx.commit().await.context("Failed to commit")?;
+    Ok(Ok(product))
 }
 
 /// Adds stock under the product's row lock. `None` when the product is unknown.
@@ -112,7 +177,7 @@ pub async fn restock(pool: &MySqlPool, id: i64, qty: i64) -> anyhow::Result<Opti
     let mut tx = pool.begin().await.context("Failed to begin")?;
     let locked = sqlx::query_as!(
         Product,
-        r#"SELECT id, name AS "name: String", price, stock FROM products WHERE id = ? FOR UPDATE"#,
+        r#"SELECT id, name AS "name: String", price, stock, max_per_customer, sale_starts_at AS "sale_starts_at: DateTime<Utc>", sale_ends_at AS "sale_ends_at: DateTime<Utc>" FROM products WHERE id = ? FOR UPDATE"#,
         id
     )
     .fetch_optional(&mut *tx)
@@ -139,16 +204,21 @@ pub async fn restock(pool: &MySqlPool, id: i64, qty: i64) -> anyhow::Result<Opti
 
 /// What a hold batch needs of its product.
 #[derive(Clone, Copy, Debug, sqlx::FromRow)]
-pub struct PriceAndStock {
+pub struct ForHolds {
     pub price: i64,
     pub stock: i64,
+    pub max_per_customer: Option<i64>,
+    pub sale_starts_at: Option<DateTime<Utc>>,
+    pub sale_ends_at: Option<DateTime<Utc>>,
 }
 
 /// Locks the product for a batch of holds: every writer of a product's
 /// stock takes this lock first.
-pub fn lock_for_holds(product_id: i64) -> Read<Option<PriceAndStock>> {
+pub fn lock_for_holds(product_id: i64) -> Read<Option<ForHolds>> {
     let mut sql = Sql::new();
-    sql.push(sql!("SELECT price, stock FROM products WHERE id = "))
+    sql.push(sql!(
+        "SELECT price, stock, max_per_customer, sale_starts_at, sale_ends_at FROM products WHERE id = "
+    ))
         .int(product_id)
         .push(sql!(" FOR UPDATE"));
     Read::new(sql, text::first)

@@ -20,6 +20,8 @@ pub struct Hold {
     pub unit_price: i64,
     pub amount: i64,
     pub status: HoldStatus,
+    /// The buyer (`sub` of the token) it was granted to; `null`: anonymous.
+    pub customer_id: Option<String>,
     #[serde(serialize_with = "crate::time::millis")]
     pub expires_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::millis")]
@@ -34,6 +36,7 @@ impl Hold {
         product_id: i64,
         qty: i64,
         unit_price: i64,
+        customer_id: Option<String>,
         now: DateTime<Utc>,
         ttl: std::time::Duration,
     ) -> Self {
@@ -44,8 +47,18 @@ impl Hold {
             unit_price,
             amount: unit_price * qty,
             status: HoldStatus::Active,
+            customer_id,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             created_at: now,
+        }
+    }
+
+    /// Whether `customer` may make an order of it: anyone for an anonymous
+    /// hold, only its buyer for a buyer's.
+    pub fn belongs_to(&self, customer: Option<&str>) -> bool {
+        match &self.customer_id {
+            None => true,
+            Some(owner) => customer == Some(owner.as_str()),
         }
     }
 

@@ -8,9 +8,12 @@ pub mod job;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod refusals;
 
 pub use hold::{Hold, HoldStatus};
 pub use job::{Job, JobKind, JobResult, JobStatus};
 pub use order::{Order, OrderStatus};
 pub use payment::{EventState, Outcome, PaymentEvent, PaymentOutcome, PaymentStatus};
-pub use product::{LedgerReason, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, Product};
+pub use product::{
+    LedgerReason, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, Product, ProductChange, SaleWindow,
+};

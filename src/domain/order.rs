@@ -21,6 +21,8 @@ pub struct Order {
     pub qty: i64,
     pub amount: i64,
     pub status: OrderStatus,
+    /// The buyer of its hold; `null`: anonymous.
+    pub customer_id: Option<String>,
     #[serde(serialize_with = "crate::time::millis")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::millis")]
@@ -38,6 +40,7 @@ impl Order {
             qty: hold.qty,
             amount: hold.amount,
             status: OrderStatus::Pending,
+            customer_id: hold.customer_id.clone(),
             created_at: now,
             updated_at: now,
         }

@@ -1,5 +1,6 @@
 //! Products and why their stock changes.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// Upper bounds keep arithmetic far from BIGINT overflow and catch typos
@@ -16,6 +17,45 @@ pub struct Product {
     pub price: i64,
     /// Units available now.
     pub stock: i64,
+    /// Units one buyer may hold and buy in all (active holds plus pending
+    /// or paid orders); `null`: no limit, anonymous buyers welcome.
+    #[schema(minimum = 1)]
+    pub max_per_customer: Option<i64>,
+    /// Holds recorded before this are refused; `null`: open from creation.
+    #[serde(serialize_with = "crate::time::millis_opt")]
+    pub sale_starts_at: Option<DateTime<Utc>>,
+    /// Holds recorded at or after this are refused; `null`: never closes.
+    #[serde(serialize_with = "crate::time::millis_opt")]
+    pub sale_ends_at: Option<DateTime<Utc>>,
+}
+
+/// Where a product's sale stands at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaleWindow {
+    NotStarted(DateTime<Utc>),
+    Open,
+    Ended,
+}
+
+impl SaleWindow {
+    /// The window `[starts, ends)` seen at `at`.
+    pub fn at(
+        starts: Option<DateTime<Utc>>,
+        ends: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        match (starts, ends) {
+            (Some(starts), _) if at < starts => SaleWindow::NotStarted(starts),
+            (_, Some(ends)) if at >= ends => SaleWindow::Ended,
+            _ => SaleWindow::Open,
+        }
+    }
+}
+
+impl Product {
+    pub fn window_at(&self, at: DateTime<Utc>) -> SaleWindow {
+        SaleWindow::at(self.sale_starts_at, self.sale_ends_at, at)
+    }
 }
 
 /// A validated admin request to create a product.
@@ -24,6 +64,50 @@ pub struct NewProduct {
     pub name: String,
     pub price: i64,
     pub stock: i64,
+    pub max_per_customer: Option<i64>,
+    pub sale_starts_at: Option<DateTime<Utc>>,
+    pub sale_ends_at: Option<DateTime<Utc>>,
+}
+
+/// A validated admin change to a product: `None` leaves a field as it is;
+/// `Some(None)` clears a nullable one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductChange {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub max_per_customer: Option<Option<i64>>,
+    pub sale_starts_at: Option<Option<DateTime<Utc>>>,
+    pub sale_ends_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl ProductChange {
+    /// `product` with this change applied.
+    pub fn applied_to(&self, mut product: Product) -> Product {
+        if let Some(name) = &self.name {
+            product.name.clone_from(name);
+        }
+        if let Some(price) = self.price {
+            product.price = price;
+        }
+        if let Some(limit) = self.max_per_customer {
+            product.max_per_customer = limit;
+        }
+        if let Some(starts) = self.sale_starts_at {
+            product.sale_starts_at = starts;
+        }
+        if let Some(ends) = self.sale_ends_at {
+            product.sale_ends_at = ends;
+        }
+        product
+    }
+}
+
+/// A sale window must end after it starts.
+pub fn window_is_ordered(starts: Option<DateTime<Utc>>, ends: Option<DateTime<Utc>>) -> bool {
+    match (starts, ends) {
+        (Some(starts), Some(ends)) => ends > starts,
+        _ => true,
+    }
 }
 
 /// Why a stock ledger row exists.

@@ -40,7 +40,7 @@ impl Worker {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                let run = || super::apply_order(&self.pool, order);
+                let run = || super::apply_order(&self.pool, &order);
                 let applied = with_retries(&shutdown, run).await;
                 if let Applied::Done(OrderApplied::HoldPending) = applied {
                     continue;

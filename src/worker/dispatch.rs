@@ -44,7 +44,7 @@ impl Worker {
         }
         let mut alone: Vec<(Arc<Message>, Alone)> = Vec::new();
         for chunk in plan.orders {
-            let requests: Vec<OrderRequest> = chunk.iter().map(|(_, r)| *r).collect();
+            let requests: Vec<OrderRequest> = chunk.iter().map(|(_, r)| r.clone()).collect();
             let run = || super::apply_orders(&self.pool, &requests);
             let applied = self
                 .timed(JobKind::Order, requests.len(), shutdown, run)
@@ -140,7 +140,7 @@ impl Worker {
     ) {
         let applied = match command {
             Alone::Order(order) => {
-                let run = || super::apply_order(&self.pool, order);
+                let run = || super::apply_order(&self.pool, &order);
                 let applied = with_retries(shutdown, run).await;
                 if let Applied::Done(OrderApplied::HoldPending) = applied {
                     self.clone().defer_order(message, order, shutdown.clone());

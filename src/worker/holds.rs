@@ -1,28 +1,36 @@
 //! Hold commands of one product, decided in one transaction.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
+use chrono::{DateTime, Utc};
 use sqlx::MySqlPool;
 
 use super::{Decided, planner};
 use crate::{
     commands::HoldRequest,
     db::{
-        holds,
+        allowance, holds,
         jobs::{self, Decision, Outcome},
         ledger::{self, Entry},
-        products,
+        products::{self, ForHolds},
         text::{Batch, TextTransaction},
     },
-    domain::{Hold, JobKind, LedgerReason},
+    domain::{
+        Hold, JobKind, LedgerReason, SaleWindow,
+        refusals::{customer_limit_reached, sale_ended, sale_not_started},
+    },
     problem::{Code, Problem},
     time,
 };
 
 /// Locks the product once, then grants or refuses each queued request in
-/// arrival order, writing holds, ledger rows and job outcomes with one
-/// statement each: two round trips in all, the locks with BEGIN and the
-/// writes with COMMIT. Requests whose job is already decided (redelivery,
+/// arrival order (sale window, per-customer limit, stock), writing holds,
+/// ledger rows and job outcomes with one statement each: two round trips in
+/// all, the locks with BEGIN and the writes with COMMIT (three for a
+/// product with a per-customer limit). Requests whose job is already decided (redelivery,
 /// duplicate publish) or unknown are skipped.
 #[tracing::instrument(skip(pool, requests, ttl), fields(jobs = requests.len()))]
 pub async fn apply_holds(
@@ -34,47 +42,68 @@ pub async fn apply_holds(
     let ids = planner::unique(requests.iter().map(|r| &r.job_id));
     let mut reads = Batch::new();
     let product = reads.read(products::lock_for_holds(product_id));
-    let queued = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued(&ids)));
-    let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
+    let queued = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued_recorded(&ids)));
+    let (mut tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
     let product = rows.take(product)?;
     let queued = match queued {
         Some(slot) => rows.take(slot)?,
-        None => HashSet::new(),
+        None => HashMap::new(),
     };
 
     let now = time::now();
+    // A third round trip, only for a product with a limit: the buyers'
+    // units, read after the product's lock is held.
+    let mut units = match product.and_then(|p| p.max_per_customer) {
+        Some(_) => {
+            let customers = planner::unique_customers(
+                requests
+                    .iter()
+                    .filter(|r| queued.contains_key(&r.job_id))
+                    .filter_map(|r| r.customer_id.as_deref()),
+            );
+            if customers.is_empty() {
+                HashMap::new()
+            } else {
+                tx.fetch(allowance::units_of(product_id, &customers, &now))
+                    .await?
+            }
+        }
+        None => HashMap::new(),
+    };
+
     let mut outcomes = Vec::new();
     let mut granted: Vec<Hold> = Vec::new();
     let mut seen = HashSet::new();
     let mut stock = product.map_or(0, |p| p.stock);
     for request in requests {
-        if !queued.contains(&request.job_id) || !seen.insert(request.job_id) {
+        let Some(recorded_at) = queued.get(&request.job_id) else {
+            continue;
+        };
+        if !seen.insert(request.job_id) {
             continue;
         }
         let decision = match product {
-            None => Decision::Failed(Problem::new(
+            None => Err(Problem::new(
                 Code::NotFound,
                 format!("product {product_id} not found"),
             )),
-            Some(_) if request.qty > stock => Decision::Failed(Problem::new(
-                Code::InsufficientStock,
-                format!(
-                    "product {product_id} has {stock} left, {} requested",
-                    request.qty
-                ),
-            )),
-            Some(product) => {
+            Some(product) => decide(&product, request, *recorded_at, stock, &mut units),
+        };
+        let decision = match decision {
+            Ok(unit_price) => {
                 stock -= request.qty;
                 granted.push(Hold::granted(
                     request.job_id,
                     product_id,
                     request.qty,
-                    product.price,
+                    unit_price,
+                    request.customer_id.clone(),
                     now,
                     ttl,
                 ));
                 Decision::Created
             }
+            Err(problem) => Decision::Failed(problem),
         };
         outcomes.push(Outcome {
             job_id: request.job_id,
@@ -107,4 +136,51 @@ pub async fn apply_holds(
         vec![product_id]
     };
     Ok(Decided::of(&outcomes, changed))
+}
+
+/// Grants (the unit price) or refuses one request, recorded at
+/// `recorded_at`, against the locked product with `stock` left and the
+/// buyers' `units` so far (counting this one's when granted). The window
+/// is judged by when the request was recorded, not by when it is decided.
+fn decide(
+    product: &ForHolds,
+    request: &HoldRequest,
+    recorded_at: DateTime<Utc>,
+    stock: i64,
+    units: &mut HashMap<String, i64>,
+) -> Result<i64, Problem> {
+    let product_id = request.product_id;
+    match SaleWindow::at(product.sale_starts_at, product.sale_ends_at, recorded_at) {
+        SaleWindow::NotStarted(starts_at) => return Err(sale_not_started(product_id, starts_at)),
+        SaleWindow::Ended => return Err(sale_ended(product_id)),
+        SaleWindow::Open => {}
+    }
+    let mut counted = None;
+    if let Some(max) = product.max_per_customer {
+        // Accepted before the limit was set: the buyer cannot be counted.
+        let Some(customer) = request.customer_id.as_deref() else {
+            return Err(Problem::new(
+                Code::Unauthorized,
+                format!("product {product_id} is limited per customer: a buyer token is required"),
+            ));
+        };
+        let has = units.get(customer).copied().unwrap_or(0);
+        if has + request.qty > max {
+            return Err(customer_limit_reached(product_id, max, has, request.qty));
+        }
+        counted = Some((customer, has));
+    }
+    if request.qty > stock {
+        return Err(Problem::new(
+            Code::InsufficientStock,
+            format!(
+                "product {product_id} has {stock} left, {} requested",
+                request.qty
+            ),
+        ));
+    }
+    if let Some((customer, has)) = counted {
+        units.insert(customer.to_owned(), has + request.qty);
+    }
+    Ok(product.price)
 }

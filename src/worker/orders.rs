@@ -48,8 +48,12 @@ impl OrderApplied {
 /// time-ordered, so it is the same gap for all of them): concurrent orders
 /// then deadlocked on `orders_one_per_hold` and were retried.
 #[tracing::instrument(skip(pool), fields(job_id = %request.job_id, hold_id = %request.hold_id))]
-pub async fn apply_order(pool: &MySqlPool, request: OrderRequest) -> sqlx::Result<OrderApplied> {
-    let OrderRequest { job_id, hold_id } = request;
+pub async fn apply_order(pool: &MySqlPool, request: &OrderRequest) -> sqlx::Result<OrderApplied> {
+    let OrderRequest {
+        job_id,
+        hold_id,
+        ref customer_id,
+    } = *request;
     let mut tx = pool.begin().await?;
     if jobs::lock_order_job(&mut tx, job_id).await? != Some(JobStatus::Queued) {
         // Decided already (redelivery, duplicate publish) or withdrawn.
@@ -73,6 +77,7 @@ pub async fn apply_order(pool: &MySqlPool, request: OrderRequest) -> sqlx::Resul
             }
             Err(hold_not_found(hold_id))
         }
+        Some(hold) if !hold.belongs_to(customer_id.as_deref()) => Err(hold_not_found(hold_id)),
         Some(hold) => match refusal(&hold, taken, now) {
             Some(problem) => Err(problem),
             None => Ok(hold),
@@ -159,7 +164,12 @@ pub async fn apply_orders(
     let mut outcomes = Vec::new();
     let mut created: Vec<Order> = Vec::new();
     let mut seen = HashSet::new();
-    for &OrderRequest { job_id, hold_id } in requests {
+    for request in requests {
+        let OrderRequest {
+            job_id,
+            hold_id,
+            ref customer_id,
+        } = *request;
         if !queued.contains(&job_id) || !seen.insert(job_id) {
             continue;
         }
@@ -173,6 +183,9 @@ pub async fn apply_orders(
                 continue;
             }
             None => Decision::Failed(hold_not_found(hold_id)),
+            Some(hold) if !hold.belongs_to(customer_id.as_deref()) => {
+                Decision::Failed(hold_not_found(hold_id))
+            }
             Some(hold) => match refusal(hold, taken.contains(&hold_id), now) {
                 Some(problem) => Decision::Failed(problem),
                 None => {
@@ -224,6 +237,8 @@ fn refusal(hold: &Hold, taken: bool, now: DateTime<Utc>) -> Option<Problem> {
     }
 }
 
+/// Also what a buyer gets for someone else's hold: the same answer as for
+/// a hold that does not exist, so ids cannot be probed.
 fn hold_not_found(hold_id: Uuid) -> Problem {
     Problem::new(Code::HoldNotFound, format!("hold {hold_id} does not exist"))
 }

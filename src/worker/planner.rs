@@ -70,7 +70,7 @@ fn chunks<T>(items: Vec<T>, max: usize) -> Vec<Vec<T>> {
 
 /// A command applied in a transaction of its own: a sweep, or an order a
 /// batch left (payments came before it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alone {
     Order(OrderRequest),
     Sweep(SweepRequest),
@@ -110,6 +110,12 @@ pub fn unique<'a>(ids: impl IntoIterator<Item = &'a Uuid>) -> Vec<Uuid> {
         .collect()
 }
 
+/// Customer ids without repeats, first occurrence kept.
+pub fn unique_customers<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +125,7 @@ mod tests {
             job_id: Uuid::now_v7(),
             product_id,
             qty: 1,
+            customer_id: None,
         })
     }
 
@@ -126,6 +133,7 @@ mod tests {
         Command::Order(OrderRequest {
             job_id: Uuid::now_v7(),
             hold_id: Uuid::now_v7(),
+            customer_id: None,
         })
     }
 
@@ -185,16 +193,18 @@ mod tests {
         let first = OrderRequest {
             job_id: Uuid::now_v7(),
             hold_id: Uuid::now_v7(),
+            customer_id: None,
         };
         let second = OrderRequest {
             job_id: Uuid::now_v7(),
             hold_id: Uuid::now_v7(),
+            customer_id: None,
         };
         let sweep = Alone::Sweep(SweepRequest { product_id: 7 });
         let alone = vec![
-            (1, Alone::Order(first)),
+            (1, Alone::Order(first.clone())),
             (2, Alone::Order(second)),
-            (3, sweep),
+            (3, sweep.clone()),
             (4, Alone::Order(first)),
             (5, sweep),
         ];

@@ -141,7 +141,7 @@ pub fn buyer_token_with(claims: &Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("key"),
     )
     .expect("token")
 }
@@ -376,6 +376,7 @@ impl TestApp {
             job_id,
             product_id,
             qty,
+            customer_id: None,
         });
         flash_sale::db::jobs::insert_all(&[flash_sale::db::jobs::NewJob {
             id: job_id,
@@ -507,6 +508,7 @@ impl TestApp {
             job_id,
             product_id,
             qty,
+            customer_id: None,
         };
         flash_sale::worker::apply_holds(&self.pool, product_id, &[request], self.settings.hold_ttl)
             .await
@@ -673,6 +675,7 @@ pub async fn record_queued_holds(
             job_id: Uuid::now_v7(),
             product_id,
             qty,
+            customer_id: None,
         })
         .collect();
     let jobs: Vec<NewJob> = requests
@@ -680,7 +683,7 @@ pub async fn record_queued_holds(
         .map(|request| NewJob {
             id: request.job_id,
             kind: JobKind::Hold,
-            command: Command::Hold(*request),
+            command: Command::Hold(request.clone()),
             created_at: flash_sale::time::now(),
         })
         .collect();

@@ -374,6 +374,9 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
             name: "Counted once".into(),
             price: 100,
             stock: 2,
+            max_per_customer: None,
+            sale_starts_at: None,
+            sale_ends_at: None,
         },
     )
     .await
@@ -427,6 +430,7 @@ async fn a_reload_checks_a_crowd_of_claims_in_one_read_and_exactly() {
                     job_id: id,
                     product_id: 1 + i % 2,
                     qty: 1,
+                    customer_id: None,
                 }),
                 created_at: flash_sale::time::now(),
             }
@@ -692,6 +696,9 @@ async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
             name: "Outage".into(),
             price: 100,
             stock: 10,
+            max_per_customer: None,
+            sale_starts_at: None,
+            sale_ends_at: None,
         },
     )
     .await

@@ -70,6 +70,7 @@ async fn record_orders(app: &TestApp, holds: &[Uuid]) -> Vec<OrderRequest> {
         .map(|&hold_id| OrderRequest {
             job_id: Uuid::now_v7(),
             hold_id,
+            customer_id: None,
         })
         .collect();
     let jobs: Vec<NewJob> = orders
@@ -77,7 +78,7 @@ async fn record_orders(app: &TestApp, holds: &[Uuid]) -> Vec<OrderRequest> {
         .map(|order| NewJob {
             id: order.job_id,
             kind: JobKind::Order,
-            command: Command::Order(*order),
+            command: Command::Order(order.clone()),
             created_at: now,
         })
         .collect();
@@ -654,7 +655,7 @@ async fn concurrent_orders_for_one_product_never_deadlock() {
     // All at once and without the worker's retries: the order ids and hold
     // ids are time-ordered neighbours, so any lock on the gap after them
     // shows up here as a deadlock.
-    let results = join_all(orders.iter().map(|o| apply_order(&app.pool, *o))).await;
+    let results = join_all(orders.iter().map(|o| apply_order(&app.pool, o))).await;
     let failures: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
@@ -700,13 +701,13 @@ async fn a_batch_of_orders_is_decided_in_arrival_order_each_on_its_own_hold() {
         .execute(&app.pool)
         .await
         .expect("expire");
-    let first_order = record_orders(&app, &[used]).await[0];
-    apply_order(&app.pool, first_order)
+    let first_order = record_orders(&app, &[used]).await[0].clone();
+    apply_order(&app.pool, &first_order)
         .await
         .expect("first order");
     let undecided = record_queued_holds(&app.pool, product, &[1]).await[0].job_id;
     // A payment for the `early` order arrives before the order is made.
-    let early_order = record_orders(&app, &[early]).await[0];
+    let early_order = record_orders(&app, &[early]).await[0].clone();
     let response = app
         .webhook(&payment(
             "batch-early",
@@ -732,9 +733,9 @@ async fn a_batch_of_orders_is_decided_in_arrival_order_each_on_its_own_hold() {
     )
     .await;
     let mut batch = orders.clone();
-    batch.insert(2, early_order);
+    batch.insert(2, early_order.clone());
     // A duplicate publish and a redelivery of an order already made.
-    batch.push(orders[0]);
+    batch.push(orders[0].clone());
     batch.push(first_order);
     let applied = apply_orders(&app.pool, &batch).await.expect("batch");
 

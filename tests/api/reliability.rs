@@ -407,6 +407,7 @@ async fn a_stopping_api_waits_until_the_commands_it_handed_over_are_confirmed() 
             job_id: uuid::Uuid::now_v7(),
             product_id: product,
             qty: 1,
+            customer_id: None,
         }));
     }
     // What `run_api` does once its last request is answered, before the
