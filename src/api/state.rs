@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sqlx::MySqlPool;
 
-use super::{publisher::CommandPublisher, recorder::JobRecorder};
+use super::{publisher::CommandPublisher, rate_limit::RateLimiter, recorder::JobRecorder};
 use crate::{
     broker::Broker,
     cache::ProductCache,
@@ -26,6 +26,8 @@ pub struct AppState {
     pub webhook_secret: Secret,
     /// The OpenAPI document, rendered once when the router is built.
     pub openapi: Arc<serde_json::Value>,
+    /// This replica's buckets; `None` when `RATE_LIMIT_PER_SEC=0`.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             broker,
             cache: ProductCache::new(),
             waiters: JobWaiters::new(),
+            rate_limiter: RateLimiter::new(settings.rate_limit).map(Arc::new),
             settings,
             admin_token,
             webhook_secret,
