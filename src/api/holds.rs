@@ -13,6 +13,7 @@ use super::{
     extract::{PathId, PreferWait},
     input::Keyed,
     products::find,
+    rate_limit::Throttle,
     requests::CreateHold,
     responses::HoldAccepted,
     state::AppState,
@@ -53,6 +54,7 @@ const ROUTE: &str = "holds";
         (status = 422, description = "`validation_failed` (`errors` names each bad field or header) or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
 pub async fn create(
+    _throttle: Throttle,
     State(state): State<AppState>,
     PreferWait(wait): PreferWait,
     Keyed { key, body }: Keyed<CreateHold>,

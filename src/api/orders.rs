@@ -12,6 +12,7 @@ use super::{
     error::{ApiError, ApiResult},
     extract::{PathId, PreferWait},
     input::Keyed,
+    rate_limit::Throttle,
     requests::CreateOrder,
     responses::OrderAccepted,
     state::AppState,
@@ -53,6 +54,7 @@ const ROUTE: &str = "orders";
         (status = 422, description = "`validation_failed` (`errors` names each bad field or header) or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
 pub async fn create(
+    _throttle: Throttle,
     State(state): State<AppState>,
     PreferWait(wait): PreferWait,
     Keyed { key, body }: Keyed<CreateOrder>,
