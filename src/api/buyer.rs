@@ -9,7 +9,7 @@ use axum::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{error::ApiError, state::AppState};
+use super::{error::ApiError, rate_limit::throttle, state::AppState};
 use crate::{config::BuyerJwt, problem::Code};
 
 /// Clock difference allowed on `exp` and `nbf`.
@@ -66,30 +66,39 @@ fn unauthorized(detail: impl Into<String>) -> ApiError {
 /// The buyer a command request comes from: `Some(customer id)` for a valid
 /// token, `None` without an `Authorization` header. A bad token, another
 /// scheme, or any token while buyer tokens are off is 401: a
-/// misconfiguration must be loud, not silently anonymous.
+/// misconfiguration must be loud, not silently anonymous. Then the rate
+/// limit spends a token of the buyer's (or the address's) bucket: 429.
+/// Put it before the body in a handler's arguments.
 pub struct Buyer(pub Option<String>);
 
 impl FromRequestParts<AppState> for Buyer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Ok(Buyer(None));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| unauthorized("Authorization must be `Bearer <buyer token>`"))?;
-        let Some(tokens) = &state.buyer_tokens else {
-            return Err(unauthorized(
-                "buyer tokens are not accepted: this api has no BUYER_JWT_SECRET",
-            ));
-        };
-        tokens.customer(token).map(|customer| Buyer(Some(customer)))
+        let customer = customer(parts, state)?;
+        throttle(parts, state, customer.as_deref())?;
+        Ok(Buyer(customer))
     }
+}
+
+/// The customer a valid buyer token names; `None` without a token.
+fn customer(parts: &Parts, state: &AppState) -> Result<Option<String>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthorized("Authorization must be `Bearer <buyer token>`"))?;
+    let Some(tokens) = &state.buyer_tokens else {
+        return Err(unauthorized(
+            "buyer tokens are not accepted: this api has no BUYER_JWT_SECRET",
+        ));
+    };
+    tokens.customer(token).map(Some)
 }
 
 #[cfg(test)]
@@ -122,10 +131,18 @@ mod tests {
 
     #[test]
     fn a_good_token_names_its_customer() {
-        let t = sign(&json!({"sub": "c-1", "exp": now() + 60}), "k", Algorithm::HS256);
+        let t = sign(
+            &json!({"sub": "c-1", "exp": now() + 60}),
+            "k",
+            Algorithm::HS256,
+        );
         assert_eq!(tokens(None).customer(&t).expect("valid"), "c-1");
         // Within the leeway.
-        let t = sign(&json!({"sub": "c-1", "exp": now() - 10}), "k", Algorithm::HS256);
+        let t = sign(
+            &json!({"sub": "c-1", "exp": now() - 10}),
+            "k",
+            Algorithm::HS256,
+        );
         assert!(tokens(None).customer(&t).is_ok());
     }
 
@@ -135,12 +152,24 @@ mod tests {
         let refused = [
             sign(&json!({"sub": "c", "exp": exp}), "other", Algorithm::HS256),
             sign(&json!({"sub": "c", "exp": exp}), "k", Algorithm::HS384),
-            sign(&json!({"sub": "c", "exp": now() - 120}), "k", Algorithm::HS256),
-            sign(&json!({"sub": "c", "exp": exp, "nbf": now() + 120}), "k", Algorithm::HS256),
+            sign(
+                &json!({"sub": "c", "exp": now() - 120}),
+                "k",
+                Algorithm::HS256,
+            ),
+            sign(
+                &json!({"sub": "c", "exp": exp, "nbf": now() + 120}),
+                "k",
+                Algorithm::HS256,
+            ),
             sign(&json!({"exp": exp}), "k", Algorithm::HS256),
             sign(&json!({"sub": "c"}), "k", Algorithm::HS256),
             sign(&json!({"sub": "", "exp": exp}), "k", Algorithm::HS256),
-            sign(&json!({"sub": "x".repeat(256), "exp": exp}), "k", Algorithm::HS256),
+            sign(
+                &json!({"sub": "x".repeat(256), "exp": exp}),
+                "k",
+                Algorithm::HS256,
+            ),
             "not.a.token".to_owned(),
         ];
         for token in refused {
@@ -151,8 +180,16 @@ mod tests {
     #[test]
     fn the_audience_must_match_when_set() {
         let exp = now() + 60;
-        let shop = sign(&json!({"sub": "c", "exp": exp, "aud": "shop"}), "k", Algorithm::HS256);
-        let other = sign(&json!({"sub": "c", "exp": exp, "aud": "blog"}), "k", Algorithm::HS256);
+        let shop = sign(
+            &json!({"sub": "c", "exp": exp, "aud": "shop"}),
+            "k",
+            Algorithm::HS256,
+        );
+        let other = sign(
+            &json!({"sub": "c", "exp": exp, "aud": "blog"}),
+            "k",
+            Algorithm::HS256,
+        );
         let none = sign(&json!({"sub": "c", "exp": exp}), "k", Algorithm::HS256);
         assert!(tokens(Some("shop")).customer(&shop).is_ok());
         assert!(tokens(Some("shop")).customer(&other).is_err());

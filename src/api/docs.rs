@@ -112,6 +112,16 @@ pub struct UnsupportedMediaType(Problem);
 #[response(content_type = "application/problem+json")]
 pub struct Unavailable(Problem);
 
+/// `rate_limited`: this buyer (or, anonymous, this client address) sent
+/// more commands than `RATE_LIMIT_PER_SEC` allows; nothing was recorded.
+/// Per api replica.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = inline(RetryAfterSecs), description = "Seconds until a token is back"))
+)]
+pub struct RateLimited(Problem);
+
 /// `method_not_allowed`, with `Allow` listing the path's methods: what every
 /// documented path answers to a method this document does not list for it.
 #[derive(ToResponse)]

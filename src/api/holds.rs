@@ -8,7 +8,7 @@ use super::{
     accept::{Answer, Recording, accept},
     buyer::Buyer,
     docs::{
-        CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
+        CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RateLimited, RequestTimeout,
         RetryAfterSecs, Unavailable, UnsupportedMediaType,
     },
     error::{ApiError, ApiResult},
@@ -34,7 +34,7 @@ use crate::{
 const ROUTE: &str = "holds";
 
 #[utoipa::path(post, path = "/api/v1/holds", operation_id = "createHold", summary = "Reserve stock (asynchronous)",
-    description = "Records a hold job and answers 202 at once; a worker grants or refuses it. A product the cache knows to be sold out is refused at once with 409.", tag = "holds",
+    description = "Records a hold job and answers 202 at once; a worker grants or refuses it. A product the cache knows to be sold out, or outside its sale window, is refused at once with 409. A buyer sends `Authorization: Bearer <JWT>` (HS256, `sub` = customer id); a product with `max_per_customer` needs one.", tag = "holds",
     request_body = CreateHold,
     params(CommandHeaders),
     responses(
@@ -51,12 +51,15 @@ const ROUTE: &str = "holds";
                 ("createOrder" = (operation_id = "createOrder", request_body = json!({"hold_id": "$response.body#/id"})))
             )),
         (status = 400, response = MalformedJson),
+        (status = 401, description = "`unauthorized`: a buyer token that is malformed, expired, wrongly signed, of another algorithm or audience, or sent while this api takes none; or no token for a product with `max_per_customer`. Nothing was recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such product", body = Problem, content_type = "application/problem+json"),
         (status = 408, response = RequestTimeout),
-        (status = 409, description = "`insufficient_stock`: fewer units left than asked for (at once, or as the job's outcome under `Prefer: wait`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock`: fewer units left than asked for; `customer_limit_reached`: the buyer's units of this product would pass `max_per_customer`; `sale_not_started` (with `Retry-After` in seconds and `starts_at`) or `sale_ended`: outside the product's sale window. At once, or as the job's outcome under `Prefer: wait`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = inline(RetryAfterSecs), description = "`sale_not_started` only: seconds until the sale starts, rounded up"))),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed` (`errors` names each bad field or header) or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
         (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,

@@ -23,6 +23,7 @@ mod orders;
 mod payments;
 mod products;
 mod publisher;
+pub mod rate_limit;
 mod recorder;
 mod requests;
 mod responses;
@@ -100,7 +101,8 @@ or a closed connection), without a problem document."
             docs::PayloadTooLarge,
             docs::UnsupportedMediaType,
             docs::Unavailable,
-            docs::MethodNotAllowed
+            docs::MethodNotAllowed,
+            docs::RateLimited
         )
     ),
     modifiers(&Security),

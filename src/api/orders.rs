@@ -7,7 +7,7 @@ use super::{
     accept::{Answer, Recording, accept},
     buyer::Buyer,
     docs::{
-        CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RequestTimeout,
+        CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RateLimited, RequestTimeout,
         RetryAfterSecs, Unavailable, UnsupportedMediaType,
     },
     error::{ApiError, ApiResult},
@@ -30,7 +30,7 @@ const ROUTE: &str = "orders";
 /// hold's row lock: a hold whose own job is still queued cannot be judged
 /// here.
 #[utoipa::path(post, path = "/api/v1/orders", operation_id = "createOrder", summary = "Turn a hold into an order (asynchronous)",
-    description = "Every decision (hold missing, expired, already used) is the worker's: the 202 says only that the job is recorded. An order for a hold whose own job is still queued waits for it.", tag = "orders",
+    description = "Every decision (hold missing, expired, already used) is the worker's: the 202 says only that the job is recorded. An order for a hold whose own job is still queued waits for it. An order for a buyer's hold needs that buyer's token (`Authorization: Bearer <JWT>`); anyone else's fails `hold_not_found`.", tag = "orders",
     request_body = CreateOrder,
     params(CommandHeaders),
     responses(
@@ -47,11 +47,13 @@ const ROUTE: &str = "orders";
                 ("getHold" = (operation_id = "getHold", parameters(("id" = "$response.body#/hold_id"))))
             )),
         (status = 400, response = MalformedJson),
+        (status = 401, description = "`unauthorized`: a buyer token that is malformed, expired, wrongly signed, of another algorithm or audience, or sent while this api takes none. Nothing was recorded", body = Problem, content_type = "application/problem+json"),
         (status = 408, response = RequestTimeout),
-        (status = 409, description = "`hold_not_found`, `hold_expired` or `hold_already_used`: the job's outcome under `Prefer: wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`hold_not_found` (also for a hold that belongs to another buyer), `hold_expired` or `hold_already_used`: the job's outcome under `Prefer: wait`", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed` (`errors` names each bad field or header) or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
         (status = 503, response = Unavailable)))]
 pub async fn create(
     State(state): State<AppState>,

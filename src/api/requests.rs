@@ -13,9 +13,9 @@ use crate::{
     config::Settings,
     domain::{
         MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, PaymentStatus, ProductChange,
-        product::window_is_ordered,
         idempotency::{MAX_KEY_CHARS, fingerprint},
         payment::Delivery,
+        product::window_is_ordered,
     },
 };
 
@@ -191,10 +191,7 @@ impl CreateProduct {
 /// `Some(None)` when absent or `null`. Refuses an end not after the start
 /// when both are in the body (a PATCH naming one is checked against the
 /// stored other under the row lock).
-type Window = (
-    Option<Option<DateTime<Utc>>>,
-    Option<Option<DateTime<Utc>>>,
-);
+type Window = (Option<Option<DateTime<Utc>>>, Option<Option<DateTime<Utc>>>);
 
 fn window(fields: &mut Fields<'_>) -> Window {
     let starts = fields.nullable_time("sale_starts_at");

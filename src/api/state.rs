@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use sqlx::MySqlPool;
 
-use super::{buyer::BuyerTokens, publisher::CommandPublisher, recorder::JobRecorder};
+use super::{
+    buyer::BuyerTokens, publisher::CommandPublisher, rate_limit::RateLimiter, recorder::JobRecorder,
+};
 use crate::{
     broker::Broker,
     cache::ProductCache,
@@ -28,6 +30,8 @@ pub struct AppState {
     pub buyer_tokens: Option<Arc<BuyerTokens>>,
     /// The OpenAPI document, rendered once when the router is built.
     pub openapi: Arc<serde_json::Value>,
+    /// This replica's buckets; `None` when `RATE_LIMIT_PER_SEC=0`.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AppState {
@@ -42,6 +46,7 @@ impl AppState {
             broker,
             cache: ProductCache::new(),
             waiters: JobWaiters::new(),
+            rate_limiter: RateLimiter::new(settings.rate_limit).map(Arc::new),
             admin_token,
             webhook_secret,
             buyer_tokens: match &settings.buyer_jwt {

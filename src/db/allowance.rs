@@ -20,7 +20,11 @@ use crate::{
 /// current for every writer that matters. It goes through
 /// `holds_customer` and `orders_customer` (a buyer's few rows of one
 /// product each); customers with no units are left out.
-pub fn units_of(product_id: i64, customers: &[&str], now: &DateTime<Utc>) -> Read<HashMap<String, i64>> {
+pub fn units_of(
+    product_id: i64,
+    customers: &[&str],
+    now: &DateTime<Utc>,
+) -> Read<HashMap<String, i64>> {
     let mut sql = Sql::new();
     sql.push(sql!(
         "SELECT customer_id, CAST(SUM(qty) AS SIGNED) AS units FROM (\
@@ -90,5 +94,7 @@ pub async fn over_limit(
          GROUP BY u.product_id, u.customer_id, p.max_per_customer \
          HAVING SUM(u.qty) > p.max_per_customer"
     ));
-    Read::new(sql, text::all::<OverLimit>).fetch(&mut **tx).await
+    Read::new(sql, text::all::<OverLimit>)
+        .fetch(&mut **tx)
+        .await
 }

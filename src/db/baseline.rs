@@ -39,7 +39,15 @@ pub async fn hold(
             stock: product.stock,
         }));
     }
-    let hold = Hold::granted(Uuid::now_v7(), product_id, qty, product.price, None, now, ttl);
+    let hold = Hold::granted(
+        Uuid::now_v7(),
+        product_id,
+        qty,
+        product.price,
+        None,
+        now,
+        ttl,
+    );
     sqlx::query!(
         "UPDATE products SET stock = stock - ?, updated_at = ? WHERE id = ?",
         qty,

@@ -15,5 +15,6 @@ pub use job::{Job, JobKind, JobResult, JobStatus};
 pub use order::{Order, OrderStatus};
 pub use payment::{EventState, Outcome, PaymentEvent, PaymentOutcome, PaymentStatus};
 pub use product::{
-    LedgerReason, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, Product, ProductChange, SaleWindow,
+    LedgerReason, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, Product, ProductChange,
+    SaleWindow,
 };

@@ -141,7 +141,8 @@ pub fn buyer_token_with(claims: &Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("key"),
+        // jsonwebtoken 12 refuses an empty key here.
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("a non-empty key"),
     )
     .expect("token")
 }

@@ -9,6 +9,7 @@ mod holds;
 mod metrics_format;
 mod openapi;
 mod orders;
+mod rate_limits;
 mod reliability;
 mod scheduler;
 mod workers;
