@@ -1,4 +1,4 @@
-//! The stock audit: guarantees 1 and 2 checked per product from the rows
+//! The stock audit: guarantees 1, 2 and 9 checked per product from the rows
 //! themselves.
 
 use std::{
@@ -12,7 +12,7 @@ use sqlx::MySqlPool;
 use crate::db;
 
 /// One product's books.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Books {
     pub product_id: i64,
     pub stock: i64,
@@ -24,7 +24,23 @@ pub struct Books {
     pub held: i64,
     /// Quantity in pending or paid orders.
     pub ordered: i64,
+    /// Buyers whose units pass the product's `max_per_customer`
+    /// (guarantee 9); empty for a product without a limit.
+    pub over_limit: Vec<BuyerOverLimit>,
 }
+
+/// A buyer over a product's limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BuyerOverLimit {
+    pub customer_id: String,
+    pub units: i64,
+    pub max_per_customer: i64,
+}
+
+/// Holds that expire within this much of the audit's clock are not counted
+/// against their buyer: the worker that let the buyer hold more may run on
+/// a clock this far ahead, and a false alarm would page someone.
+const CLOCK_GRACE: chrono::Duration = chrono::Duration::seconds(2);
 
 impl Books {
     /// What is wrong with these books, if anything.
@@ -47,6 +63,12 @@ impl Books {
                 self.ordered,
                 self.stock + self.held + self.ordered,
                 self.stocked
+            ));
+        }
+        for buyer in &self.over_limit {
+            problems.push(format!(
+                "buyer {:?} has {} units, over the limit of {}",
+                buyer.customer_id, buyer.units, buyer.max_per_customer
             ));
         }
         problems
@@ -136,6 +158,17 @@ impl Auditor {
         }
         let held = db::audit::held(&mut tx).await?;
         let ordered = db::audit::ordered(&mut tx).await?;
+        let mut over_limit: HashMap<i64, Vec<BuyerOverLimit>> = HashMap::new();
+        for over in db::allowance::over_limit(&mut tx, &(crate::time::now() + CLOCK_GRACE)).await? {
+            over_limit
+                .entry(over.product_id)
+                .or_default()
+                .push(BuyerOverLimit {
+                    customer_id: over.customer_id,
+                    units: over.units,
+                    max_per_customer: over.max_per_customer,
+                });
+        }
         tx.commit().await?;
 
         // Products with no new ledger row keep what was summed before.
@@ -156,6 +189,7 @@ impl Auditor {
                     stocked: ledger.stocked,
                     held: held.get(&product_id).copied().unwrap_or(0),
                     ordered: ordered.get(&product_id).copied().unwrap_or(0),
+                    over_limit: over_limit.remove(&product_id).unwrap_or_default(),
                 }
             })
             .collect())
