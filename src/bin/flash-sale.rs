@@ -5,12 +5,13 @@ use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use flash_sale::{
-    config::{Secret, Settings},
+    config::{BuyerJwt, Secret, Settings},
     shutdown, startup, telemetry,
 };
 
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 const DEV_WEBHOOK_SECRET: &str = "dev-webhook-secret";
+const DEV_BUYER_JWT_SECRET: &str = "dev-buyer-jwt-secret";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,6 +31,15 @@ async fn run() -> anyhow::Result<()> {
         .get_or_insert_with(|| Secret::new(DEV_WEBHOOK_SECRET))
         .expose()
         .to_owned();
+    let buyer = settings
+        .buyer_jwt
+        .get_or_insert_with(|| BuyerJwt {
+            secret: Secret::new(DEV_BUYER_JWT_SECRET),
+            audience: None,
+        })
+        .secret
+        .expose()
+        .to_owned();
 
     let pool = startup::prepare_database(&settings, startup::API_POOL_SIZE).await?;
     startup::seed_demo(&pool).await?;
@@ -46,6 +56,9 @@ async fn run() -> anyhow::Result<()> {
     }
     if webhook == DEV_WEBHOOK_SECRET {
         println!("  dev WEBHOOK_SECRET = {webhook}");
+    }
+    if buyer == DEV_BUYER_JWT_SECRET {
+        println!("  dev BUYER_JWT_SECRET = {buyer} (signs buyer tokens, HS256)");
     }
     println!("  stop with Ctrl-C");
 
