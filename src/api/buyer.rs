@@ -34,10 +34,17 @@ impl BuyerTokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         match &settings.audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
+            Some(audience) => {
+                // jsonwebtoken checks `aud` only when present unless told
+                // it is required.
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                validation.set_audience(&[audience]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.validate_aud = false;
+            }
         }
         let key = DecodingKey::from_secret(settings.secret.expose().as_bytes())
             .map_err(|e| anyhow::anyhow!("BUYER_JWT_SECRET cannot be used as an HS256 key: {e}"))?;

@@ -1,6 +1,7 @@
 //! Integration tests against real MariaDB and RabbitMQ. One binary, one
 //! module per capability.
 
+mod buyers;
 mod connections;
 mod edges;
 mod foundation;
@@ -11,5 +12,6 @@ mod openapi;
 mod orders;
 mod rate_limits;
 mod reliability;
+mod sale_window;
 mod scheduler;
 mod workers;
