@@ -82,28 +82,27 @@ pub async fn apply_holds(
         if !seen.insert(request.job_id) {
             continue;
         }
-        let decision = match product {
-            None => Err(Problem::new(
+        let decision = match &product {
+            None => Decision::Failed(Problem::new(
                 Code::NotFound,
                 format!("product {product_id} not found"),
             )),
-            Some(product) => decide(&product, request, *recorded_at, stock, &mut units),
-        };
-        let decision = match decision {
-            Ok(unit_price) => {
-                stock -= request.qty;
-                granted.push(Hold::granted(
-                    request.job_id,
-                    product_id,
-                    request.qty,
-                    unit_price,
-                    request.customer_id.clone(),
-                    now,
-                    ttl,
-                ));
-                Decision::Created
-            }
-            Err(problem) => Decision::Failed(problem),
+            Some(product) => match refusal(product, request, *recorded_at, stock, &mut units) {
+                Some(problem) => Decision::Failed(problem),
+                None => {
+                    stock -= request.qty;
+                    granted.push(Hold::granted(
+                        request.job_id,
+                        product_id,
+                        request.qty,
+                        product.price,
+                        request.customer_id.clone(),
+                        now,
+                        ttl,
+                    ));
+                    Decision::Created
+                }
+            },
         };
         outcomes.push(Outcome {
             job_id: request.job_id,
@@ -138,40 +137,40 @@ pub async fn apply_holds(
     Ok(Decided::of(&outcomes, changed))
 }
 
-/// Grants (the unit price) or refuses one request, recorded at
-/// `recorded_at`, against the locked product with `stock` left and the
-/// buyers' `units` so far (counting this one's when granted). The window
-/// is judged by when the request was recorded, not by when it is decided.
-fn decide(
+/// Why one request, recorded at `recorded_at`, is refused, if it is:
+/// judged against the locked product with `stock` left and the buyers'
+/// `units` so far (counting this one's when it is granted). The window is
+/// judged by when the request was recorded, not by when it is decided.
+fn refusal(
     product: &ForHolds,
     request: &HoldRequest,
     recorded_at: DateTime<Utc>,
     stock: i64,
     units: &mut HashMap<String, i64>,
-) -> Result<i64, Problem> {
+) -> Option<Problem> {
     let product_id = request.product_id;
     match SaleWindow::at(product.sale_starts_at, product.sale_ends_at, recorded_at) {
-        SaleWindow::NotStarted(starts_at) => return Err(sale_not_started(product_id, starts_at)),
-        SaleWindow::Ended => return Err(sale_ended(product_id)),
+        SaleWindow::NotStarted(starts_at) => return Some(sale_not_started(product_id, starts_at)),
+        SaleWindow::Ended => return Some(sale_ended(product_id)),
         SaleWindow::Open => {}
     }
     let mut counted = None;
     if let Some(max) = product.max_per_customer {
         // Accepted before the limit was set: the buyer cannot be counted.
         let Some(customer) = request.customer_id.as_deref() else {
-            return Err(Problem::new(
+            return Some(Problem::new(
                 Code::Unauthorized,
                 format!("product {product_id} is limited per customer: a buyer token is required"),
             ));
         };
         let has = units.get(customer).copied().unwrap_or(0);
         if has + request.qty > max {
-            return Err(customer_limit_reached(product_id, max, has, request.qty));
+            return Some(customer_limit_reached(product_id, max, has, request.qty));
         }
         counted = Some((customer, has));
     }
     if request.qty > stock {
-        return Err(Problem::new(
+        return Some(Problem::new(
             Code::InsufficientStock,
             format!(
                 "product {product_id} has {stock} left, {} requested",
@@ -182,5 +181,5 @@ fn decide(
     if let Some((customer, has)) = counted {
         units.insert(customer.to_owned(), has + request.qty);
     }
-    Ok(product.price)
+    None
 }
