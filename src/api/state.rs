@@ -10,6 +10,7 @@ use crate::{
     cache::ProductCache,
     config::{Secret, Settings},
     waiters::JobWaiters,
+    waiting_room::WaitingRoom,
 };
 
 /// Everything a handler may touch. Cheap to clone.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub broker: Broker,
     pub cache: ProductCache,
     pub waiters: JobWaiters,
+    /// Places in line and job streams.
+    pub room: WaitingRoom,
     pub recorder: JobRecorder,
     pub publisher: CommandPublisher,
     pub settings: Arc<Settings>,
@@ -36,6 +39,7 @@ impl AppState {
         Ok(Self {
             recorder: JobRecorder::start(pool.clone()),
             publisher: CommandPublisher::start(broker.clone()),
+            room: WaitingRoom::new(pool.clone()),
             pool,
             broker,
             cache: ProductCache::new(),

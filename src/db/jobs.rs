@@ -34,6 +34,7 @@ use crate::{
 pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
     let row = sqlx::query!(
         r#"SELECT j.id AS "id: Uuid", j.kind AS "kind: JobKind", j.status AS "status: JobStatus",
+                  j.lane,
                   j.result AS "result: String", j.error AS "error: String",
                   j.created_at AS "created_at: DateTime<Utc>",
                   j.completed_at AS "completed_at: DateTime<Utc>",
@@ -122,6 +123,8 @@ pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
         error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
         created_at: row.created_at,
         completed_at: row.completed_at,
+        queue: None,
+        lane: row.lane,
     }))
 }
 
@@ -132,6 +135,8 @@ pub struct NewJob {
     pub kind: JobKind,
     pub command: Command,
     pub created_at: DateTime<Utc>,
+    /// Where it waits ([`Command::lane`]); shows the client its place.
+    pub lane: Option<i64>,
 }
 
 /// Records queued jobs with one statement (none when empty): the api's
@@ -145,7 +150,7 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
     }
     let mut sql = Sql::new();
     sql.push(sql!(
-        "INSERT INTO jobs (id, kind, status, command, created_at) VALUES "
+        "INSERT INTO jobs (id, kind, status, command, created_at, lane) VALUES "
     ))
     .list(jobs, |sql, job| {
         sql.push(sql!("("))
@@ -158,7 +163,12 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
             .bytes(&job.command.encode())
             .push(sql!(", "))
             .time(&job.created_at)
-            .push(sql!(")"));
+            .push(sql!(", "));
+        match job.lane {
+            Some(lane) => sql.int(lane),
+            None => sql.push(sql!("NULL")),
+        }
+        .push(sql!(")"));
     });
     writes.push(sql);
     writes

@@ -380,6 +380,7 @@ impl TestApp {
         flash_sale::db::jobs::insert_all(&[flash_sale::db::jobs::NewJob {
             id: job_id,
             kind: flash_sale::domain::JobKind::Hold,
+            lane: command.lane(self.settings.partitions),
             command: command.clone(),
             created_at: flash_sale::time::now(),
         }])
@@ -680,6 +681,7 @@ pub async fn record_queued_holds(
         .map(|request| NewJob {
             id: request.job_id,
             kind: JobKind::Hold,
+            lane: Some(request.product_id),
             command: Command::Hold(*request),
             created_at: flash_sale::time::now(),
         })
