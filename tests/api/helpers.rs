@@ -335,6 +335,27 @@ impl TestApp {
         base
     }
 
+    /// Starts one more api replica as `run_api` does (its event listener
+    /// and job streams included), adds its base URL to `apis`, and returns
+    /// its state, whose counters a test reads.
+    pub async fn start_api(&mut self) -> AppState {
+        let state = AppState::new(
+            self.pool.clone(),
+            self.broker.clone(),
+            self.settings.clone(),
+        )
+        .expect("state");
+        let listener = api::bind(LOCALHOST_ANY_PORT).expect("bind");
+        self.apis
+            .push(format!("http://{}", listener.local_addr().expect("addr")));
+        self.tasks.push(tokio::spawn(startup::serve_api(
+            state.clone(),
+            listener,
+            self.shutdown.clone(),
+        )));
+        state
+    }
+
     /// Starts a scheduler replica with its own stop token (a child of the
     /// app's) and returns its status and that token.
     pub async fn start_scheduler(&mut self) -> (Arc<SchedulerStatus>, CancellationToken) {

@@ -11,4 +11,5 @@ mod openapi;
 mod orders;
 mod reliability;
 mod scheduler;
+mod waiting_room;
 mod workers;
