@@ -90,6 +90,17 @@ impl Command {
         }
     }
 
+    /// The waiting-room lane its job queues in (the `jobs.lane` column): a
+    /// hold's product, an order's partition; none for payments and sweeps.
+    /// Orders share a partition's queue, so that is whom they wait behind.
+    pub fn lane(&self, partitions: u16) -> Option<i64> {
+        match self {
+            Command::Hold(HoldRequest { product_id, .. }) => Some(*product_id),
+            Command::Order(_) => Some(i64::from(self.partition(partitions))),
+            Command::Payment(_) | Command::Sweep(_) => None,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         // A derived Serialize of plain fields cannot fail.
         serde_json::to_vec(self).unwrap_or_default()

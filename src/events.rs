@@ -1,5 +1,5 @@
 //! The api's side of the events fanout: each replica consumes its own queue
-//! and reacts (cache refresh now; waking waiting requests later).
+//! and reacts: cache refresh, waking waiting requests, ending job streams.
 
 use futures_util::StreamExt;
 use lapin::{options::BasicConsumeOptions, types::FieldTable};
@@ -9,20 +9,23 @@ use crate::{
     broker::{self, Broker, Event},
     cache::ProductCache,
     waiters::JobWaiters,
+    waiting_room::WaitingRoom,
 };
 
 /// Consumes events until `shutdown`, subscribing again whenever the
 /// subscription ends or fails (a broker restart). Events are hints (the
-/// cache reloads from the database, waiters poll too), so they are consumed
-/// without acks and a gap only delays them.
+/// cache reloads from the database, waiters poll too, a streamed job is
+/// also seen leaving its lane), so they are consumed without acks and a gap
+/// only delays them.
 pub async fn listen(
     broker: Broker,
     cache: ProductCache,
     waiters: JobWaiters,
+    room: WaitingRoom,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
-        if let Err(e) = subscribe(&broker, &cache, &waiters, &shutdown).await {
+        if let Err(e) = subscribe(&broker, &cache, &waiters, &room, &shutdown).await {
             tracing::warn!(error = %format!("{e:#}"), "event subscription failed; subscribing again");
         }
         tokio::select! {
@@ -37,6 +40,7 @@ async fn subscribe(
     broker: &Broker,
     cache: &ProductCache,
     waiters: &JobWaiters,
+    room: &WaitingRoom,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = broker.channel().await?;
@@ -73,6 +77,7 @@ async fn subscribe(
                 granted_holds,
             }) => {
                 cache.jobs_finished(&job_ids, &granted_holds);
+                room.finished(&job_ids);
                 for job_id in job_ids {
                     waiters.finished(job_id);
                 }

@@ -11,7 +11,8 @@
 //! the api publishes and the worker applies · [`cache`] the api's product
 //! cache, with [`claims`] on units queued holds will take · [`events`] the
 //! api's listener for stock and job events · [`waiters`] requests waiting
-//! on a job (`Prefer: wait`) · [`dead_letters`] the parking queue's
+//! on a job (`Prefer: wait`) · [`waiting_room`] a queued job's place in
+//! line, polled or streamed · [`dead_letters`] the parking queue's
 //! operator view · [`audit`] the guarantee checks · [`problem`] RFC 9457
 //! error bodies · [`reach`] which connection failures are fatal ·
 //! [`signature`] the webhook HMAC · [`shutdown`] signals · [`telemetry`]
@@ -37,4 +38,5 @@ pub mod startup;
 pub mod telemetry;
 pub mod time;
 pub mod waiters;
+pub mod waiting_room;
 pub mod worker;

@@ -107,9 +107,20 @@ pub async fn run_api(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let state = AppState::new(pool, broker, settings)?;
+    serve_api(state, listener, shutdown).await
+}
+
+/// Runs the api over `state` (tests keep a clone to read its counters):
+/// the cache refresher, the event listener and the job streams' reader
+/// beside the server.
+pub async fn serve_api(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     crate::telemetry::metrics();
     api::raise_file_limit();
-    let state = AppState::new(pool, broker, settings)?;
     if let Err(e) = state.cache.reload_all(&state.pool).await {
         tracing::warn!(error = %e, "product cache starts empty: database unreachable");
     }
@@ -118,18 +129,22 @@ pub async fn run_api(
         async move { cache.run_refresher(pool, shutdown.cancelled_owned()).await }
     });
     tokio::spawn({
-        let (broker, cache, waiters, shutdown) = (
+        let (broker, cache, waiters, room, shutdown) = (
             state.broker.clone(),
             state.cache.clone(),
             state.waiters.clone(),
+            state.room.clone(),
             shutdown.clone(),
         );
         async move {
-            if let Err(e) = events::listen(broker, cache, waiters, shutdown).await {
+            if let Err(e) = events::listen(broker, cache, waiters, room, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "event listener stopped");
             }
         }
     });
+    // Reads job streams' final states; at shutdown it ends every stream,
+    // so their connections drain.
+    tokio::spawn(state.room.clone().run(shutdown.clone()));
     let publisher = state.publisher.clone();
     let served = api::serve(listener, state, shutdown).await;
     if !publisher.settled(SETTLE_PUBLISHES_WITHIN).await {

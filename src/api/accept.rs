@@ -95,6 +95,7 @@ pub async fn accept(
     let job = NewJob {
         id,
         kind,
+        lane: command.lane(state.broker.partitions()),
         command,
         created_at: time::now(),
     };
@@ -185,7 +186,9 @@ async fn outcome(
     let mut read = !queued;
     loop {
         if read {
-            let job = db::jobs::get(&state.pool, job_id)
+            let job = state
+                .room
+                .read_job(job_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format_args!("job {job_id}")))?;
             let status = job.status;

@@ -12,6 +12,7 @@ use crate::{
     cache::ProductCache,
     config::{Secret, Settings},
     waiters::JobWaiters,
+    waiting_room::WaitingRoom,
 };
 
 /// Everything a handler may touch. Cheap to clone.
@@ -21,6 +22,8 @@ pub struct AppState {
     pub broker: Broker,
     pub cache: ProductCache,
     pub waiters: JobWaiters,
+    /// Places in line and job streams.
+    pub room: WaitingRoom,
     pub recorder: JobRecorder,
     pub publisher: CommandPublisher,
     pub settings: Arc<Settings>,
@@ -42,6 +45,7 @@ impl AppState {
         Ok(Self {
             recorder: JobRecorder::start(pool.clone()),
             publisher: CommandPublisher::start(broker.clone()),
+            room: WaitingRoom::new(pool.clone()),
             pool,
             broker,
             cache: ProductCache::new(),

@@ -21,9 +21,7 @@ use uuid::Uuid;
 use super::text::{self, Read, Sql, Writes};
 use crate::{
     commands::Command,
-    domain::{
-        Hold, HoldStatus, Job, JobKind, JobResult, JobStatus, Order, OrderStatus, PaymentOutcome,
-    },
+    domain::{Job, JobKind, JobStatus, PaymentOutcome},
     problem::Problem,
     sql,
 };
@@ -32,101 +30,11 @@ use crate::{
 /// row as it was made (see [`Hold::as_granted`], [`Order::as_created`]).
 /// A payment job's result is stored with it.
 pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<Job>> {
-    let row = sqlx::query!(
-        r#"SELECT j.id AS "id: Uuid", j.kind AS "kind: JobKind", j.status AS "status: JobStatus",
-                  j.result AS "result: String", j.error AS "error: String",
-                  j.created_at AS "created_at: DateTime<Utc>",
-                  j.completed_at AS "completed_at: DateTime<Utc>",
-                  h.product_id AS "hold_product_id?", h.qty AS "hold_qty?",
-                  h.unit_price AS "hold_unit_price?", h.amount AS "hold_amount?",
-                  h.expires_at AS "hold_expires_at?: DateTime<Utc>",
-                  h.created_at AS "hold_created_at?: DateTime<Utc>",
-                  h.customer_id AS "hold_customer_id?: String",
-                  o.hold_id AS "order_hold_id?: Uuid", o.product_id AS "order_product_id?",
-                  o.qty AS "order_qty?", o.amount AS "order_amount?",
-                  o.created_at AS "order_created_at?: DateTime<Utc>",
-                  o.customer_id AS "order_customer_id?: String"
-           FROM jobs j
-           LEFT JOIN holds h ON h.id = j.id
-           LEFT JOIN orders o ON o.id = j.id
-           WHERE j.id = ?"#,
-        id
-    )
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let hold = match (
-        row.hold_product_id,
-        row.hold_qty,
-        row.hold_unit_price,
-        row.hold_amount,
-        row.hold_expires_at,
-        row.hold_created_at,
-    ) {
-        (
-            Some(product_id),
-            Some(qty),
-            Some(unit_price),
-            Some(amount),
-            Some(expires_at),
-            Some(created_at),
-        ) => Some(Hold {
-            id: row.id,
-            product_id,
-            qty,
-            unit_price,
-            amount,
-            status: HoldStatus::Active,
-            customer_id: row.hold_customer_id,
-            expires_at,
-            created_at,
-        }),
-        _ => None,
-    };
-    let order = match (
-        row.order_hold_id,
-        row.order_product_id,
-        row.order_qty,
-        row.order_amount,
-        row.order_created_at,
-    ) {
-        (Some(hold_id), Some(product_id), Some(qty), Some(amount), Some(created_at)) => {
-            Some(Order {
-                id: row.id,
-                hold_id,
-                product_id,
-                qty,
-                amount,
-                status: OrderStatus::Pending,
-                customer_id: row.order_customer_id,
-                created_at,
-                updated_at: created_at,
-            })
-        }
-        _ => None,
-    };
-    // Stored JSON is written by the worker from typed values; unreadable
-    // JSON would be a bug, shown as null rather than failing the read.
-    let result = match (row.status, row.kind) {
-        (JobStatus::Succeeded, JobKind::Hold) => hold.map(|h| JobResult::Hold(h.as_granted())),
-        (JobStatus::Succeeded, JobKind::Order) => order.map(|o| JobResult::Order(o.as_created())),
-        (JobStatus::Succeeded, JobKind::Payment) => row
-            .result
-            .and_then(|r| serde_json::from_str::<PaymentOutcome>(&r).ok())
-            .map(JobResult::Payment),
-        _ => None,
-    };
-    Ok(Some(Job {
-        job_id: row.id,
-        kind: row.kind,
-        status: row.status,
-        result,
-        error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
-        created_at: row.created_at,
-        completed_at: row.completed_at,
-    }))
+    Ok(super::queue::documents(&[id])
+        .fetch(pool)
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// A job to record as queued, with the command published for it.
@@ -136,6 +44,8 @@ pub struct NewJob {
     pub kind: JobKind,
     pub command: Command,
     pub created_at: DateTime<Utc>,
+    /// Where it waits ([`Command::lane`]); shows the client its place.
+    pub lane: Option<i64>,
 }
 
 /// Records queued jobs with one statement (none when empty): the api's
@@ -149,7 +59,7 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
     }
     let mut sql = Sql::new();
     sql.push(sql!(
-        "INSERT INTO jobs (id, kind, status, command, created_at) VALUES "
+        "INSERT INTO jobs (id, kind, status, command, created_at, lane) VALUES "
     ))
     .list(jobs, |sql, job| {
         sql.push(sql!("("))
@@ -162,7 +72,12 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
             .bytes(&job.command.encode())
             .push(sql!(", "))
             .time(&job.created_at)
-            .push(sql!(")"));
+            .push(sql!(", "));
+        match job.lane {
+            Some(lane) => sql.int(lane),
+            None => sql.push(sql!("NULL")),
+        }
+        .push(sql!(")"));
     });
     writes.push(sql);
     writes

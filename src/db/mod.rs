@@ -30,6 +30,7 @@ pub mod named_lock;
 pub mod orders;
 pub mod payment_events;
 pub mod products;
+pub mod queue;
 pub mod text;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Hold, Order, PaymentOutcome};
 use crate::problem::Problem;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Hold,
@@ -60,4 +60,27 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::millis_opt")]
     pub completed_at: Option<DateTime<Utc>>,
+    // Described by QueuePlace: a doc comment here would wrap the inlined
+    // object in an `allOf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline, nullable = false)]
+    pub queue: Option<QueuePlace>,
+    /// The lane it waits in (`jobs.lane`): how its place is found. Not part
+    /// of the document.
+    #[serde(skip)]
+    pub lane: Option<i64>,
+}
+
+/// A queued hold's or order's place in its queue (`queue`); absent once the
+/// job is decided, and for payments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct QueuePlace {
+    /// 1 + the jobs of the same queue recorded before this one and not yet
+    /// decided. Never grows while the job waits.
+    #[schema(minimum = 1)]
+    pub position: u64,
+    /// Milliseconds until it is decided, estimated from the rate the queue
+    /// was decided at over the last seconds.
+    #[schema(minimum = 0)]
+    pub eta_ms: u64,
 }

@@ -26,8 +26,8 @@ async fn products_are_listed_and_read_one_by_one() {
     assert_eq!(
         body,
         json!({"data": [
-            {"id": a, "name": "Alpha", "price": 1999, "stock": 5},
-            {"id": b, "name": "Beta", "price": 0, "stock": 0},
+            {"id": a, "name": "Alpha", "price": 1999, "stock": 5, "max_per_customer": null, "sale_starts_at": null, "sale_ends_at": null},
+            {"id": b, "name": "Beta", "price": 0, "stock": 0, "max_per_customer": null, "sale_starts_at": null, "sale_ends_at": null},
         ]})
     );
 
@@ -36,7 +36,7 @@ async fn products_are_listed_and_read_one_by_one() {
     let one: Value = response.json().await.expect("json");
     assert_eq!(
         one,
-        json!({"id": a, "name": "Alpha", "price": 1999, "stock": 5})
+        json!({"id": a, "name": "Alpha", "price": 1999, "stock": 5, "max_per_customer": null, "sale_starts_at": null, "sale_ends_at": null})
     );
 
     // Every stock change is a ledger row: one opening row per product.
@@ -72,7 +72,7 @@ async fn admin_create_answers_201_with_location() {
     );
     assert_eq!(
         body,
-        json!({"id": id, "name": "Gamma", "price": 100, "stock": 7})
+        json!({"id": id, "name": "Gamma", "price": 100, "stock": 7, "max_per_customer": null, "sale_starts_at": null, "sale_ends_at": null})
     );
     app.stop().await;
 }

@@ -336,6 +336,27 @@ impl TestApp {
         base
     }
 
+    /// Starts one more api replica as `run_api` does (its event listener
+    /// and job streams included), adds its base URL to `apis`, and returns
+    /// its state, whose counters a test reads.
+    pub async fn start_api(&mut self) -> AppState {
+        let state = AppState::new(
+            self.pool.clone(),
+            self.broker.clone(),
+            self.settings.clone(),
+        )
+        .expect("state");
+        let listener = api::bind(LOCALHOST_ANY_PORT).expect("bind");
+        self.apis
+            .push(format!("http://{}", listener.local_addr().expect("addr")));
+        self.tasks.push(tokio::spawn(startup::serve_api(
+            state.clone(),
+            listener,
+            self.shutdown.clone(),
+        )));
+        state
+    }
+
     /// Starts a scheduler replica with its own stop token (a child of the
     /// app's) and returns its status and that token.
     pub async fn start_scheduler(&mut self) -> (Arc<SchedulerStatus>, CancellationToken) {
@@ -382,6 +403,7 @@ impl TestApp {
         flash_sale::db::jobs::insert_all(&[flash_sale::db::jobs::NewJob {
             id: job_id,
             kind: flash_sale::domain::JobKind::Hold,
+            lane: command.lane(self.settings.partitions),
             command: command.clone(),
             created_at: flash_sale::time::now(),
         }])
@@ -684,6 +706,7 @@ pub async fn record_queued_holds(
         .map(|request| NewJob {
             id: request.job_id,
             kind: JobKind::Hold,
+            lane: Some(request.product_id),
             command: Command::Hold(request.clone()),
             created_at: flash_sale::time::now(),
         })

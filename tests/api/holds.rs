@@ -426,6 +426,7 @@ async fn a_reload_checks_a_crowd_of_claims_in_one_read_and_exactly() {
             jobs::NewJob {
                 id,
                 kind: JobKind::Hold,
+                lane: Some(1 + i % 2),
                 command: Command::Hold(HoldRequest {
                     job_id: id,
                     product_id: 1 + i % 2,

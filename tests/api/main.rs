@@ -14,4 +14,5 @@ mod rate_limits;
 mod reliability;
 mod sale_window;
 mod scheduler;
+mod waiting_room;
 mod workers;

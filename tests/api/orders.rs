@@ -78,6 +78,7 @@ async fn record_orders(app: &TestApp, holds: &[Uuid]) -> Vec<OrderRequest> {
         .map(|order| NewJob {
             id: order.job_id,
             kind: JobKind::Order,
+            lane: Command::Order(order.clone()).lane(app.settings.partitions),
             command: Command::Order(order.clone()),
             created_at: now,
         })
