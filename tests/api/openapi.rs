@@ -16,6 +16,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/api/v1/products"),
     ("get", "/api/v1/products/{id}"),
     ("post", "/api/v1/admin/products"),
+    ("patch", "/api/v1/admin/products/{id}"),
     ("post", "/api/v1/admin/products/{id}/restock"),
     ("get", "/api/v1/admin/payments"),
     ("post", "/api/v1/holds"),
@@ -190,6 +191,7 @@ fn operation_ids_are_unique_and_say_what_the_operation_does() {
         "getProduct",
         "createProduct",
         "restockProduct",
+        "updateProduct",
         "listPaymentEvents",
         "createHold",
         "getHold",
@@ -368,6 +370,14 @@ fn the_limits_are_the_handlers_limits() {
     assert_eq!(product["price"]["maximum"], MAX_PRICE);
     assert_eq!(product["stock"]["minimum"], 0);
     assert_eq!(product["stock"]["maximum"], MAX_STOCK);
+    for schema in ["CreateProduct", "UpdateProduct"] {
+        let limit = &schemas[schema]["properties"]["max_per_customer"];
+        assert_eq!(limit["minimum"], 1, "{schema}");
+        assert_eq!(limit["maximum"], MAX_STOCK, "{schema}");
+    }
+    let update = &schemas["UpdateProduct"]["properties"];
+    assert_eq!(update["name"]["maxLength"], MAX_NAME_CHARS);
+    assert_eq!(update["price"]["maximum"], MAX_PRICE);
     assert_eq!(schemas["Restock"]["properties"]["qty"]["minimum"], 1);
     assert_eq!(
         schemas["Restock"]["properties"]["qty"]["maximum"],
