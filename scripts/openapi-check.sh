@@ -13,6 +13,7 @@
 # Needs: MariaDB/MySQL on 127.0.0.1:3306 (root, no password), RabbitMQ on
 # 127.0.0.1:5672 (guest) with `rabbitmqctl`, python3 with venv, and PyPI the
 # first time (the venv in target/openapi-venv is reused while its pins hold).
+# The binary and the venv live under CARGO_TARGET_DIR when it is set.
 # Knobs (environment): OPENAPI_CHECK_EXAMPLES (Schemathesis examples per
 # operation, default 300), OPENAPI_CHECK_FUZZ_SECS (hard cap on the
 # Schemathesis run, default 240), TEST_MYSQL_SERVER, TEST_AMQP_SERVER (as
@@ -25,7 +26,8 @@ log() { printf '\n== openapi-check: %s\n' "$*"; }
 
 # Pinned so a new release cannot fail (or pass) CI on its own.
 PINS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
-VENV=target/openapi-venv
+TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+VENV=$TARGET/openapi-venv
 EXAMPLES=${OPENAPI_CHECK_EXAMPLES:-300}
 FUZZ_SECS=${OPENAPI_CHECK_FUZZ_SECS:-240}
 MYSQL_SERVER=${TEST_MYSQL_SERVER:-mysql://root@127.0.0.1:3306}
@@ -82,7 +84,7 @@ if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$VENV/pins" 2>/dev/null)" != "${P
     echo "${PINS[*]}" >"$VENV/pins"
 fi
 
-if [[ ! -x target/debug/flash-sale ]]; then
+if [[ ! -x "$TARGET/debug/flash-sale" ]]; then
     log "cargo build --bin flash-sale"
     cargo build --bin flash-sale
 fi
@@ -101,7 +103,7 @@ DATABASE_URL="$MYSQL_SERVER/$db_name" \
     API_ADDR="127.0.0.1:$port" \
     PARTITIONS=4 \
     RUST_LOG="${RUST_LOG:-warn}" \
-    target/debug/flash-sale >"$work/stack.log" 2>&1 &
+    "$TARGET/debug/flash-sale" >"$work/stack.log" 2>&1 &
 stack_pid=$!
 
 ready=0
@@ -143,7 +145,7 @@ repo=$PWD
 set +e
 (cd "$work" && PYTHONPATH="$repo/scripts/schemathesis" SCHEMATHESIS_HOOKS=hooks \
     timeout --kill-after=10 "$FUZZ_SECS" \
-    "$repo/$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis/schemathesis.toml" \
+    "$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis/schemathesis.toml" \
     run "$base/api/v1/openapi.json" \
     --max-examples "$EXAMPLES" \
     --generation-database none \

@@ -16,6 +16,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/api/v1/products"),
     ("get", "/api/v1/products/{id}"),
     ("post", "/api/v1/admin/products"),
+    ("patch", "/api/v1/admin/products/{id}"),
     ("post", "/api/v1/admin/products/{id}/restock"),
     ("patch", "/api/v1/admin/products/{id}"),
     ("get", "/api/v1/admin/payments"),
@@ -370,6 +371,14 @@ fn the_limits_are_the_handlers_limits() {
     assert_eq!(product["price"]["maximum"], MAX_PRICE);
     assert_eq!(product["stock"]["minimum"], 0);
     assert_eq!(product["stock"]["maximum"], MAX_STOCK);
+    for schema in ["CreateProduct", "UpdateProduct"] {
+        let limit = &schemas[schema]["properties"]["max_per_customer"];
+        assert_eq!(limit["minimum"], 1, "{schema}");
+        assert_eq!(limit["maximum"], MAX_STOCK, "{schema}");
+    }
+    let update = &schemas["UpdateProduct"]["properties"];
+    assert_eq!(update["name"]["maxLength"], MAX_NAME_CHARS);
+    assert_eq!(update["price"]["maximum"], MAX_PRICE);
     assert_eq!(schemas["Restock"]["properties"]["qty"]["minimum"], 1);
     assert_eq!(
         schemas["Restock"]["properties"]["qty"]["maximum"],
