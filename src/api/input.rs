@@ -22,9 +22,11 @@ use crate::{
     signature,
 };
 
-/// The years a stored date-time may fall in (MariaDB's DATETIME range).
-const MIN_YEAR: i32 = 1000;
-const MAX_YEAR: i32 = 9999;
+/// The years a date-time may be written with: whatever its offset, it then
+/// falls inside MariaDB's DATETIME range (1000 to 9999) in UTC. The
+/// OpenAPI document says the same with a pattern (`requests`).
+pub const MIN_YEAR: i32 = 1001;
+pub const MAX_YEAR: i32 = 9998;
 
 /// Bodies over 16 KiB are refused with 413 (docs/API.md).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -301,28 +303,30 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An RFC 3339 date-time (any offset; kept in UTC to the millisecond,
-    /// as stored), or `null` (or absent): `Some(None)`.
+    /// An RFC 3339 date-time written with a year from [`MIN_YEAR`] to
+    /// [`MAX_YEAR`] (any offset; kept in UTC to the millisecond, as
+    /// stored), or `null` (or absent): `Some(None)`.
     pub fn nullable_time(&mut self, field: &str) -> Option<Option<DateTime<Utc>>> {
         let value = match self.map.get(field) {
             None | Some(Value::Null) => return Some(None),
             Some(value) => value,
         };
-        let parsed = value
+        let written = value
             .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+        let utc = written
             .map(|at| at.with_timezone(&Utc))
             .and_then(|at| DateTime::from_timestamp_millis(at.timestamp_millis()));
-        match parsed {
-            Some(at) if (MIN_YEAR..=MAX_YEAR).contains(&at.year()) => Some(Some(at)),
-            Some(_) => {
+        match (written, utc) {
+            (Some(at), Some(utc)) if (MIN_YEAR..=MAX_YEAR).contains(&at.year()) => Some(Some(utc)),
+            (Some(_), _) => {
                 self.error(
                     field,
-                    format!("must be in the years {MIN_YEAR} to {MAX_YEAR} (UTC)"),
+                    format!("must be in the years {MIN_YEAR} to {MAX_YEAR}"),
                 );
                 None
             }
-            None => {
+            (None, _) => {
                 self.error(field, "must be an RFC 3339 date-time or null");
                 None
             }

@@ -146,7 +146,7 @@ pub async fn restock(
         (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "`validation_failed`: `errors` names each bad field; a sale window that would end before it starts names `sale_ends_at`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `errors` names each bad field; a sale window that would end before it starts names `sale_ends_at`; a limit below the units a buyer already has names `max_per_customer`", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
 pub async fn update(
     _admin: Admin,
@@ -165,6 +165,14 @@ pub async fn update(
             return Err(ApiError::field(
                 "sale_ends_at",
                 "must be after sale_starts_at (as stored, where the body leaves one out)",
+            ));
+        }
+        Err(Unchanged::LimitBelowHeld(most)) => {
+            return Err(ApiError::field(
+                "max_per_customer",
+                format!(
+                    "a buyer already has {most} units of this product; the limit cannot go below that"
+                ),
             ));
         }
     };

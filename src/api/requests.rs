@@ -150,8 +150,14 @@ pub struct CreateProduct {
     #[schema(minimum = 1, maximum = 1_000_000_000_i64)]
     pub max_per_customer: Option<i64>,
     /// Holds before this are refused; absent or `null`: open at once.
+    #[schema(
+        pattern = "^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+    )]
     pub sale_starts_at: Option<DateTime<Utc>>,
     /// Holds from this on are refused; must be after `sale_starts_at`.
+    #[schema(
+        pattern = "^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+    )]
     pub sale_ends_at: Option<DateTime<Utc>>,
 }
 
@@ -229,8 +235,14 @@ pub struct UpdateProduct {
     #[schema(minimum = 1, maximum = 1_000_000_000_i64)]
     pub max_per_customer: Option<i64>,
     /// `null` opens the sale at once.
+    #[schema(
+        pattern = "^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+    )]
     pub sale_starts_at: Option<DateTime<Utc>>,
     /// `null`: the sale never closes. Must end after it starts.
+    #[schema(
+        pattern = "^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+    )]
     pub sale_ends_at: Option<DateTime<Utc>>,
     #[schema(ignore)]
     change: ProductChange,

@@ -249,6 +249,11 @@ async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()
                 Err(Unchanged::WindowOutOfOrder) => {
                     anyhow::bail!("the sale would end before it starts")
                 }
+                Err(Unchanged::LimitBelowHeld(most)) => {
+                    anyhow::bail!(
+                        "a buyer already has {most} units; the limit cannot go below that"
+                    )
+                }
             }
         }
         ProductCmd::Restock { id, qty } => {

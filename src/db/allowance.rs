@@ -56,6 +56,35 @@ pub fn units_of(
     })
 }
 
+/// The most units any one buyer has of `product_id` at `now` (0 when
+/// none): a limit set below it would break guarantee 9 at once.
+pub async fn most_units(
+    tx: &mut Transaction<'_, MySql>,
+    product_id: i64,
+    now: &DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT CAST(COALESCE(MAX(units), 0) AS SIGNED) FROM (\
+         SELECT customer_id, SUM(qty) AS units FROM (\
+         SELECT customer_id, qty FROM holds WHERE product_id = "
+    ))
+    .int(product_id)
+    .push(sql!(" AND customer_id IS NOT NULL AND status = "))
+    .word(HoldStatus::Active)
+    .push(sql!(" AND expires_at > "))
+    .time(now)
+    .push(sql!(
+        " UNION ALL SELECT customer_id, qty FROM orders WHERE product_id = "
+    ))
+    .int(product_id)
+    .push(sql!(" AND customer_id IS NOT NULL AND status IN ("))
+    .words(&[OrderStatus::Pending, OrderStatus::Paid])
+    .push(sql!(")) AS u GROUP BY customer_id) AS per_buyer"));
+    let most: Option<(i64,)> = Read::new(sql, text::first).fetch(&mut **tx).await?;
+    Ok(most.map_or(0, |(n,)| n))
+}
+
 /// A buyer over a product's limit: a broken guarantee 9.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct OverLimit {

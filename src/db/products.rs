@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{MySqlExecutor, MySqlPool};
 
 use super::{
-    ledger,
+    allowance, ledger,
     text::{self, Read, Sql},
 };
 use crate::{
@@ -126,6 +126,9 @@ pub enum Unchanged {
     NotFound,
     /// The window it would leave ends before it starts.
     WindowOutOfOrder,
+    /// The limit it sets is below the units a buyer already has (this
+    /// many): guarantee 9 would be broken by the change itself.
+    LimitBelowHeld(i64),
 }
 
 /// Applies `change` under the product's row lock, so the window it checks
@@ -149,9 +152,21 @@ pub async fn change(
     let Some(product) = locked else {
         return Ok(Err(Unchanged::NotFound));
     };
+    let before = product.max_per_customer;
     let product = change.applied_to(product);
     if !window_is_ordered(product.sale_starts_at, product.sale_ends_at) {
         return Ok(Err(Unchanged::WindowOutOfOrder));
+    }
+    // Under the product's lock no hold is granted meanwhile.
+    if let Some(limit) = product.max_per_customer
+        && before.is_none_or(|before| limit < before)
+    {
+        let most = allowance::most_units(&mut tx, id, &crate::time::now())
+            .await
+            .context("Failed to read the buyers' units")?;
+        if most > limit {
+            return Ok(Err(Unchanged::LimitBelowHeld(most)));
+        }
     }
     sqlx::query!(
         "UPDATE products SET name = ?, price = ?, max_per_customer = ?, sale_starts_at = ?,

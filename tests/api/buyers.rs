@@ -378,6 +378,8 @@ async fn patch_changes_only_the_named_fields_and_keeps_the_window_ordered() {
         json!({"name": null}),
         json!({"price": -1}),
         json!({"sale_starts_at": "tomorrow"}),
+        json!({"sale_starts_at": "0008-03-22T18:15:04Z"}),
+        json!({"sale_ends_at": "9999-12-31T23:00:00-05:00"}),
     ] {
         assert_problem(patch(bad).await, 422, "validation_failed").await;
     }

@@ -18,7 +18,6 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/products"),
     ("patch", "/api/v1/admin/products/{id}"),
     ("post", "/api/v1/admin/products/{id}/restock"),
-    ("patch", "/api/v1/admin/products/{id}"),
     ("get", "/api/v1/admin/payments"),
     ("post", "/api/v1/holds"),
     ("get", "/api/v1/holds/{id}"),
