@@ -141,14 +141,7 @@ pub async fn change(
     change: &ProductChange,
 ) -> anyhow::Result<Result<Product, Unchanged>> {
     let mut tx = pool.begin().await.context("Failed to begin")?;
-    let locked = sqlx::query_as!(
-        Product,
-        r#"SELECT id, name AS "name: String", price, stock, max_per_customer, sale_starts_at AS "sale_starts_at: DateTime<Utc>", sale_ends_at AS "sale_ends_at: DateTime<Utc>" FROM products WHERE id = ? FOR UPDATE"#,
-        id
-    )
-    .fetch_optional(&mut *tx)
-    .await
-    .context("Failed to lock the product")?;
+    let locked = lock_product(&mut tx, id).await?;
     let Some(product) = locked else {
         return Ok(Err(Unchanged::NotFound));
     };
@@ -186,18 +179,26 @@ pub async fn change(
     Ok(Ok(product))
 }
 
-/// Adds stock under the product's row lock. `None` when the product is unknown.
-#[tracing::instrument(skip(pool))]
-pub async fn restock(pool: &MySqlPool, id: i64, qty: i64) -> anyhow::Result<Option<Product>> {
-    let mut tx = pool.begin().await.context("Failed to begin")?;
-    let locked = sqlx::query_as!(
+/// Locks and reads one product (an admin change's first statement).
+async fn lock_product(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    id: i64,
+) -> anyhow::Result<Option<Product>> {
+    sqlx::query_as!(
         Product,
         r#"SELECT id, name AS "name: String", price, stock, max_per_customer, sale_starts_at AS "sale_starts_at: DateTime<Utc>", sale_ends_at AS "sale_ends_at: DateTime<Utc>" FROM products WHERE id = ? FOR UPDATE"#,
         id
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await
-    .context("Failed to lock the product")?;
+    .context("Failed to lock the product")
+}
+
+/// Adds stock under the product's row lock. `None` when the product is unknown.
+#[tracing::instrument(skip(pool))]
+pub async fn restock(pool: &MySqlPool, id: i64, qty: i64) -> anyhow::Result<Option<Product>> {
+    let mut tx = pool.begin().await.context("Failed to begin")?;
+    let locked = lock_product(&mut tx, id).await?;
     let Some(mut product) = locked else {
         return Ok(None);
     };

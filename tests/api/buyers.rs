@@ -9,18 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// Creates a product with these extra fields and returns its id.
-async fn product_with(app: &TestApp, stock: i64, extra: Value) -> i64 {
-    let mut body = json!({"name": "Drop", "price": 500, "stock": stock});
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
-    }
-    let response = app.admin_post("/api/v1/admin/products", &body).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let product: Value = response.json().await.expect("product");
-    product["id"].as_i64().expect("id")
-}
-
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -51,7 +39,9 @@ async fn outcomes(app: &TestApp, ids: &[String]) -> Vec<Value> {
 #[tokio::test]
 async fn fifty_buyers_firing_twenty_each_end_with_exactly_their_limit() {
     let app = spawn_app().await;
-    let product = product_with(&app, 10_000, json!({"max_per_customer": 2})).await;
+    let product = app
+        .create_product_with(10_000, json!({"max_per_customer": 2}))
+        .await;
     let requests: Vec<(usize, String)> = (0..50)
         .flat_map(|b| {
             let token = buyer_token(&format!("storm-{b}"));
@@ -139,7 +129,9 @@ async fn fifty_buyers_firing_twenty_each_end_with_exactly_their_limit() {
 #[tokio::test]
 async fn a_failed_payment_gives_the_units_back_to_the_buyer() {
     let app = spawn_app().await;
-    let product = product_with(&app, 100, json!({"max_per_customer": 2})).await;
+    let product = app
+        .create_product_with(100, json!({"max_per_customer": 2}))
+        .await;
     let (status, hold) = hold_now(&app, product, 2, "payer").await;
     assert_eq!(status, 201, "{hold}");
     let (status, body) = hold_now(&app, product, 1, "payer").await;
@@ -180,7 +172,7 @@ async fn a_failed_payment_gives_the_units_back_to_the_buyer() {
 #[tokio::test]
 async fn only_the_holds_buyer_can_order_it_and_others_see_no_such_hold() {
     let app = spawn_app().await;
-    let product = product_with(&app, 10, json!({})).await;
+    let product = app.create_product_with(10, json!({})).await;
     let (status, hold) = hold_now(&app, product, 1, "owner").await;
     assert_eq!(status, 201);
     assert_eq!(hold["customer_id"], "owner");
@@ -220,8 +212,10 @@ async fn only_the_holds_buyer_can_order_it_and_others_see_no_such_hold() {
 #[tokio::test]
 async fn bad_or_missing_tokens_are_401_and_record_nothing() {
     let app = spawn_with(Roles::API_ONLY, &[]).await;
-    let limited = product_with(&app, 10, json!({"max_per_customer": 1})).await;
-    let open = product_with(&app, 10, json!({})).await;
+    let limited = app
+        .create_product_with(10, json!({"max_per_customer": 1}))
+        .await;
+    let open = app.create_product_with(10, json!({})).await;
     let now = chrono::Utc::now().timestamp();
     let bad = [
         buyer_token_with(&json!({"sub": "b", "exp": now + 60}), "not-the-secret"),
@@ -276,7 +270,7 @@ async fn bad_or_missing_tokens_are_401_and_record_nothing() {
 #[tokio::test]
 async fn a_token_is_refused_when_the_api_takes_none() {
     let app = spawn_with(Roles::API_ONLY, &[("BUYER_JWT_SECRET", "")]).await;
-    let product = product_with(&app, 10, json!({})).await;
+    let product = app.create_product_with(10, json!({})).await;
     let auth = bearer(&buyer_token("someone"));
     let response = app
         .post_hold(
@@ -302,7 +296,7 @@ async fn a_token_is_refused_when_the_api_takes_none() {
 #[tokio::test]
 async fn the_audience_is_checked_when_set() {
     let app = spawn_with(Roles::API_ONLY, &[("BUYER_JWT_AUDIENCE", "shop")]).await;
-    let product = product_with(&app, 10, json!({})).await;
+    let product = app.create_product_with(10, json!({})).await;
     let exp = chrono::Utc::now().timestamp() + 60;
     for (aud, status) in [
         (json!("shop"), 202),
@@ -328,12 +322,12 @@ async fn the_audience_is_checked_when_set() {
 #[tokio::test]
 async fn patch_changes_only_the_named_fields_and_keeps_the_window_ordered() {
     let app = spawn_with(Roles::API_ONLY, &[]).await;
-    let product = product_with(
-        &app,
-        7,
-        json!({"max_per_customer": 3, "sale_starts_at": "2030-01-01T10:00:00+02:00"}),
-    )
-    .await;
+    let product = app
+        .create_product_with(
+            7,
+            json!({"max_per_customer": 3, "sale_starts_at": "2030-01-01T10:00:00+02:00"}),
+        )
+        .await;
     let patch = |body: Value| {
         let app = &app;
         async move {
@@ -416,7 +410,9 @@ async fn patch_changes_only_the_named_fields_and_keeps_the_window_ordered() {
 #[tokio::test]
 async fn the_audit_reports_a_buyer_over_the_limit() {
     let app = spawn_with(Roles::API_ONLY, &[]).await;
-    let product = product_with(&app, 10, json!({"max_per_customer": 1})).await;
+    let product = app
+        .create_product_with(10, json!({"max_per_customer": 1}))
+        .await;
     // Two active holds of one buyer, written around the worker (as a bug
     // would), with their stock taken so only guarantee 9 is broken.
     for _ in 0..2 {

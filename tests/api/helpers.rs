@@ -625,6 +625,19 @@ impl TestApp {
         body["id"].as_i64().expect("product id")
     }
 
+    /// Creates a product with `extra` fields (limit, sale window) besides
+    /// its name, price and stock, and returns its id.
+    pub async fn create_product_with(&self, stock: i64, extra: Value) -> i64 {
+        let mut body = serde_json::json!({"name": "Drop", "price": 500, "stock": stock});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let response = self.admin_post("/api/v1/admin/products", &body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let product: Value = response.json().await.expect("product");
+        product["id"].as_i64().expect("id")
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.pool)

@@ -20,17 +20,6 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     flash_sale::time::format(&at)
 }
 
-async fn product_with(app: &TestApp, extra: Value) -> i64 {
-    let mut body = json!({"name": "Drop", "price": 500, "stock": 100_000});
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
-    }
-    let response = app.admin_post("/api/v1/admin/products", &body).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let product: Value = response.json().await.expect("product");
-    product["id"].as_i64().expect("id")
-}
-
 /// Sleeps until the wall clock passes `until`.
 async fn until_past(until: DateTime<Utc>) {
     while chrono::Utc::now() <= until {
@@ -51,7 +40,9 @@ struct Shot {
 async fn a_crowd_from_before_the_start_is_granted_only_from_the_start() {
     let app = spawn_app().await;
     let starts = at(1_500);
-    let product = product_with(&app, json!({"sale_starts_at": rfc3339(starts)})).await;
+    let product = app
+        .create_product_with(100_000, json!({"sale_starts_at": rfc3339(starts)}))
+        .await;
     let stop_at = starts + chrono::Duration::milliseconds(1_000);
     // 20 buyers fire back to back from 1.5 s before the start to 1 s after.
     let buyers = (0..20).map(|_| {
@@ -140,7 +131,9 @@ async fn a_crowd_from_before_the_start_is_granted_only_from_the_start() {
 async fn recorded_before_the_end_and_decided_after_it_is_still_granted() {
     let mut app = spawn_with(Roles::API_ONLY, &[]).await;
     let ends = at(1_000);
-    let product = product_with(&app, json!({"sale_ends_at": rfc3339(ends)})).await;
+    let product = app
+        .create_product_with(100_000, json!({"sale_ends_at": rfc3339(ends)}))
+        .await;
     let response = app
         .post_hold(&json!({"product_id": product, "qty": 1}), &[])
         .await;
@@ -168,7 +161,7 @@ async fn recorded_before_the_end_and_decided_after_it_is_still_granted() {
 #[tokio::test]
 async fn the_worker_judges_each_job_by_when_it_was_recorded() {
     let mut app = spawn_with(Roles::API_ONLY, &[]).await;
-    let product = product_with(&app, json!({})).await;
+    let product = app.create_product_with(100_000, json!({})).await;
     let mut jobs = Vec::new();
     for _ in 0..3 {
         let response = app
