@@ -22,6 +22,11 @@
 //! Claims are per replica: another replica's requests are not counted, so
 //! with several replicas fewer requests are refused early; none is refused
 //! wrongly for it.
+//!
+//! On a product with a per-customer limit, a buyer's requests claim units
+//! only up to the limit: the worker refuses the rest for the limit (unless
+//! one of the buyer's claimed ones fails), so claiming them would count
+//! units no one will take and refuse other buyers while stock is left.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -43,6 +48,8 @@ pub struct Claims {
 struct Held {
     product_id: i64,
     qty: i64,
+    /// The buyer, on a product with a per-customer limit.
+    buyer: Option<String>,
     /// Its job is recorded (the request was queued). Until then a reload
     /// must not check it: a snapshot taken while the job's INSERT is in
     /// flight finds no row, which would end the claim of a job that is
@@ -54,6 +61,8 @@ struct Held {
 struct State {
     by_job: HashMap<Uuid, Held>,
     per_product: HashMap<i64, i64>,
+    /// Units claimed per (product, buyer) on limited products.
+    per_buyer: HashMap<(i64, String), i64>,
     /// Claims in the order they were made, for expiry.
     made: VecDeque<(Instant, Uuid)>,
 }
@@ -65,6 +74,15 @@ impl State {
             *claimed -= held.qty;
             if *claimed <= 0 {
                 self.per_product.remove(&held.product_id);
+            }
+        }
+        if let Some(buyer) = &held.buyer {
+            let key = (held.product_id, buyer.clone());
+            if let Some(claimed) = self.per_buyer.get_mut(&key) {
+                *claimed -= held.qty;
+                if *claimed <= 0 {
+                    self.per_buyer.remove(&key);
+                }
             }
         }
         Some(held)
@@ -97,13 +115,18 @@ impl Claims {
     /// already claimed covers it. The claim lasts until [`Claim::keep`] is
     /// called (the request was queued) and then until its job is heard of;
     /// dropping the [`Claim`] without keeping it ends it at once.
+    ///
+    /// `limited`: the buyer and the product's per-customer limit. A request
+    /// of a buyer whose claims here already reach it claims nothing
+    /// (`Ok(None)`): it goes to the worker uncounted.
     pub fn claim(
         &self,
         job_id: Uuid,
         product_id: i64,
         qty: i64,
         stock: i64,
-    ) -> Result<Claim, Spoken> {
+        limited: Option<(&str, i64)>,
+    ) -> Result<Option<Claim>, Spoken> {
         let mut state = self.lock();
         let now = Instant::now();
         state.expire(now);
@@ -111,21 +134,34 @@ impl Claims {
         if stock - claimed < qty {
             return Err(Spoken { claimed });
         }
+        let buyer = match limited {
+            None => None,
+            Some((buyer, max)) => {
+                let key = (product_id, buyer.to_owned());
+                let has = state.per_buyer.get(&key).copied().unwrap_or(0);
+                if has + qty > max {
+                    return Ok(None);
+                }
+                *state.per_buyer.entry(key).or_default() += qty;
+                Some(buyer.to_owned())
+            }
+        };
         state.by_job.insert(
             job_id,
             Held {
                 product_id,
                 qty,
+                buyer,
                 queued: false,
             },
         );
         *state.per_product.entry(product_id).or_default() += qty;
         state.made.push_back((now, job_id));
-        Ok(Claim {
+        Ok(Some(Claim {
             claims: self.clone(),
             job_id,
             kept: false,
-        })
+        }))
     }
 
     /// Ends the claims of `job_ids` (jobs decided, or requests not queued)
@@ -216,16 +252,27 @@ impl Drop for Claim {
 mod tests {
     use super::*;
 
+    /// A claim that must be made, without a limit.
+    fn take(claims: &Claims, job: Uuid, product: i64, qty: i64, stock: i64) -> Claim {
+        claims
+            .claim(job, product, qty, stock, None)
+            .expect("stock covers it")
+            .expect("claimed")
+    }
+
     #[test]
     fn claims_count_until_their_job_is_decided_or_dropped() {
         let claims = Claims::new();
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        claims.claim(a, 1, 2, 3).expect("2 of 3").keep();
-        assert_eq!(claims.claim(b, 1, 2, 3).err(), Some(Spoken { claimed: 2 }));
+        take(&claims, a, 1, 2, 3).keep();
+        assert_eq!(
+            claims.claim(b, 1, 2, 3, None).err(),
+            Some(Spoken { claimed: 2 })
+        );
         // Another product is not affected.
-        claims.claim(c, 2, 3, 3).expect("other product").keep();
+        take(&claims, c, 2, 3, 3).keep();
         {
-            let _dropped = claims.claim(b, 1, 1, 3).expect("1 left");
+            let _dropped = take(&claims, b, 1, 1, 3);
             assert_eq!(claims.claimed(1), 3);
         }
         assert_eq!(claims.claimed(1), 2);
@@ -239,19 +286,42 @@ mod tests {
     fn a_reload_ends_the_claims_whose_jobs_it_saw_decided() {
         let claims = Claims::new();
         let (queued, decided, later) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        claims.claim(queued, 1, 1, 10).expect("claim").keep();
-        claims.claim(decided, 1, 2, 10).expect("claim").keep();
+        take(&claims, queued, 1, 1, 10).keep();
+        take(&claims, decided, 1, 2, 10).keep();
         let checked = claims.jobs(Some(&[1]));
         assert_eq!(checked.len(), 2);
         assert!(claims.jobs(Some(&[2])).is_empty());
         // A request whose job is still being recorded is not checked: a
         // snapshot taken now would not find its row.
-        let recording = claims.claim(Uuid::now_v7(), 1, 1, 10).expect("claim");
+        let recording = take(&claims, Uuid::now_v7(), 1, 1, 10);
         assert_eq!(claims.jobs(Some(&[1])).len(), 2);
         drop(recording);
         // Made after the reload read its snapshot: not checked, kept.
-        claims.claim(later, 1, 4, 10).expect("claim").keep();
+        take(&claims, later, 1, 4, 10).keep();
         claims.settle(&checked, &HashSet::from([queued]));
         assert_eq!(claims.claimed(1), 5);
+    }
+
+    #[test]
+    fn a_buyer_claims_no_more_than_the_limit() {
+        let claims = Claims::new();
+        let limited = Some(("b-1", 2));
+        let first = claims.claim(Uuid::now_v7(), 1, 1, 10, limited).expect("ok");
+        let second = claims.claim(Uuid::now_v7(), 1, 1, 10, limited).expect("ok");
+        let third = claims.claim(Uuid::now_v7(), 1, 1, 10, limited).expect("ok");
+        assert!(first.is_some() && second.is_some());
+        assert!(third.is_none(), "past the limit: uncounted");
+        assert_eq!(claims.claimed(1), 2);
+        // Another buyer claims as usual.
+        let other = claims
+            .claim(Uuid::now_v7(), 1, 2, 10, Some(("b-2", 2)))
+            .expect("ok");
+        assert!(other.is_some());
+        assert_eq!(claims.claimed(1), 4);
+        drop(first);
+        let again = claims.claim(Uuid::now_v7(), 1, 1, 10, limited).expect("ok");
+        assert!(again.is_some(), "a claim ended gives the buyer room again");
+        drop((second, again, other));
+        assert_eq!(claims.claimed(1), 0);
     }
 }

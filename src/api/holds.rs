@@ -97,11 +97,12 @@ pub async fn create(
     let claim = if repeat || !fresh {
         None
     } else {
-        let claim = state
+        let limited = customer.as_deref().zip(product.max_per_customer);
+        state
             .cache
             .claims()
-            .claim(id, product_id, qty, product.stock);
-        Some(claim.map_err(|spoken| sold_out(product_id, product.stock, spoken, qty))?)
+            .claim(id, product_id, qty, product.stock, limited)
+            .map_err(|spoken| sold_out(product_id, product.stock, spoken, qty))?
     };
     let recording = Recording::keyed(ROUTE, key, body.fingerprint(customer.as_deref()));
     let command = Command::Hold(HoldRequest {

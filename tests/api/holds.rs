@@ -392,8 +392,9 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
         .expect("job");
     cache
         .claims()
-        .claim(job, product, 2, stock(&cache))
+        .claim(job, product, 2, stock(&cache), None)
         .expect("2 of 2")
+        .expect("claimed")
         .keep();
 
     // A worker grants it and announces the job; the stock event has not
@@ -406,7 +407,7 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
     assert!(
         cache
             .claims()
-            .claim(Uuid::now_v7(), product, 1, stock(&cache))
+            .claim(Uuid::now_v7(), product, 1, stock(&cache), None)
             .is_err()
     );
 
