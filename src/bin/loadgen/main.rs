@@ -36,8 +36,27 @@
 //!     --clients 32 --requests 500 --json
 //! ```
 //!
+//! Buyers (pipeline only; `config/buyers.rs`): `--jwt-secret` (or
+//! BUYER_JWT_SECRET) gives each buyer a token of its own on its holds and
+//! orders; `--holds-per-buyer K` makes each buyer fire K holds at once;
+//! `--max-per-customer N` sets the product's limit and checks from the
+//! granted holds that no buyer got more than N units (guarantee 9);
+//! `--sale-starts-in SECS` opens the sale SECS from now with every buyer
+//! connected and waiting, honoring `sale_not_started` and timing the drop.
+//! 429s are honored (`Retry-After`) and counted; refusals are counted by
+//! their problem code; a waiting room's `queue.eta_ms` is compared with
+//! how long the job then took.
+//!
+//! ```text
+//! # 2000 buyers, 3 holds each, at most 2 units per buyer, the sale opening in 3 s
+//! ADMIN_TOKEN=dev-admin-token BUYER_JWT_SECRET=dev-buyer-secret loadgen --mode pipeline \
+//!     --flow holds --clients 64 --requests 2000 --holds-per-buyer 3 --max-per-customer 2 \
+//!     --sale-starts-in 3
+//! ```
+//!
 //! Only loopback URLs are accepted. The exit code is 1 when a check fails
-//! (stock, order states, a sold-out hold that reached the queue) or a job
+//! (stock, order states, a sold-out hold that reached the queue, a buyer
+//! over the per-customer limit) or a job
 //! was still unfinished at the end of polling, 2 when the run could not be
 //! made at all.
 //!

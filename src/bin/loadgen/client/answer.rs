@@ -1,5 +1,6 @@
 //! How the api's answers are read: status, problem code, ids.
 
+use chrono::{DateTime, Utc};
 use hyper::StatusCode;
 use serde_json::Value;
 
@@ -12,6 +13,8 @@ pub(crate) enum Answer {
         /// None when the body is not JSON.
         body: Option<Value>,
         location: Option<String>,
+        /// `Retry-After`, in seconds.
+        retry_after: Option<u64>,
     },
     /// `transport (connect|timeout|request|body)`.
     Transport(String),
@@ -24,6 +27,7 @@ impl Answer {
                 status: reply.status,
                 body: serde_json::from_slice(&reply.body).ok(),
                 location: reply.location,
+                retry_after: reply.retry_after,
             },
             Err(key) => Answer::Transport(key),
         }
@@ -33,6 +37,14 @@ impl Answer {
 /// The machine-readable `code` of a problem document.
 pub(crate) fn problem_code(body: Option<&Value>) -> Option<&str> {
     body?.get("code")?.as_str()
+}
+
+/// `starts_at` of a `sale_not_started` problem.
+pub(crate) fn starts_at(body: Option<&Value>) -> Option<DateTime<Utc>> {
+    let raw = body?.get("starts_at")?.as_str()?;
+    DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The error bucket for an unexpected answer: status, plus the problem code
@@ -99,6 +111,16 @@ mod tests {
             Some("o2")
         );
         assert_eq!(resource_id_of(Some(&json!({})), None), None);
+    }
+
+    #[test]
+    fn starts_at_is_read_from_the_problem() {
+        let problem =
+            json!({ "code": "sale_not_started", "starts_at": "2026-01-01T00:00:03.250Z" });
+        let at = starts_at(Some(&problem)).map(|t| t.timestamp_millis());
+        assert_eq!(at, Some(1_767_225_603_250));
+        assert_eq!(starts_at(Some(&json!({ "starts_at": "soon" }))), None);
+        assert_eq!(starts_at(None), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use flash_sale::signature;
 use http_body_util::Full;
 use hyper::{
@@ -12,7 +12,7 @@ use hyper::{
     header::{self, HeaderName, HeaderValue},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     client::{
@@ -22,29 +22,34 @@ use crate::{
     config::BaseUrl,
 };
 
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub(super) const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const PREFER: HeaderName = HeaderName::from_static("prefer");
 const X_SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
 
 /// What every connection to the api shares.
-struct Server {
+pub(super) struct Server {
     base: BaseUrl,
     authority: Arc<str>,
     host: HeaderValue,
-    admin_token: Option<String>,
+    pub(super) admin_token: Option<String>,
 }
 
 /// The api, through a connection of its own: `fork` gives each concurrent
 /// caller (buyer, poller) its own, since one carries one request at a time.
 pub(crate) struct Api {
-    server: Arc<Server>,
-    conn: Conn,
+    pub(super) server: Arc<Server>,
+    pub(super) conn: Conn,
 }
 
 #[derive(Deserialize, Debug)]
 pub(crate) struct Product {
     pub(crate) id: i64,
     pub(crate) stock: i64,
+    /// Absent from apis older than per-customer limits.
+    #[serde(default)]
+    pub(crate) max_per_customer: Option<i64>,
+    #[serde(default)]
+    pub(crate) sale_starts_at: Option<DateTime<Utc>>,
 }
 
 /// A POST built once and sent many times (the bursts): per request only
@@ -80,11 +85,11 @@ impl Api {
     }
 
     /// The full URL of `path`, for messages.
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.base.text)
     }
 
-    fn uri(&self, path: &str) -> Option<Uri> {
+    pub(super) fn uri(&self, path: &str) -> Option<Uri> {
         format!("{}{path}", self.server.base.prefix).parse().ok()
     }
 
@@ -103,28 +108,28 @@ impl Api {
         })
     }
 
-    /// Sends a prepared POST.
-    pub(crate) async fn post(&mut self, post: &PreparedPost) -> Answer {
+    /// Sends a prepared POST as a buyer: `auth` is its `Authorization`
+    /// header, signed once per buyer.
+    pub(crate) async fn post_as(
+        &mut self,
+        post: &PreparedPost,
+        auth: Option<&HeaderValue>,
+    ) -> Answer {
         let mut request = request(Method::POST, post.uri.clone(), post.body.clone());
         let headers = request.headers_mut();
         headers.insert(header::CONTENT_TYPE, JSON);
         if let Some(prefer) = &post.prefer {
             headers.insert(PREFER, prefer.clone());
         }
+        if let Some(auth) = auth {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
         Answer::of(self.conn.send(request).await)
     }
 
-    /// POSTs `body` to `path` once.
-    pub(crate) async fn post_json(
-        &mut self,
-        path: &str,
-        body: &Value,
-        prefer: Option<&'static str>,
-    ) -> Answer {
-        match self.prepare_post(path, body, prefer) {
-            Ok(post) => self.post(&post).await,
-            Err(_) => Answer::Transport("transport (request)".into()),
-        }
+    /// Opens this caller's connection ahead of its first request.
+    pub(crate) async fn open(&mut self) -> Result<(), String> {
+        self.conn.open().await
     }
 
     /// GETs `path`; `Err` is the transport bucket.
@@ -139,30 +144,6 @@ impl Api {
         let path = format!("/api/v1/products/{id}");
         let reply = self.get(&path).await;
         read_product(reply, "GET", &self.url(&path), StatusCode::OK)
-    }
-
-    pub(crate) async fn create_product(
-        &mut self,
-        name: &str,
-        stock: i64,
-    ) -> anyhow::Result<Product> {
-        let token = self.server.admin_token.as_deref().context(
-            "creating a product needs the admin token: pass --admin-token or set ADMIN_TOKEN \
-             (or use --product N)",
-        )?;
-        let path = "/api/v1/admin/products";
-        let url = self.url(path);
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the admin token cannot be sent in a header")?;
-        bearer.set_sensitive(true);
-        let body = json!({ "name": name, "price": 1000, "stock": stock });
-        let body = Bytes::from(serde_json::to_vec(&body).context("serializing the product")?);
-        let uri = self.uri(path).context("not a path")?;
-        let mut request = request(Method::POST, uri, body);
-        request.headers_mut().insert(header::CONTENT_TYPE, JSON);
-        request.headers_mut().insert(header::AUTHORIZATION, bearer);
-        let reply = self.conn.send(request).await;
-        read_product(reply, "POST", &url, StatusCode::CREATED)
     }
 
     /// A resource read back: its JSON on 200, else an error bucket.
@@ -194,14 +175,14 @@ impl Api {
 }
 
 /// A request without the builder: nothing to validate, nothing to fail.
-fn request(method: Method, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
+pub(super) fn request(method: Method, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     request
 }
 
-fn read_product(
+pub(super) fn read_product(
     reply: Result<Reply, String>,
     method: &str,
     url: &str,

@@ -24,6 +24,9 @@ use crate::config::{CONNECT_TIMEOUT, IDLE_REUSE_LIMIT, REQUEST_TIMEOUT};
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) location: Option<String>,
+    /// `Retry-After` in seconds (429, `sale_not_started`); the HTTP-date
+    /// form is not used by the api.
+    pub(crate) retry_after: Option<u64>,
     pub(crate) body: Bytes,
 }
 
@@ -105,6 +108,25 @@ impl Conn {
         read(response).await
     }
 
+    /// Opens the connection now, if it is not open, so that the first
+    /// request does not pay for the handshake (buyers waiting for a sale
+    /// to open).
+    pub(crate) async fn open(&mut self) -> Result<(), String> {
+        let open = self
+            .sender
+            .as_ref()
+            .is_some_and(|sender| !sender.is_closed());
+        if !open {
+            let sender = self
+                .connect()
+                .await
+                .map_err(|kind| format!("transport ({kind})"))?;
+            self.sender = Some(sender);
+        }
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, &'static str> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*self.authority))
             .await
@@ -126,13 +148,16 @@ impl Conn {
 async fn read(response: Response<Incoming>) -> Result<Reply, &'static str> {
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|_| "body")?.to_bytes();
+    let text = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
     Ok(Reply {
         status: parts.status,
-        location: parts
-            .headers
-            .get(header::LOCATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
+        location: text(header::LOCATION).map(str::to_owned),
+        retry_after: text(header::RETRY_AFTER).and_then(|v| v.trim().parse().ok()),
         body,
     })
 }

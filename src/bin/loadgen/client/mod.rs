@@ -2,18 +2,22 @@
 //! caller), typed api calls, job polling and how answers are read.
 //! Imports only `config` and `measure`.
 
+mod admin;
 mod answer;
 mod api;
 mod conn;
 mod jobs;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::sync::{Mutex, PoisonError};
 
-pub(crate) use answer::{Answer, error_key, job_id_of, problem_code, resource_id_of};
-pub(crate) use api::{Api, PreparedPost};
-pub(crate) use jobs::{JobDoc, Poll, job_error_code, poll_jobs};
+pub(crate) use admin::ProductRules;
+pub(crate) use answer::{Answer, error_key, job_id_of, problem_code, resource_id_of, starts_at};
+pub(crate) use api::{Api, PreparedPost, Product};
+pub(crate) use jobs::{FirstEta, JobDoc, Poll, job_error_code, job_error_status, poll_jobs};
+pub(crate) use tokens::Crowd;
 
 /// Runs `work` on every item with up to `width` concurrent callers, each on
 /// a connection of its own; the results come in no particular order.

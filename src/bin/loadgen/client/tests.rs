@@ -15,7 +15,7 @@ use axum::{
 use hyper::body::Bytes;
 use serde_json::json;
 
-use super::{Answer, Api};
+use super::{Answer, Api, Crowd};
 use crate::config::loopback_base_url;
 
 fn api_at(addr: SocketAddr) -> Api {
@@ -74,11 +74,12 @@ async fn posts_share_one_connection_and_read_the_whole_answer() {
         )
         .expect("post");
     for _ in 0..3 {
-        match api.post(&post).await {
+        match api.post_as(&post, None).await {
             Answer::Http {
                 status,
                 body: Some(echo),
                 location,
+                ..
             } => {
                 assert_eq!(status, StatusCode::ACCEPTED);
                 assert_eq!(echo["bytes"], 24);
@@ -99,7 +100,9 @@ async fn nothing_listening_is_a_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    match api_at(addr).post_json("/holds", &json!({}), None).await {
+    let mut api = api_at(addr);
+    let post = api.prepare_post("/holds", &json!({}), None).expect("post");
+    match api.post_as(&post, None).await {
         Answer::Transport(key) => assert_eq!(key, "transport (connect)"),
         Answer::Http { status, .. } => panic!("answered {status}"),
     }
@@ -121,11 +124,59 @@ async fn a_connection_the_server_closed_is_replaced() {
         let _ = axum::serve(listener, app).await;
     });
     let mut api = api_at(addr);
+    let post = api.prepare_post("/x", &json!({}), None).expect("post");
     for _ in 0..3 {
-        match api.post_json("/x", &json!({}), None).await {
+        match api.post_as(&post, None).await {
             Answer::Http { status, .. } => assert_eq!(status, StatusCode::OK),
             Answer::Transport(key) => panic!("{key}"),
         }
+    }
+}
+
+/// A buyer's POST carries its token; a 429's `Retry-After` is read.
+#[tokio::test]
+async fn a_buyer_post_carries_its_token_and_reads_retry_after() {
+    let app = Router::new().route(
+        "/holds",
+        post(|headers: HeaderMap| async move {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "2")],
+                json!({ "code": "rate_limited", "auth": auth }).to_string(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut api = api_at(addr);
+    api.open().await.expect("connects ahead");
+    let crowd = Crowd::signed("k", None, "t", 2).expect("tokens");
+    let post = api.prepare_post("/holds", &json!({}), None).expect("post");
+    match api.post_as(&post, crowd.auth(1)).await {
+        Answer::Http {
+            status,
+            body: Some(body),
+            retry_after,
+            ..
+        } => {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(retry_after, Some(2));
+            let sent = crowd.auth(1).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            assert_eq!(body["auth"], sent);
+            assert!(sent.starts_with("Bearer "));
+        }
+        Answer::Http { status, .. } => panic!("answered {status}"),
+        Answer::Transport(key) => panic!("{key}"),
     }
 }
 

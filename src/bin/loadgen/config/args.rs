@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::ensure;
 use clap::{Parser, ValueEnum};
 
+use crate::config::buyers::BuyerArgs;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "loadgen",
@@ -21,12 +23,14 @@ pub(crate) struct Args {
     /// Concurrent buyers.
     #[arg(long, default_value_t = 64)]
     pub(crate) clients: usize,
-    /// Total hold requests (buyers' purchases), shared by all buyers.
+    /// Total hold requests (buyers' purchases), shared by all buyers; with
+    /// --holds-per-buyer K, buyers, each sending K holds.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) requests: usize,
     /// Offered load of the hold phase, in requests per second across all
-    /// buyers (open loop: request i is due at i / rate, and its latency
-    /// counts from then, so a slow answer cannot hide the queue behind it).
+    /// buyers (open loop: request i is due at i / rate, a buyer's K holds
+    /// together, and its latency counts from then, so a slow answer cannot
+    /// hide the queue behind it).
     /// Unset: each buyer sends its next request as soon as the last is
     /// answered.
     #[arg(long)]
@@ -59,7 +63,7 @@ pub(crate) struct Args {
     /// Share of orders never paid (full flow); the rest pay `success`.
     #[arg(long, default_value_t = 0.1)]
     pub(crate) abandon_share: f64,
-    /// Stock of a freshly created product [default: requests * qty / 2,
+    /// Stock of a freshly created product [default: requests * K * qty / 2,
     /// so about half the holds are granted].
     #[arg(long)]
     pub(crate) stock: Option<i64>,
@@ -76,6 +80,8 @@ pub(crate) struct Args {
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten, next_help_heading = "Buyers")]
+    pub(crate) buyers: BuyerArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +159,7 @@ impl Args {
             self.fail_share + self.abandon_share <= 1.0,
             "--fail-share + --abandon-share must not exceed 1"
         );
+        self.buyers.validate(self.mode, self.qty)?;
         Ok(())
     }
 
@@ -169,9 +176,14 @@ impl Args {
     /// Stock of a freshly created product.
     pub(crate) fn fresh_stock(&self) -> i64 {
         self.stock.unwrap_or_else(|| {
-            let units = (self.requests as i64).saturating_mul(self.qty);
+            let units = (self.hold_requests() as i64).saturating_mul(self.qty);
             units / 2
         })
+    }
+
+    /// Hold requests of the main phase: K per buyer.
+    pub(crate) fn hold_requests(&self) -> usize {
+        self.requests.saturating_mul(self.buyers.holds_per_buyer)
     }
 }
 
@@ -179,13 +191,14 @@ impl Args {
 mod tests {
     use super::*;
 
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(extra);
+        Args::parse_from(argv)
+    }
+
     #[test]
     fn flow_defaults_to_full_for_the_pipeline_only() {
-        let args = |extra: &[&str]| {
-            let mut argv = vec!["loadgen"];
-            argv.extend_from_slice(extra);
-            Args::parse_from(argv)
-        };
         let pipeline = args(&["--mode", "pipeline"]);
         assert_eq!(pipeline.flow_for(Mode::Pipeline), Flow::Full);
         let both = args(&["--mode", "both"]);
@@ -204,5 +217,81 @@ mod tests {
                 .is_err()
         );
         assert!(args(&["--fail-share=-0.1"]).validate().is_err());
+    }
+
+    #[test]
+    fn buyer_flags_parse_and_default_off() {
+        let plain = args(&["--mode", "pipeline"]);
+        assert_eq!(plain.buyers.holds_per_buyer, 1);
+        assert_eq!(plain.buyers.max_per_customer, None);
+        assert_eq!(plain.buyers.sale_starts_in, None);
+        let limited = args(&[
+            "--mode",
+            "pipeline",
+            "--jwt-secret",
+            "k",
+            "--jwt-audience",
+            "shop",
+            "--max-per-customer",
+            "2",
+            "--holds-per-buyer",
+            "3",
+            "--sale-starts-in",
+            "1.5",
+            "--requests",
+            "100",
+        ]);
+        assert!(limited.validate().is_ok());
+        assert_eq!(limited.buyers.jwt_secret.as_deref(), Some("k"));
+        assert_eq!(limited.buyers.jwt_audience.as_deref(), Some("shop"));
+        assert_eq!(limited.buyers.max_per_customer, Some(2));
+        assert_eq!(limited.buyers.sale_starts_in, Some(1.5));
+        assert!(limited.buyers.any());
+        // K holds per buyer: the fresh stock covers about half of them.
+        assert_eq!(limited.hold_requests(), 300);
+        assert_eq!(limited.fresh_stock(), 150);
+    }
+
+    #[test]
+    fn buyer_flags_are_checked() {
+        let refused: &[&[&str]] = &[
+            // A limit without tokens: every hold would be 401.
+            &["--mode", "pipeline", "--max-per-customer", "2"],
+            // The baseline has no limit, no window.
+            &["--jwt-secret", "k", "--max-per-customer", "2"],
+            &["--sale-starts-in", "3"],
+            &[
+                "--mode",
+                "pipeline",
+                "--jwt-secret",
+                "k",
+                "--max-per-customer",
+                "0",
+            ],
+            &[
+                "--mode",
+                "pipeline",
+                "--jwt-secret",
+                "k",
+                "--max-per-customer",
+                "1",
+                "--qty",
+                "2",
+            ],
+            &["--mode", "pipeline", "--holds-per-buyer", "0"],
+            &["--mode", "pipeline", "--sale-starts-in", "0"],
+            &["--mode", "pipeline", "--sale-starts-in", "nan"],
+            &["--mode", "pipeline", "--jwt-secret", ""],
+        ];
+        for argv in refused {
+            assert!(args(argv).validate().is_err(), "{argv:?}");
+        }
+        let fine: &[&[&str]] = &[
+            &["--mode", "pipeline", "--sale-starts-in", "3"],
+            &["--holds-per-buyer", "4"],
+        ];
+        for argv in fine {
+            assert!(args(argv).validate().is_ok(), "{argv:?}");
+        }
     }
 }

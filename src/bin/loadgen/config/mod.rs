@@ -2,6 +2,7 @@
 //! fixed knobs every other layer reads. Imports nothing else of loadgen.
 
 mod args;
+mod buyers;
 mod url;
 
 use std::time::Duration;
@@ -30,6 +31,21 @@ pub(crate) const IDLE_REUSE_LIMIT: Duration = Duration::from_secs(5);
 /// back, which would skew the stock check of a longer run.
 pub(crate) const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(120);
 pub(crate) const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+pub(crate) const CUSTOMER_LIMIT_REACHED: &str = "customer_limit_reached";
+pub(crate) const SALE_NOT_STARTED: &str = "sale_not_started";
+/// Buyers' tokens expire this long after they are signed.
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// A 429 (or a `sale_not_started`) is honored and the request sent again
+/// at most this many times; then its answer stands.
+pub(crate) const MAX_RATE_LIMITED_RETRIES: usize = 30;
+pub(crate) const MAX_NOT_STARTED_RETRIES: usize = 5;
+/// A sale opening (`--sale-starts-in`): buyers open their connections this
+/// long before it (under the api's 10 s idle keep-alive limit), and fire
+/// spread from DROP_EARLY before it to DROP_LATE after it, as a crowd
+/// refreshing the page does.
+pub(crate) const DROP_CONNECT_AHEAD: Duration = Duration::from_secs(2);
+pub(crate) const DROP_EARLY: Duration = Duration::from_millis(400);
+pub(crate) const DROP_LATE: Duration = Duration::from_millis(100);
 /// The full flow's buyers wait for outcomes (RFC 7240, capped at 10 s).
 pub(crate) const PREFER_WAIT: &str = "wait=10";
 /// Rounds of draining returned stock before the sold-out phase.

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Serialize;
 
 /// Nearest-rank percentile (`p` in 0..=100) of an ascending slice.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() || !(0.0..=100.0).contains(&p) {
         return None;
     }
@@ -14,7 +14,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get(index).copied()
 }
 
-fn round3(v: f64) -> f64 {
+pub(super) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 

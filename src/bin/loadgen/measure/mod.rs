@@ -2,6 +2,7 @@
 //! shared by the layers that measure and the one that reports. Imports
 //! nothing else of loadgen.
 
+mod eta;
 mod latency;
 
 use std::{
@@ -11,6 +12,7 @@ use std::{
 
 use serde::Serialize;
 
+pub(crate) use eta::{EtaAccuracy, EtaSample};
 pub(crate) use latency::{LatencySummary, Timeline, TimelinePoint, timeline};
 
 pub(crate) fn ms(duration: Duration) -> f64 {

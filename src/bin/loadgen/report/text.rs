@@ -1,10 +1,10 @@
 //! The text report (the default output).
 
 use crate::{
-    config::{Args, Flow, Mode},
+    config::{Args, Flow, INSUFFICIENT_STOCK, Mode},
     measure::counts_text,
     report::document::Report,
-    scenarios::records::RunReport,
+    scenarios::records::{BuyersReport, RunReport},
 };
 
 /// The whole report: a header line, each run, the ratio, the verdict.
@@ -80,7 +80,18 @@ fn print_run(run: &RunReport) {
         ),
         _ => println!("  granted / rejected   {} / {}", run.granted, run.rejected),
     }
+    // Only insufficient_stock is the long-standing "rejected": the line
+    // shows only when there is more to say.
+    if run.buyers.is_some() || run.refused.keys().any(|code| code != INSUFFICIENT_STOCK) {
+        println!("  refused by code      {}", counts_text(&run.refused));
+    }
     println!("  errors               {}", counts_text(&run.errors));
+    if run.rate_limited > 0 {
+        println!(
+            "  rate limited (429)   {} answers, each retried after its Retry-After",
+            run.rate_limited
+        );
+    }
     if !run.poll_errors.is_empty() {
         println!("  poll errors (retried) {}", counts_text(&run.poll_errors));
     }
@@ -166,6 +177,17 @@ fn print_run(run: &RunReport) {
             check.granted_units
         );
     }
+    if let Some(buyers) = &run.buyers {
+        print_buyers(buyers);
+    }
+    if let Some(eta) = &run.queue_eta {
+        println!(
+            "  queue eta            {} jobs: |actual - eta| ms {}; actual/eta {}",
+            eta.jobs,
+            eta.abs_error_ms.text(1),
+            eta.actual_to_eta.text(2)
+        );
+    }
     if !run.phases.is_empty() {
         println!("  requests/s by phase");
         for phase in &run.phases {
@@ -204,5 +226,53 @@ fn print_run(run: &RunReport) {
             counts_text(&sold_out.errors)
         );
         println!("    latency ms         {}", sold_out.latency_ms.text());
+    }
+}
+
+fn print_buyers(buyers: &BuyersReport) {
+    println!(
+        "  buyers               {} buyers x {} holds = {} hold requests, {}",
+        buyers.buyers,
+        buyers.holds_per_buyer,
+        buyers.hold_requests,
+        if buyers.tokens {
+            "each with a token of its own"
+        } else {
+            "anonymous"
+        }
+    );
+    let r = &buyers.refused;
+    println!(
+        "    granted / refused  {} holds ({} units) / customer_limit_reached {}, \
+         insufficient_stock {}, other {}",
+        buyers.granted_holds,
+        buyers.granted_units,
+        r.customer_limit_reached,
+        r.insufficient_stock,
+        r.other
+    );
+    if let Some(check) = &buyers.limit_check {
+        println!(
+            "    limit per buyer    {}: no buyer over max_per_customer {} (most units one buyer \
+             got {}; {} buyers granted, {} over the limit, {} holds misattributed)",
+            if check.pass { "PASS" } else { "FAIL" },
+            check.max_per_customer,
+            check.most_units,
+            check.buyers_granted,
+            check.buyers_over_limit,
+            check.misattributed_holds
+        );
+    }
+    if let Some(opening) = &buyers.opening {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"));
+        println!(
+            "    sale opening       {}: {} sale_not_started refusals ({} requests) waited for \
+             the start; first grant {}, last decision {} after it",
+            opening.sale_starts_at,
+            opening.refused_not_started,
+            opening.requests_refused_not_started,
+            ms(opening.first_grant_ms),
+            ms(opening.last_decision_ms)
+        );
     }
 }

@@ -6,11 +6,19 @@ use chrono::{DateTime, Utc};
 use hyper::StatusCode;
 
 use crate::{
-    client::{Answer, Api, JobDoc, error_key, job_error_code, job_id_of, poll_jobs, problem_code},
-    config::{Args, Flow, INSUFFICIENT_STOCK, Mode},
-    measure::{LatencySummary, PhaseStat, bump, per_second},
+    client::{
+        Answer, Api, JobDoc, error_key, job_error_code, job_error_status, job_id_of, poll_jobs,
+        problem_code,
+    },
+    config::{Args, Flow, Mode},
+    measure::{EtaAccuracy, LatencySummary, PhaseStat, bump, per_second},
     scenarios::{
-        burst::hold_burst, progress::Progress, records::RunReport, stock_check::stock_check,
+        burst::hold_burst,
+        crowd::{Buyers, Verdict},
+        fates::Fates,
+        progress::Progress,
+        records::RunReport,
+        stock_check::stock_check,
         target::Target,
     },
 };
@@ -19,53 +27,78 @@ pub(crate) async fn run_pipeline_holds(
     api: &mut Api,
     args: &Args,
     target: Target,
+    buyers: &Buyers,
 ) -> anyhow::Result<RunReport> {
     let start_wall = Utc::now();
-    let (burst, start) = hold_burst(api, args, &target, "pipeline", "/api/v1/holds").await?;
+    let (burst, start) =
+        hold_burst(api, args, &target, buyers, "pipeline", "/api/v1/holds").await?;
+    // With an opening the run is timed from it.
+    let start_wall = buyers.opening.map_or(start_wall, |opening| opening.wall);
+    let requests = burst.samples.len();
 
     let mut report = RunReport::new(Mode::Pipeline, Flow::Holds, args, target);
     report.rejected_at_once = Some(0);
     let mut rejected_at_once = 0usize;
-    let mut latencies = Vec::with_capacity(burst.samples.len());
+    let mut latencies = Vec::with_capacity(requests);
     let mut jobs = Vec::new();
     let mut answered = 0usize;
+    // Only when the report has a buyers section: the common path stays lean.
+    let mut fates = Fates::new(buyers);
     for sample in burst.samples {
         latencies.push(sample.latency_ms);
         report.samples.push((sample.at_s, sample.latency_ms));
+        report.rate_limited += sample.waits.rate_limited;
+        let (buyer, waits) = (sample.buyer, sample.waits);
+        // A 409 is a refusal decided at once, whatever its code.
+        let refusal = match &sample.answer {
+            Answer::Http { status, body, .. } if *status == StatusCode::CONFLICT => {
+                problem_code(body.as_ref()).map(str::to_owned)
+            }
+            _ => None,
+        };
+        if let Some(code) = refusal {
+            answered += 1;
+            report.refuse(&code);
+            rejected_at_once += 1;
+            let decided = fates.ms_at(sample.answered);
+            fates.push(buyer, Verdict::Refused(code), decided, waits);
+            continue;
+        }
         match sample.answer {
             Answer::Http {
                 status,
                 body,
                 location,
+                ..
             } if status == StatusCode::ACCEPTED => match job_id_of(body.as_ref(), location) {
                 Some(job_id) => {
                     answered += 1;
+                    fates.queued(&job_id, buyer, waits);
                     jobs.push(job_id);
                 }
-                None => bump(&mut report.errors, "202 without job_id".into()),
+                None => {
+                    bump(&mut report.errors, "202 without job_id".into());
+                    fates.push(buyer, Verdict::Undecided, None, waits);
+                }
             },
-            Answer::Http { status, body, .. }
-                if status == StatusCode::CONFLICT
-                    && problem_code(body.as_ref()) == Some(INSUFFICIENT_STOCK) =>
-            {
-                answered += 1;
-                report.rejected += 1;
-                rejected_at_once += 1;
-            }
             Answer::Http { status, body, .. } => {
                 bump(&mut report.errors, error_key(status, body.as_ref()));
+                fates.push(buyer, Verdict::Undecided, None, waits);
             }
-            Answer::Transport(key) => bump(&mut report.errors, key),
+            Answer::Transport(key) => {
+                bump(&mut report.errors, key);
+                fates.push(buyer, Verdict::Undecided, None, waits);
+            }
         }
     }
     report.rejected_at_once = Some(rejected_at_once);
     report.accept_elapsed_s = burst.elapsed.as_secs_f64();
-    report.accept_requests_per_s = per_second(args.requests, burst.elapsed);
+    report.accept_requests_per_s = per_second(requests, burst.elapsed);
     report.accept_latency_ms = LatencySummary::of(latencies);
     report.answered_202_or_409 = Some(answered);
     report
         .phases
-        .push(PhaseStat::new("holds", args.requests, burst.elapsed));
+        .push(PhaseStat::new("holds", requests, burst.elapsed));
 
     eprintln!("pipeline: polling {} jobs for their outcome", jobs.len());
     let poll_start = Instant::now();
@@ -93,16 +126,28 @@ pub(crate) async fn run_pipeline_holds(
             }
             None => bad_timestamps += 1,
         }
-        if doc.status == "succeeded" {
+        let verdict = if doc.status == "succeeded" {
             report.granted += 1;
+            Verdict::granted(doc.result.as_ref(), args.qty)
         } else {
-            match job_error_code(doc) {
-                Some(INSUFFICIENT_STOCK) => report.rejected += 1,
-                Some(code) => bump(&mut report.errors, format!("job failed: {code}")),
-                None => bump(&mut report.errors, "job failed: no code".into()),
+            match (job_error_status(doc), job_error_code(doc)) {
+                (Some(409), Some(code)) => {
+                    report.refuse(code);
+                    Verdict::Refused(code.to_owned())
+                }
+                (_, Some(code)) => {
+                    bump(&mut report.errors, format!("job failed: {code}"));
+                    Verdict::Undecided
+                }
+                (_, None) => {
+                    bump(&mut report.errors, "job failed: no code".into());
+                    Verdict::Undecided
+                }
             }
-        }
+        };
+        fates.decided(doc, verdict);
     }
+    report.queue_eta = EtaAccuracy::of(&outcome.etas);
     if outcome.missing > 0 {
         report
             .errors
@@ -134,6 +179,7 @@ pub(crate) async fn run_pipeline_holds(
     report.end_to_end_source = Some(source);
     report.end_to_end_decided_per_s = per_second(report.decided(), end_to_end);
     report.time_to_outcome_ms = Some(LatencySummary::of(to_outcome));
+    report.buyers = fates.report(target.max_per_customer);
     report.stock_check = Some(stock_check(api, target, report.granted, args.qty, None).await?);
     Ok(report)
 }
@@ -160,13 +206,12 @@ mod tests {
 
     #[test]
     fn time_to_outcome_uses_milliseconds() {
-        let doc = JobDoc {
-            status: "succeeded".into(),
-            result: None,
-            error: None,
-            created_at: Some("2025-01-01T00:00:00.100Z".into()),
-            completed_at: Some("2025-01-01T00:00:01.350Z".into()),
-        };
+        let doc: JobDoc = serde_json::from_value(serde_json::json!({
+            "status": "succeeded",
+            "created_at": "2025-01-01T00:00:00.100Z",
+            "completed_at": "2025-01-01T00:00:01.350Z",
+        }))
+        .expect("a job");
         let Some((created, completed)) = job_times(&doc) else {
             panic!("timestamps should parse");
         };

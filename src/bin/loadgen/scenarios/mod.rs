@@ -6,7 +6,10 @@
 
 mod baseline;
 mod burst;
+mod crowd;
+mod fates;
 mod full;
+mod gate;
 mod holds;
 mod progress;
 pub(crate) mod records;
@@ -23,7 +26,7 @@ use crate::{
     config::{Args, DEFAULT_HOLD_TTL, Flow, Mode},
     measure::{PhaseStat, counts_text},
     scenarios::{
-        baseline::run_baseline, full::run_pipeline_full, holds::run_pipeline_holds,
+        baseline::run_baseline, crowd::Buyers, full::run_pipeline_full, holds::run_pipeline_holds,
         records::RunReport, sold_out::sold_out_phase, target::prepare_target,
     },
 };
@@ -51,15 +54,20 @@ pub(crate) async fn run_modes(api: &mut Api, args: &Args) -> anyhow::Result<Vec<
         );
     }
 
+    if args.mode == Mode::Both && args.buyers.jwt_secret.is_some() {
+        eprintln!("note: the baseline has no buyers; only the pipeline's send tokens");
+    }
+
     let mut runs = Vec::with_capacity(modes.len());
     for &mode in modes {
         let target = prepare_target(api, args, mode).await?;
+        let buyers = Buyers::prepare(args, mode, &target)?;
         let run_start = Instant::now();
         let flow = args.flow_for(mode);
         let mut report = match (mode, flow) {
-            (Mode::Baseline, _) => run_baseline(api, args, target).await,
-            (_, Flow::Holds) => run_pipeline_holds(api, args, target).await,
-            (_, Flow::Full) => run_pipeline_full(api, args, target).await,
+            (Mode::Baseline, _) => run_baseline(api, args, target, &buyers).await,
+            (_, Flow::Holds) => run_pipeline_holds(api, args, target, &buyers).await,
+            (_, Flow::Full) => run_pipeline_full(api, args, target, &buyers).await,
         }
         .with_context(|| format!("{} run failed", mode.as_str()))?;
         if run_start.elapsed() > DEFAULT_HOLD_TTL && report.granted > 0 {
@@ -78,7 +86,7 @@ pub(crate) async fn run_modes(api: &mut Api, args: &Args) -> anyhow::Result<Vec<
             );
         }
         if args.sold_out_requests > 0 {
-            let sold_out = sold_out_phase(api, args, mode, target)
+            let sold_out = sold_out_phase(api, args, mode, target, &buyers)
                 .await
                 .with_context(|| format!("{} sold-out phase failed", mode.as_str()))?;
             report.phases.push(PhaseStat::new(

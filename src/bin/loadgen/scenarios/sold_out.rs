@@ -12,6 +12,7 @@ use crate::{
     measure::{LatencySummary, bump, per_second},
     scenarios::{
         burst::{Load, burst},
+        crowd::{Buyers, sign_crowd},
         progress::Progress,
         records::SoldOutReport,
         target::Target,
@@ -36,8 +37,10 @@ async fn drain(api: &mut Api, mode: Mode, args: &Args, product_id: i64) -> anyho
             "{}: draining {stock} units left (canceled orders return stock) with {holds} holds",
             mode.as_str()
         );
-        let answers = each_concurrent(api, 0..holds, args.clients, async |buyer: &mut Api, _| {
-            let answer = buyer.post(&hold).await;
+        // New buyers: the run's may be at their per-customer limit.
+        let crowd = sign_crowd(args, mode, holds)?;
+        let answers = each_concurrent(api, 0..holds, args.clients, async |buyer: &mut Api, n| {
+            let answer = buyer.post_as(&hold, crowd.auth(n)).await;
             matches!(answer, Answer::Http { status, .. } if status == StatusCode::CREATED)
         })
         .await;
@@ -63,6 +66,7 @@ pub(crate) async fn sold_out_phase(
     args: &Args,
     mode: Mode,
     target: Target,
+    buyers: &Buyers,
 ) -> anyhow::Result<SoldOutReport> {
     let drained_units = drain(api, mode, args, target.product_id).await?;
     let stock_before = api.get_product(target.product_id).await?.stock;
@@ -80,15 +84,24 @@ pub(crate) async fn sold_out_phase(
         args.quiet,
     );
     let start = Instant::now();
+    // The run's buyers come back, one hold each, the sale open.
+    let returning = Buyers {
+        holds_per_buyer: 1,
+        opening: None,
+        ..buyers.clone()
+    };
+    let load = Load {
+        clients: args.clients,
+        buyers: requests,
+        holds_per_buyer: 1,
+        rate: None,
+    };
     let burst = burst(
         api,
         hold_path(mode),
         &body,
-        Load {
-            clients: args.clients,
-            requests,
-            rate: None,
-        },
+        load,
+        &returning,
         start,
         &progress,
     )
@@ -114,6 +127,7 @@ pub(crate) async fn sold_out_phase(
                 status,
                 body,
                 location,
+                ..
             } if status == StatusCode::ACCEPTED => match job_id_of(body.as_ref(), location) {
                 Some(job_id) => jobs.push(job_id),
                 None => bump(&mut errors, "202 without job_id".into()),

@@ -93,5 +93,38 @@ pub(in crate::report) fn chart(report: &Report, args: &Args) -> Result<String, s
                 .to_owned(),
         );
     }
+    // The chart has room for one more line: the buyers of the first run
+    // that has them.
+    subtitle.extend(report.runs.iter().find_map(buyers_line));
     render_svg(&title, &subtitle, &series)
+}
+
+/// The buyers' numbers in a line: the limit's verdict, the refusals, the
+/// opening.
+fn buyers_line(run: &RunReport) -> Option<String> {
+    let buyers = run.buyers.as_ref()?;
+    let r = &buyers.refused;
+    let mut line = format!(
+        "{}: {} buyers x {} holds; granted {}; refused: limit {}, stock {}, other {}",
+        run.mode,
+        buyers.buyers,
+        buyers.holds_per_buyer,
+        buyers.granted_holds,
+        r.customer_limit_reached,
+        r.insufficient_stock,
+        r.other
+    );
+    if let Some(check) = &buyers.limit_check {
+        let verdict = if check.pass { "PASS" } else { "FAIL" };
+        line += &format!(
+            "; max {} per buyer {verdict} (most {})",
+            check.max_per_customer, check.most_units
+        );
+    }
+    if let Some(opening) = &buyers.opening
+        && let (Some(first), Some(last)) = (opening.first_grant_ms, opening.last_decision_ms)
+    {
+        line += &format!("; opening: first grant +{first:.0} ms, last +{last:.0} ms");
+    }
+    Some(line)
 }

@@ -1,5 +1,6 @@
-//! One full buyer: hold, order, then pay through the signed webhook, each
-//! command with `Prefer: wait=10` and polled when still queued after it.
+//! One full buyer: K holds at once, then for each granted hold an order
+//! and its payment through the signed webhook; each command with
+//! `Prefer: wait=10` and polled when still queued after it.
 
 use std::{
     sync::{
@@ -9,56 +10,42 @@ use std::{
     time::Instant,
 };
 
-use hyper::StatusCode;
+use chrono::Utc;
+use hyper::{StatusCode, header::HeaderValue};
 use serde_json::{Value, json};
 
 use crate::{
     client::{
-        Answer, Api, Poll, PreparedPost, error_key, job_error_code, job_id_of, problem_code,
-        resource_id_of,
+        Answer, Api, Crowd, FirstEta, Poll, PreparedPost, error_key, job_error_code,
+        job_error_status, job_id_of, problem_code, resource_id_of,
     },
     config::{BUYER_POLL_INTERVAL, POLL_TIMEOUT, PREFER_WAIT},
-    measure::ms,
+    measure::{EtaSample, ms},
+    scenarios::{
+        full::intent::{Intent, pay_intent},
+        gate::{Waits, send_patiently},
+    },
 };
 
-/// How a buyer settles its order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Intent {
-    Success,
-    Failed,
-    Abandon,
+/// What a command made, as the api reported it.
+#[derive(Debug, Default)]
+pub(super) struct Made {
+    pub(super) id: Option<String>,
+    /// A hold's buyer (`customer_id`) and units (`qty`).
+    pub(super) customer: Option<String>,
+    pub(super) units: Option<i64>,
 }
 
-impl Intent {
-    /// The order status this intent must end in.
-    pub(super) fn expected_status(self) -> &'static str {
-        match self {
-            Intent::Success => "paid",
-            Intent::Failed => "canceled",
-            Intent::Abandon => "pending",
+impl Made {
+    fn of(doc: Option<&Value>, id: Option<String>) -> Self {
+        let field = |name| doc.and_then(|doc| doc.get(name));
+        Self {
+            id,
+            customer: field("customer_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            units: field("qty").and_then(Value::as_i64),
         }
-    }
-
-    fn webhook_status(self) -> Option<&'static str> {
-        match self {
-            Intent::Success => Some("success"),
-            Intent::Failed => Some("failed"),
-            Intent::Abandon => None,
-        }
-    }
-}
-
-/// The intent of the k-th order created (0-based): a golden-ratio sequence
-/// spreads the shares evenly over the run and is deterministic, so any
-/// prefix of the orders has about the requested shares.
-fn pay_intent(k: usize, fail_share: f64, abandon_share: f64) -> Intent {
-    let u = (k as f64 * 0.618_033_988_749_894_9).fract();
-    if u < fail_share {
-        Intent::Failed
-    } else if u < fail_share + abandon_share {
-        Intent::Abandon
-    } else {
-        Intent::Success
     }
 }
 
@@ -66,7 +53,7 @@ fn pay_intent(k: usize, fail_share: f64, abandon_share: f64) -> Intent {
 #[derive(Debug)]
 pub(super) enum Outcome {
     /// 201, or a 202 whose job later succeeded: the resource.
-    Done(Option<String>),
+    Done(Made),
     /// 409 with this problem code (at once, after the wait, or from the job).
     Refused(String),
     Error(String),
@@ -74,8 +61,19 @@ pub(super) enum Outcome {
     Unfinished,
 }
 
+impl Outcome {
+    /// The id of what was made, if anything was.
+    pub(super) fn made_id(&self) -> Option<&str> {
+        match self {
+            Outcome::Done(made) => made.id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// One command of a buyer.
 pub(super) struct Step {
+    /// When the attempt whose answer stands was sent.
     pub(super) sent: Instant,
     /// When the POST was answered.
     pub(super) answered: Instant,
@@ -84,6 +82,10 @@ pub(super) struct Step {
     /// 202 after the wait: the outcome was polled.
     pub(super) polled: bool,
     pub(super) outcome: Outcome,
+    /// 429s and `sale_not_started` honored before the answer.
+    pub(super) waits: Waits,
+    /// The waiting room's first eta while polled, against the outcome.
+    pub(super) eta: Option<EtaSample>,
 }
 
 impl Step {
@@ -105,16 +107,19 @@ pub(super) struct Payment {
     pub(super) job: Option<Result<String, String>>,
 }
 
+/// One hold of a buyer and what became of it.
 pub(super) struct Purchase {
+    pub(super) buyer: usize,
     pub(super) hold: Step,
     pub(super) order: Option<Step>,
     pub(super) payment: Option<Payment>,
 }
 
-/// What every buyer shares; each brings its own connection.
+/// What every buyer shares; each brings its own connections.
 pub(super) struct Shop {
     /// The hold command, the same for every buyer.
     pub(super) hold: PreparedPost,
+    pub(super) crowd: Crowd,
     pub(super) secret: String,
     /// Makes the webhook idempotency keys unique per run.
     pub(super) run_tag: String,
@@ -126,21 +131,45 @@ pub(super) struct Shop {
 }
 
 impl Shop {
-    pub(super) async fn buy(&self, api: &mut Api) -> Purchase {
-        let hold = self.command(api, Command::Hold).await;
+    /// Buyer `n`: one hold per connection, all at once; once every hold
+    /// is decided (a cart, then the checkout), each granted hold is
+    /// ordered and paid on its connection.
+    pub(super) async fn buy(&self, conns: &mut [Api], n: usize) -> Vec<Purchase> {
+        let auth = self.crowd.auth(n);
+        let holds: Vec<Step> = match &mut *conns {
+            [conn] => vec![self.command(conn, Command::Hold, auth).await],
+            all => {
+                let holds = all
+                    .iter_mut()
+                    .map(|conn| self.command(conn, Command::Hold, auth));
+                futures_util::future::join_all(holds).await
+            }
+        };
+        let checkouts = conns
+            .iter_mut()
+            .zip(holds)
+            .map(|(conn, hold)| self.checkout(conn, hold, auth, n));
+        futures_util::future::join_all(checkouts).await
+    }
+
+    async fn checkout(
+        &self,
+        api: &mut Api,
+        hold: Step,
+        auth: Option<&HeaderValue>,
+        buyer: usize,
+    ) -> Purchase {
         let mut purchase = Purchase {
+            buyer,
             hold,
             order: None,
             payment: None,
         };
-        let Outcome::Done(Some(hold_id)) = &purchase.hold.outcome else {
+        let Some(hold_id) = purchase.hold.outcome.made_id() else {
             return purchase;
         };
-        let order = self.command(api, Command::Order(hold_id)).await;
-        let order_id = match &order.outcome {
-            Outcome::Done(Some(order_id)) => Some(order_id.clone()),
-            _ => None,
-        };
+        let order = self.command(api, Command::Order(hold_id), auth).await;
+        let order_id = order.outcome.made_id().map(str::to_owned);
         purchase.order = Some(order);
         let Some(order_id) = order_id else {
             return purchase;
@@ -163,34 +192,50 @@ impl Shop {
         purchase
     }
 
-    /// POSTs a command with `Prefer: wait=10`; a 202 (still queued after
-    /// the wait) is followed by polling its job.
-    async fn command(&self, api: &mut Api, command: Command<'_>) -> Step {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = Instant::now();
-        let answer = match command {
-            Command::Hold => api.post(&self.hold).await,
+    /// POSTs a command with `Prefer: wait=10` as the buyer `auth` (429s
+    /// and `sale_not_started` honored); a 202 (still queued after the
+    /// wait) is followed by polling its job.
+    async fn command(
+        &self,
+        api: &mut Api,
+        command: Command<'_>,
+        auth: Option<&HeaderValue>,
+    ) -> Step {
+        let order;
+        let post = match command {
+            Command::Hold => &self.hold,
             Command::Order(hold_id) => {
                 let body = json!({ "hold_id": hold_id });
-                api.post_json("/api/v1/orders", &body, Some(PREFER_WAIT))
-                    .await
+                order = api.prepare_post("/api/v1/orders", &body, Some(PREFER_WAIT));
+                match &order {
+                    Ok(post) => post,
+                    Err(_) => return failed_step("transport (request)"),
+                }
             }
         };
-        let answered = Instant::now();
+        let now = Instant::now();
+        let sent = send_patiently(api, post, auth, now).await;
+        let retries = sent.waits.rate_limited + sent.waits.not_started;
+        self.requests.fetch_add(1 + retries, Ordering::Relaxed);
         let mut polled = false;
-        let outcome = match answer {
+        let mut eta = None;
+        let outcome = match sent.answer {
             Answer::Http {
                 status,
                 body,
                 location,
+                ..
             } => match status {
                 StatusCode::CREATED => {
-                    Outcome::Done(resource_id_of(body.as_ref(), location.as_deref()))
+                    let id = resource_id_of(body.as_ref(), location.as_deref());
+                    Outcome::Done(Made::of(body.as_ref(), id))
                 }
                 StatusCode::ACCEPTED => match job_id_of(body.as_ref(), location) {
                     Some(job_id) => {
                         polled = true;
-                        self.await_job(api, &job_id).await
+                        let (outcome, sample) = self.await_job(api, &job_id).await;
+                        eta = sample;
+                        outcome
                     }
                     None => Outcome::Error("202 without job_id".into()),
                 },
@@ -203,43 +248,53 @@ impl Shop {
             Answer::Transport(key) => Outcome::Error(key),
         };
         Step {
-            sent,
-            answered,
+            sent: sent.sent,
+            answered: sent.answered,
             decided: Instant::now(),
             polled,
             outcome,
+            waits: sent.waits,
+            eta,
         }
     }
 
-    /// Polls one job until it is final (the resource id equals the job id).
-    async fn await_job(&self, api: &mut Api, job_id: &str) -> Outcome {
+    /// Polls one job until it is final (the resource id equals the job
+    /// id), noting the first waiting-room eta it shows.
+    async fn await_job(&self, api: &mut Api, job_id: &str) -> (Outcome, Option<EtaSample>) {
         let deadline = Instant::now() + POLL_TIMEOUT;
+        let mut first_eta: Option<FirstEta> = None;
         loop {
             self.requests.fetch_add(1, Ordering::Relaxed);
-            match api.poll_job(job_id).await {
-                Poll::Final(doc) if doc.status == "succeeded" => {
-                    // The resource id equals its job id.
-                    let id = resource_id_of(doc.result.as_ref(), None)
-                        .unwrap_or_else(|| job_id.to_owned());
-                    return Outcome::Done(Some(id));
-                }
+            let polled_at = Utc::now();
+            let outcome = match api.poll_job(job_id).await {
                 Poll::Final(doc) => {
-                    let status = doc
-                        .error
-                        .as_ref()
-                        .and_then(|error| error.get("status"))
-                        .and_then(Value::as_u64);
-                    return match (status, job_error_code(&doc)) {
-                        (Some(409), Some(code)) => Outcome::Refused(code.to_owned()),
-                        (_, Some(code)) => Outcome::Error(format!("job failed: {code}")),
-                        (_, None) => Outcome::Error("job failed: no code".into()),
+                    let eta = first_eta.map(|first| first.sample(&doc, Utc::now()));
+                    let outcome = if doc.status == "succeeded" {
+                        // The resource id equals its job id.
+                        let id = resource_id_of(doc.result.as_ref(), None)
+                            .unwrap_or_else(|| job_id.to_owned());
+                        Outcome::Done(Made::of(doc.result.as_ref(), Some(id)))
+                    } else {
+                        match (job_error_status(&doc), job_error_code(&doc)) {
+                            (Some(409), Some(code)) => Outcome::Refused(code.to_owned()),
+                            (_, Some(code)) => Outcome::Error(format!("job failed: {code}")),
+                            (_, None) => Outcome::Error("job failed: no code".into()),
+                        }
                     };
+                    return (outcome, eta);
                 }
-                Poll::Missing => return Outcome::Error("job 404 (never issued)".into()),
-                Poll::Pending | Poll::Retry(_) => {}
+                Poll::Missing => Some(Outcome::Error("job 404 (never issued)".into())),
+                Poll::Pending(eta) => {
+                    FirstEta::note(&mut first_eta, eta, polled_at);
+                    None
+                }
+                Poll::Retry(_) => None,
+            };
+            if let Some(outcome) = outcome {
+                return (outcome, None);
             }
             if Instant::now() >= deadline {
-                return Outcome::Unfinished;
+                return (Outcome::Unfinished, None);
             }
             tokio::time::sleep(BUYER_POLL_INTERVAL).await;
         }
@@ -260,12 +315,27 @@ impl Shop {
                 status,
                 body,
                 location,
+                ..
             } if status == StatusCode::ACCEPTED => {
                 job_id_of(body.as_ref(), location).ok_or_else(|| "202 without job_id".to_owned())
             }
             Answer::Http { status, body, .. } => Err(error_key(status, body.as_ref())),
             Answer::Transport(key) => Err(key),
         }
+    }
+}
+
+/// A command that could not even be sent.
+fn failed_step(key: &str) -> Step {
+    let now = Instant::now();
+    Step {
+        sent: now,
+        answered: now,
+        decided: now,
+        polled: false,
+        outcome: Outcome::Error(key.to_owned()),
+        waits: Waits::default(),
+        eta: None,
     }
 }
 
@@ -280,22 +350,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pay_intents_follow_the_shares() {
-        let n = 10_000;
-        let mut counts = (0, 0, 0);
-        for k in 0..n {
-            match pay_intent(k, 0.1, 0.2) {
-                Intent::Failed => counts.0 += 1,
-                Intent::Abandon => counts.1 += 1,
-                Intent::Success => counts.2 += 1,
-            }
-        }
-        assert!((990..=1010).contains(&counts.0), "{counts:?}");
-        assert!((1990..=2010).contains(&counts.1), "{counts:?}");
-        // Small prefixes are spread too.
-        let first: Vec<Intent> = (0..20).map(|k| pay_intent(k, 0.1, 0.1)).collect();
-        assert!(first.contains(&Intent::Failed) && first.contains(&Intent::Abandon));
-        assert!((0..100).all(|k| pay_intent(k, 0.0, 0.0) == Intent::Success));
-        assert!((0..100).all(|k| pay_intent(k, 1.0, 0.0) == Intent::Failed));
+    fn a_made_hold_carries_its_buyer_and_units() {
+        let hold = json!({ "id": "h1", "customer_id": "loadgen-r-3", "qty": 2 });
+        let made = Made::of(Some(&hold), Some("h1".into()));
+        assert_eq!(made.customer.as_deref(), Some("loadgen-r-3"));
+        assert_eq!(made.units, Some(2));
+        let outcome = Outcome::Done(made);
+        assert_eq!(outcome.made_id(), Some("h1"));
+        assert_eq!(Outcome::Refused("x".into()).made_id(), None);
+        let anonymous = Made::of(Some(&json!({ "customer_id": null })), None);
+        assert_eq!(anonymous.customer, None);
     }
 }

@@ -3,6 +3,7 @@
 //! payment jobs settled and the orders read back (`settle`).
 
 mod buyer;
+mod intent;
 mod settle;
 mod tally;
 
@@ -20,12 +21,15 @@ use serde_json::json;
 use crate::{
     client::Api,
     config::{Args, Flow, Mode, PREFER_WAIT},
+    measure::EtaAccuracy,
     scenarios::{
+        crowd::{Buyers, buyers_report},
         full::{
             buyer::Shop,
             settle::{read_back, settle_payments},
             tally::tally,
         },
+        gate::{connect_ahead, wait_turn},
         progress::Progress,
         records::{FullReport, RunReport},
         stock_check::stock_check,
@@ -37,10 +41,16 @@ pub(crate) async fn run_pipeline_full(
     api: &mut Api,
     args: &Args,
     target: Target,
+    buyers: &Buyers,
 ) -> anyhow::Result<RunReport> {
+    let per_buyer = if buyers.holds_per_buyer > 1 {
+        format!(" ({} holds each)", buyers.holds_per_buyer)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "pipeline (full flow): {} buyers' purchases from {} buyers on product {} (stock {}), \
-         fail {:.0}% / abandon {:.0}%",
+        "pipeline (full flow): {} buyers' purchases{per_buyer} from {} buyers on product {} \
+         (stock {}), fail {:.0}% / abandon {:.0}%",
         args.requests,
         args.clients,
         target.product_id,
@@ -61,8 +71,15 @@ pub(crate) async fn run_pipeline_full(
         "buyers/s",
         args.quiet,
     );
+    if let Some(opening) = buyers.opening {
+        eprintln!(
+            "pipeline: the sale opens in {:.1} s; buyers connect and wait",
+            opening.ms_to(Instant::now()) / -1000.0
+        );
+    }
     let shop = Arc::new(Shop {
         hold,
+        crowd: buyers.crowd.clone(),
         secret: args.webhook_secret.clone(),
         run_tag: uuid::Uuid::new_v4().simple().to_string(),
         fail_share: args.fail_share,
@@ -70,35 +87,55 @@ pub(crate) async fn run_pipeline_full(
         orders_made: AtomicUsize::new(0),
         requests: progress.http_counter(),
     });
-    let start = Instant::now();
+    // With an opening the run is timed from it.
+    let start = buyers
+        .opening
+        .map_or_else(Instant::now, |opening| opening.at);
     let next = Arc::new(AtomicUsize::new(0));
-    let mut buyers = Vec::with_capacity(args.clients);
+    let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
-        let mut conn = api.fork();
+        let mut conns: Vec<Api> = (0..buyers.holds_per_buyer).map(|_| api.fork()).collect();
         let shop = Arc::clone(&shop);
         let next = Arc::clone(&next);
         let done = progress.counter();
         let requests = args.requests;
-        let share = requests / args.clients + 1;
-        buyers.push(tokio::spawn(async move {
+        let share = (requests / args.clients + 1) * conns.len();
+        let opening = buyers.opening;
+        clients.push(tokio::spawn(async move {
             let mut purchases = Vec::with_capacity(share);
-            while next.fetch_add(1, Ordering::Relaxed) < requests {
-                purchases.push(shop.buy(&mut conn).await);
+            connect_ahead(opening, &mut conns).await;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= requests {
+                    break;
+                }
+                wait_turn(opening, n).await;
+                purchases.extend(shop.buy(&mut conns, n).await);
                 done.fetch_add(1, Ordering::Relaxed);
             }
             purchases
         }));
     }
-    let mut purchases = Vec::with_capacity(args.requests);
-    for buyer in buyers {
-        purchases.extend(buyer.await.context("a buyer task panicked")?);
+    let mut purchases = Vec::with_capacity(args.hold_requests());
+    for client in clients {
+        purchases.extend(client.await.context("a buyer task panicked")?);
     }
     let buyers_done = Instant::now();
     progress.finish().await;
     let buyer_requests = shop.requests.load(Ordering::Relaxed);
 
     let mut report = RunReport::new(Mode::Pipeline, Flow::Full, args, target);
-    let tally = tally(&mut report, &purchases, start, buyers_done, buyer_requests);
+    let tally = tally(
+        &mut report,
+        &purchases,
+        (start, buyers_done),
+        buyer_requests,
+        (args.qty, buyers.opening),
+    );
+    report.queue_eta = EtaAccuracy::of(&tally.etas);
+    report.buyers = buyers
+        .reported
+        .then(|| buyers_report(buyers, &tally.fates, target.max_per_customer));
     let payments = settle_payments(
         api,
         tally.payments,

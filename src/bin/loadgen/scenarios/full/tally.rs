@@ -6,10 +6,14 @@ use std::{
 };
 
 use crate::{
-    config::INSUFFICIENT_STOCK,
-    measure::{LatencySummary, PhaseStat, Span, bump, ms, per_second},
+    measure::{EtaSample, LatencySummary, PhaseStat, Span, bump, ms, per_second},
     scenarios::{
-        full::buyer::{Intent, Outcome, Purchase},
+        crowd::{HoldFate, Verdict},
+        full::{
+            buyer::{Outcome, Purchase},
+            intent::Intent,
+        },
+        gate::Opening,
         records::{OrdersReport, RunReport},
     },
 };
@@ -33,6 +37,10 @@ pub(super) struct Tally {
     pub(super) order_checks: Vec<(String, &'static str)>,
     /// Granted holds whose order was not created.
     pub(super) orphan_holds: Vec<String>,
+    /// Each hold's fate, for the buyers section.
+    pub(super) fates: Vec<HoldFate>,
+    /// Waiting-room etas seen while polling holds and orders.
+    pub(super) etas: Vec<EtaSample>,
 }
 
 /// Folds the holds into `report` (counts, latencies, rates, phases) and
@@ -40,9 +48,9 @@ pub(super) struct Tally {
 pub(super) fn tally(
     report: &mut RunReport,
     purchases: &[Purchase],
-    start: Instant,
-    buyers_done: Instant,
+    (start, buyers_done): (Instant, Instant),
     buyer_requests: usize,
+    (qty, opening): (i64, Option<Opening>),
 ) -> Tally {
     let mut holds = Span::default();
     let mut orders = Span::default();
@@ -71,52 +79,80 @@ pub(super) fn tally(
         },
         order_checks: Vec::new(),
         orphan_holds: Vec::new(),
+        fates: Vec::with_capacity(purchases.len()),
+        etas: Vec::new(),
     };
 
     for purchase in purchases {
         let hold = &purchase.hold;
         holds.add(hold.sent, hold.answered);
         hold_latencies.push(hold.latency_ms());
-        report
-            .samples
-            .push(((hold.sent - start).as_secs_f64(), hold.latency_ms()));
+        report.samples.push((
+            hold.sent.saturating_duration_since(start).as_secs_f64(),
+            hold.latency_ms(),
+        ));
         tally.holds_polled += usize::from(hold.polled);
-        match &hold.outcome {
-            Outcome::Done(id) => {
+        report.rate_limited += hold.waits.rate_limited;
+        tally.etas.extend(hold.eta);
+        let verdict = match &hold.outcome {
+            Outcome::Done(made) => {
                 report.granted += 1;
-                if id.is_none() {
+                if made.id.is_none() {
                     bump(&mut report.errors, "granted hold without id".into());
                 }
+                Verdict::Granted {
+                    customer: made.customer.clone(),
+                    units: made.units.unwrap_or(qty),
+                }
             }
-            Outcome::Refused(code) if code == INSUFFICIENT_STOCK => report.rejected += 1,
-            Outcome::Refused(code) => bump(&mut report.errors, format!("409 {code}")),
-            Outcome::Error(key) => bump(&mut report.errors, key.clone()),
-            Outcome::Unfinished => report.unfinished_jobs += 1,
-        }
+            Outcome::Refused(code) => {
+                report.refuse(code);
+                Verdict::Refused(code.clone())
+            }
+            Outcome::Error(key) => {
+                bump(&mut report.errors, key.clone());
+                Verdict::Undecided
+            }
+            Outcome::Unfinished => {
+                report.unfinished_jobs += 1;
+                Verdict::Undecided
+            }
+        };
+        let decided = !matches!(verdict, Verdict::Undecided);
+        tally.fates.push(HoldFate {
+            buyer: purchase.buyer,
+            verdict,
+            decided_ms: opening
+                .filter(|_| decided)
+                .map(|opening| opening.ms_to(hold.decided)),
+            waits: hold.waits,
+        });
         if !matches!(hold.outcome, Outcome::Unfinished) {
             to_outcome.push(hold.to_outcome_ms());
             last_decided = last_decided.max(hold.decided);
         }
 
         if let Some(order) = &purchase.order {
+            report.rate_limited += order.waits.rate_limited;
+            tally.etas.extend(order.eta);
             let report = &mut tally.orders;
             report.attempted += 1;
             orders.add(order.sent, order.answered);
             order_latencies.push(order.to_outcome_ms());
             report.polled_after_wait += usize::from(order.polled);
             match &order.outcome {
-                Outcome::Done(Some(_)) => report.created += 1,
-                Outcome::Done(None) => {
+                Outcome::Done(made) if made.id.is_some() => report.created += 1,
+                Outcome::Done(_) => {
                     bump(&mut report.errors, "created order without id".into());
                 }
                 Outcome::Refused(code) => bump(&mut report.refused, code.clone()),
                 Outcome::Error(key) => bump(&mut report.errors, key.clone()),
                 Outcome::Unfinished => report.unfinished += 1,
             }
-            if !matches!(order.outcome, Outcome::Done(Some(_)))
-                && let Outcome::Done(Some(hold_id)) = &hold.outcome
+            if order.outcome.made_id().is_none()
+                && let Some(hold_id) = hold.outcome.made_id()
             {
-                tally.orphan_holds.push(hold_id.clone());
+                tally.orphan_holds.push(hold_id.to_owned());
             }
         }
 

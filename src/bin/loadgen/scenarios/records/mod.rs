@@ -2,17 +2,19 @@
 //! layer prints (text) or serializes (`--json`: the field order here is
 //! the JSON's).
 
+mod buyers;
 mod full;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub(crate) use buyers::{BuyersReport, LimitCheck, OpeningReport, RefusedByReason};
 pub(crate) use full::{FullReport, OrderStatesReport, OrdersReport, PaymentsReport};
 
 use crate::{
     config::{Args, Flow, Mode},
-    measure::{LatencySummary, PhaseStat, Timeline},
+    measure::{EtaAccuracy, LatencySummary, PhaseStat, Timeline},
     scenarios::target::Target,
 };
 
@@ -53,6 +55,10 @@ pub(crate) struct RunReport {
     /// the full flow, where a 409 after `Prefer: wait` looks the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rejected_at_once: Option<usize>,
+    /// Holds refused (409), by problem code: `rejected` in all.
+    pub(crate) refused: BTreeMap<String, usize>,
+    /// 429 answers, each honored (`Retry-After`) and sent again.
+    pub(crate) rate_limited: usize,
     pub(crate) errors: BTreeMap<String, usize>,
     /// Pipeline only: failed job reads, retried.
     pub(crate) poll_errors: BTreeMap<String, usize>,
@@ -64,6 +70,13 @@ pub(crate) struct RunReport {
     pub(crate) full: Option<FullReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) sold_out: Option<SoldOutReport>,
+    /// Tokens, holds per buyer, the limit check, the opening.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) buyers: Option<BuyersReport>,
+    /// Waiting-room etas against the time hold jobs then took; only when
+    /// the api showed any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) queue_eta: Option<EtaAccuracy>,
     /// Accept latency per time bucket (also the `--svg` chart).
     pub(crate) accept_latency_timeline: Option<Timeline>,
     /// (sent at s since the phase start, accept latency ms) per hold POST.
@@ -79,7 +92,11 @@ impl RunReport {
             product_id: target.product_id,
             product_created: target.created,
             clients: args.clients,
-            requests: args.requests,
+            // Holds flow: hold requests; full flow: buyers' purchases.
+            requests: match flow {
+                Flow::Holds => args.hold_requests(),
+                Flow::Full => args.requests,
+            },
             rate: args.rate,
             qty: args.qty,
             accept_elapsed_s: 0.0,
@@ -93,6 +110,8 @@ impl RunReport {
             granted: 0,
             rejected: 0,
             rejected_at_once: None,
+            refused: BTreeMap::new(),
+            rate_limited: 0,
             errors: BTreeMap::new(),
             poll_errors: BTreeMap::new(),
             unfinished_jobs: 0,
@@ -100,6 +119,8 @@ impl RunReport {
             phases: Vec::new(),
             full: None,
             sold_out: None,
+            buyers: None,
+            queue_eta: None,
             accept_latency_timeline: None,
             samples: Vec::new(),
         }
@@ -107,6 +128,12 @@ impl RunReport {
 
     pub(crate) fn decided(&self) -> usize {
         self.granted + self.rejected
+    }
+
+    /// A hold refused with `code`: decided, counted by its code.
+    pub(crate) fn refuse(&mut self, code: &str) {
+        self.rejected += 1;
+        *self.refused.entry(code.to_owned()).or_default() += 1;
     }
 
     pub(crate) fn passed(&self) -> bool {
@@ -119,10 +146,16 @@ impl RunReport {
             .sold_out
             .as_ref()
             .is_none_or(|sold_out| sold_out.pass != Some(false));
+        let limit_ok = self
+            .buyers
+            .as_ref()
+            .and_then(|buyers| buyers.limit_check.as_ref())
+            .is_none_or(|check| check.pass);
         self.unfinished_jobs == 0
             && self.stock_check.as_ref().is_some_and(|c| c.pass)
             && full_ok
             && sold_out_ok
+            && limit_ok
     }
 }
 
