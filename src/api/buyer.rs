@@ -2,14 +2,10 @@
 //! HS256 with `BUYER_JWT_SECRET` (jsonwebtoken checks the signature, the
 //! algorithm, `exp`, `nbf` and `aud`). The customer id is the token's `sub`.
 
-use axum::{
-    extract::FromRequestParts,
-    http::{header, request::Parts},
-};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{error::ApiError, rate_limit::throttle, state::AppState};
+use super::error::ApiError;
 use crate::{config::BuyerJwt, problem::Code};
 
 /// Clock difference allowed on `exp` and `nbf`.
@@ -66,46 +62,8 @@ impl BuyerTokens {
     }
 }
 
-fn unauthorized(detail: impl Into<String>) -> ApiError {
+pub fn unauthorized(detail: impl Into<String>) -> ApiError {
     ApiError::new(Code::Unauthorized, detail)
-}
-
-/// The buyer a command request comes from: `Some(customer id)` for a valid
-/// token, `None` without an `Authorization` header. A bad token, another
-/// scheme, or any token while buyer tokens are off is 401: a
-/// misconfiguration must be loud, not silently anonymous. Then the rate
-/// limit spends a token of the buyer's (or the address's) bucket: 429.
-/// Put it before the body in a handler's arguments.
-pub struct Buyer(pub Option<String>);
-
-impl FromRequestParts<AppState> for Buyer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let customer = customer(parts, state)?;
-        throttle(parts, state, customer.as_deref())?;
-        Ok(Buyer(customer))
-    }
-}
-
-/// The customer a valid buyer token names; `None` without a token.
-fn customer(parts: &Parts, state: &AppState) -> Result<Option<String>, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| unauthorized("Authorization must be `Bearer <buyer token>`"))?;
-    let Some(tokens) = &state.buyer_tokens else {
-        return Err(unauthorized(
-            "buyer tokens are not accepted: this api has no BUYER_JWT_SECRET",
-        ));
-    };
-    tokens.customer(token).map(Some)
 }
 
 #[cfg(test)]

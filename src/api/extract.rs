@@ -1,5 +1,6 @@
 //! What handlers take from a request's path and headers: the id in the
-//! path, `Idempotency-Key`, `Prefer: wait`, and the admin bearer token.
+//! path, `Idempotency-Key`, `Prefer: wait`, the admin bearer token, and the
+//! buyer (a buyer token, then the rate limit).
 //! Bodies are read in [`super::input`] (the webhook's signature with its
 //! body, since it signs the body's bytes).
 
@@ -13,6 +14,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
+    buyer::unauthorized,
     error::{ApiError, ApiResult},
     state::AppState,
 };
@@ -126,6 +128,46 @@ impl FromRequestParts<AppState> for Admin {
             )),
         }
     }
+}
+
+/// The buyer a command request comes from: `Some(customer id)` for a valid
+/// token, `None` without an `Authorization` header. A bad token, another
+/// scheme, or any token while buyer tokens are off is 401: a
+/// misconfiguration must be loud, not silently anonymous. Then the rate
+/// limit spends a token of the buyer's (or the address's) bucket: 429.
+/// Put it before the body in a handler's arguments.
+pub struct Buyer(pub Option<String>);
+
+impl FromRequestParts<AppState> for Buyer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let customer = customer(parts, state)?;
+        if let Some(limiter) = &state.rate_limiter {
+            limiter.throttle(parts, &state.settings.trusted_proxies, customer.as_deref())?;
+        }
+        Ok(Buyer(customer))
+    }
+}
+
+/// The customer a valid buyer token names; `None` without a token.
+fn customer(parts: &Parts, state: &AppState) -> Result<Option<String>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthorized("Authorization must be `Bearer <buyer token>`"))?;
+    let Some(tokens) = &state.buyer_tokens else {
+        return Err(unauthorized(
+            "buyer tokens are not accepted: this api has no BUYER_JWT_SECRET",
+        ));
+    };
+    tokens.customer(token).map(Some)
 }
 
 /// Compares without an early exit (`subtle`), so timing does not reveal

@@ -5,13 +5,12 @@ use uuid::Uuid;
 
 use super::{
     accept::{Answer, Recording, accept},
-    buyer::Buyer,
     docs::{
         CommandHeaders, LocationPath, MalformedJson, PayloadTooLarge, RateLimited, RequestTimeout,
         RetryAfterSecs, Unavailable, UnsupportedMediaType,
     },
     error::{ApiError, ApiResult},
-    extract::{PathId, PreferWait},
+    extract::{Buyer, PathId, PreferWait},
     input::Keyed,
     requests::CreateOrder,
     responses::OrderAccepted,

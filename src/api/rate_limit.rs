@@ -21,7 +21,7 @@ use axum::{
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use ipnet::IpNet;
 
-use super::{error::ApiError, state::AppState};
+use super::error::ApiError;
 use crate::{
     config::RateLimit,
     problem::{Code, Problem},
@@ -169,24 +169,26 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// Spends one token of the request's bucket: the verified buyer's
-/// (`buyer`), else the client address's. Called by the [`Buyer`]
-/// extractor, which runs before the body is read, so a refused request
-/// costs no parsing and records nothing.
-///
-/// [`Buyer`]: super::buyer::Buyer
-pub fn throttle(parts: &Parts, state: &AppState, buyer: Option<&str>) -> Result<(), ApiError> {
-    let Some(limiter) = &state.rate_limiter else {
-        return Ok(());
-    };
-    // The server inserts the peer into every request (server.rs); a
-    // router served some other way shares one bucket rather than none.
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0);
-    let subject = subject_for(buyer, peer, &parts.headers, &state.settings.trusted_proxies);
-    limiter.check(&subject)
+impl RateLimiter {
+    /// Spends one token of the request's bucket: the verified buyer's
+    /// (`buyer`), else the client address's (`trusted`: the proxies whose
+    /// `X-Forwarded-For` is believed). Called by the `Buyer` extractor,
+    /// which runs before the body is read, so a refused request costs no
+    /// parsing and records nothing.
+    pub fn throttle(
+        &self,
+        parts: &Parts,
+        trusted: &[IpNet],
+        buyer: Option<&str>,
+    ) -> Result<(), ApiError> {
+        // The server inserts the peer into every request (server.rs); a
+        // router served some other way shares one bucket rather than none.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0);
+        self.check(&subject_for(buyer, peer, &parts.headers, trusted))
+    }
 }
 
 #[cfg(test)]

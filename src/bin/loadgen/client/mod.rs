@@ -2,7 +2,6 @@
 //! caller), typed api calls, job polling and how answers are read.
 //! Imports only `config` and `measure`.
 
-mod admin;
 mod answer;
 mod api;
 mod conn;
@@ -13,9 +12,8 @@ mod tokens;
 
 use std::sync::{Mutex, PoisonError};
 
-pub(crate) use admin::ProductRules;
 pub(crate) use answer::{Answer, error_key, job_id_of, problem_code, resource_id_of, starts_at};
-pub(crate) use api::{Api, PreparedPost, Product};
+pub(crate) use api::{Api, PreparedPost, Product, ProductRules};
 pub(crate) use jobs::{FirstEta, JobDoc, Poll, job_error_code, job_error_status, poll_jobs};
 pub(crate) use tokens::Crowd;
 

@@ -159,7 +159,8 @@ impl Args {
             self.fail_share + self.abandon_share <= 1.0,
             "--fail-share + --abandon-share must not exceed 1"
         );
-        self.buyers.validate(self.mode, self.qty)?;
+        self.buyers
+            .validate(self.mode == Mode::Pipeline, self.qty)?;
         Ok(())
     }
 

@@ -4,8 +4,6 @@
 
 use anyhow::ensure;
 
-use crate::config::Mode;
-
 /// The longest wait `--sale-starts-in` may ask for: a benchmark, not a
 /// real drop.
 const MAX_SALE_STARTS_IN_SECS: f64 = 3600.0;
@@ -42,7 +40,7 @@ pub(crate) struct BuyerArgs {
 }
 
 impl BuyerArgs {
-    pub(crate) fn validate(&self, mode: Mode, qty: i64) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self, pipeline: bool, qty: i64) -> anyhow::Result<()> {
         ensure!(
             (1..=MAX_HOLDS_PER_BUYER).contains(&self.holds_per_buyer),
             "--holds-per-buyer must be between 1 and {MAX_HOLDS_PER_BUYER}"
@@ -66,7 +64,7 @@ impl BuyerArgs {
                 "--qty {qty} is over --max-per-customer {max}: every hold would be refused"
             );
             ensure!(
-                mode == Mode::Pipeline,
+                pipeline,
                 "--max-per-customer needs --mode pipeline: the baseline ignores the limit"
             );
         }
@@ -76,7 +74,7 @@ impl BuyerArgs {
                 "--sale-starts-in must be a number of seconds in (0, {MAX_SALE_STARTS_IN_SECS}]"
             );
             ensure!(
-                mode == Mode::Pipeline,
+                pipeline,
                 "--sale-starts-in needs --mode pipeline: the baseline ignores the sale window"
             );
         }
