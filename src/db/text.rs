@@ -438,11 +438,6 @@ impl TextTransaction {
         Ok((tx, Rows::new(sets.into_iter().skip(1).collect(), id)))
     }
 
-    /// Runs one more read inside the transaction (a round trip of its own).
-    pub async fn fetch<T>(&mut self, read: Read<T>) -> sqlx::Result<T> {
-        read.fetch(&mut *self.conn).await
-    }
-
     /// Runs `writes` and commits. A statement that fails stops the rest,
     /// the COMMIT with them.
     pub async fn commit_with(mut self, mut writes: Writes) -> sqlx::Result<()> {

@@ -16,7 +16,11 @@ use sqlx::MySqlPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{rate::Rate, reads::Reads, streams::Streams};
+use super::{
+    rate::{Decisions, Rate},
+    reads::Reads,
+    streams::Streams,
+};
 use crate::{
     db::queue,
     domain::{JobKind, job::QueuePlace},
@@ -52,11 +56,14 @@ struct Inner {
     pool: MySqlPool,
     reads: Arc<Reads>,
     streams: Streams,
+    decisions: Arc<Decisions>,
     lanes: Mutex<(HashMap<LaneKey, Arc<Lane>>, Instant)>,
 }
 
 pub struct Lane {
     key: LaneKey,
+    /// Jobs decided everywhere: the rate before this lane's is measured.
+    decisions: Arc<Decisions>,
     state: Mutex<State>,
     /// Held while the lane is read: the single flight.
     reading: tokio::sync::Mutex<()>,
@@ -106,12 +113,18 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Lanes {
-    pub fn new(pool: MySqlPool, reads: Arc<Reads>, streams: Streams) -> Self {
+    pub fn new(
+        pool: MySqlPool,
+        reads: Arc<Reads>,
+        streams: Streams,
+        decisions: Arc<Decisions>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 reads,
                 streams,
+                decisions,
                 lanes: Mutex::new((HashMap::new(), Instant::now())),
             }),
         }
@@ -130,6 +143,7 @@ impl Lanes {
         let lane = lanes.entry(key).or_insert_with(|| {
             Arc::new(Lane {
                 key,
+                decisions: self.inner.decisions.clone(),
                 state: Mutex::new(State {
                     snapshot: None,
                     attempted: None,
@@ -158,7 +172,7 @@ impl Lanes {
             position = position.min(*told);
         }
         state.told.insert(job_id, (position, Instant::now()));
-        Ok(state.place_at(position))
+        Ok(state.place_at(position, &lane.decisions))
     }
 
     /// Follows `job_id`, known queued in `key` as of now, for a stream:
@@ -302,10 +316,12 @@ impl State {
         1 + self.snapshot.as_ref().map_or(0, |s| s.ahead_of(job_id))
     }
 
-    fn place_at(&self, position: u64) -> QueuePlace {
+    fn place_at(&self, position: u64, decisions: &Decisions) -> QueuePlace {
         QueuePlace {
             position,
-            eta_ms: self.rate.eta_ms(position),
+            eta_ms: self
+                .rate
+                .eta_ms(position, decisions.per_sec(Instant::now())),
         }
     }
 }
@@ -322,7 +338,10 @@ impl Following {
     pub fn place(&self, at_most: Option<u64>) -> QueuePlace {
         let state = locked(&self.lane.state);
         let position = state.position(&self.job_id);
-        state.place_at(at_most.map_or(position, |most| position.min(most)))
+        state.place_at(
+            at_most.map_or(position, |most| position.min(most)),
+            &self.lane.decisions,
+        )
     }
 
     /// Waits for a snapshot that changes the lane.

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 pub use feed::Feed;
 pub use lanes::{LaneKey, Lanes, REFRESH_EVERY};
+use rate::Decisions;
 pub use rate::{DEFAULT_PER_SEC, WINDOW as RATE_WINDOW};
 pub use reads::Reads;
 pub use streams::Streams;
@@ -41,17 +42,25 @@ pub struct WaitingRoom {
     pub reads: Arc<Reads>,
     pub lanes: Lanes,
     pub streams: Streams,
+    decisions: Arc<Decisions>,
 }
 
 impl WaitingRoom {
     pub fn new(pool: MySqlPool) -> Self {
         let reads = Arc::new(Reads::default());
         let streams = Streams::default();
+        let decisions = Arc::new(Decisions::default());
         Self {
-            lanes: Lanes::new(pool.clone(), reads.clone(), streams.clone()),
+            lanes: Lanes::new(
+                pool.clone(),
+                reads.clone(),
+                streams.clone(),
+                decisions.clone(),
+            ),
             pool,
             reads,
             streams,
+            decisions,
         }
     }
 
@@ -94,6 +103,8 @@ impl WaitingRoom {
 
     /// Jobs a worker reported finished: their streams end.
     pub fn finished(&self, job_ids: &[Uuid]) {
+        self.decisions
+            .record(job_ids.len() as u64, std::time::Instant::now());
         self.streams.check(job_ids.iter().copied());
     }
 

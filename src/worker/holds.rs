@@ -29,8 +29,8 @@ use crate::{
 /// Locks the product once, then grants or refuses each queued request in
 /// arrival order (sale window, per-customer limit, stock), writing holds,
 /// ledger rows and job outcomes with one statement each: two round trips in
-/// all, the locks with BEGIN and the writes with COMMIT (three for a
-/// product with a per-customer limit). Requests whose job is already decided (redelivery,
+/// all, the locks (and the buyers' units) with BEGIN and the writes with
+/// COMMIT. Requests whose job is already decided (redelivery,
 /// duplicate publish) or unknown are skipped.
 #[tracing::instrument(skip(pool, requests, ttl), fields(jobs = requests.len()))]
 pub async fn apply_holds(
@@ -40,34 +40,26 @@ pub async fn apply_holds(
     ttl: Duration,
 ) -> sqlx::Result<Decided> {
     let ids = planner::unique(requests.iter().map(|r| &r.job_id));
+    let customers =
+        planner::unique_customers(requests.iter().filter_map(|r| r.customer_id.as_deref()));
+    let now = time::now();
     let mut reads = Batch::new();
     let product = reads.read(products::lock_for_holds(product_id));
     let queued = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued_recorded(&ids)));
-    let (mut tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
+    // The buyers' units, for a product with a per-customer limit: a plain
+    // read after the locks above (its snapshot is taken then), in the same
+    // round trip. Whether the product has a limit is known only once it is
+    // read, so a batch with buyers always asks (a few index lookups).
+    let held = (!customers.is_empty())
+        .then(|| reads.read(allowance::units_of(product_id, &customers, &now)));
+    let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
     let product = rows.take(product)?;
     let queued = match queued {
         Some(slot) => rows.take(slot)?,
         None => HashMap::new(),
     };
-
-    let now = time::now();
-    // A third round trip, only for a product with a limit: the buyers'
-    // units, read after the product's lock is held.
-    let mut units = match product.and_then(|p| p.max_per_customer) {
-        Some(_) => {
-            let customers = planner::unique_customers(
-                requests
-                    .iter()
-                    .filter(|r| queued.contains_key(&r.job_id))
-                    .filter_map(|r| r.customer_id.as_deref()),
-            );
-            if customers.is_empty() {
-                HashMap::new()
-            } else {
-                tx.fetch(allowance::units_of(product_id, &customers, &now))
-                    .await?
-            }
-        }
+    let mut units = match held {
+        Some(slot) => rows.take(slot)?,
         None => HashMap::new(),
     };
 
