@@ -25,6 +25,25 @@ impl Volley {
     fn grantable(&self, per_sec: u32, burst: u32) -> usize {
         burst as usize + (f64::from(per_sec) * self.elapsed.as_secs_f64()).ceil() as usize
     }
+
+    /// At least the burst and at most what the bucket could grant were
+    /// accepted, the rest refused, and `app` recorded a job per 202 only.
+    async fn assert_limited(&self, app: &TestApp, sent: usize, per_sec: u32, burst: u32) {
+        assert_eq!(self.accepted + self.refused, sent);
+        assert!(
+            self.accepted >= burst as usize,
+            "the burst is granted: {} accepted",
+            self.accepted
+        );
+        assert!(
+            self.accepted <= self.grantable(per_sec, burst),
+            "{} accepted in {:?}",
+            self.accepted,
+            self.elapsed
+        );
+        let jobs = app.count("SELECT COUNT(*) FROM jobs").await;
+        assert_eq!(jobs, self.accepted as i64, "a job per 202, none per 429");
+    }
 }
 
 /// Sends `n` requests at once (`request(i)` builds the i-th). Each answer
@@ -95,21 +114,8 @@ async fn rate_limit_one_buyer_gets_the_rate_and_nothing_else_is_recorded() {
     })
     .await;
 
-    assert_eq!(v.accepted + v.refused, 50);
-    assert!(
-        v.accepted >= 5,
-        "the burst is granted: {} accepted",
-        v.accepted
-    );
-    assert!(
-        v.accepted <= v.grantable(5, 5),
-        "{} accepted in {:?}",
-        v.accepted,
-        v.elapsed
-    );
-    let jobs = app.count("SELECT COUNT(*) FROM jobs").await;
+    v.assert_limited(&app, 50, 5, 5).await;
     let keys = app.count("SELECT COUNT(*) FROM idempotency_keys").await;
-    assert_eq!(jobs, v.accepted as i64, "a job per 202, none per 429");
     assert_eq!(keys, v.accepted as i64, "a key per 202, none per 429");
 
     // Another buyer from the same address has a bucket of its own.
@@ -133,20 +139,7 @@ async fn rate_limit_anonymous_requests_share_their_address_bucket() {
         _ => hold(&app, product).header("x-forwarded-for", format!("203.0.113.{i}")),
     })
     .await;
-    assert!(
-        v.accepted >= 2,
-        "the burst is granted: {} accepted",
-        v.accepted
-    );
-    assert!(
-        v.accepted <= v.grantable(1, 2),
-        "{} accepted in {:?}",
-        v.accepted,
-        v.elapsed
-    );
-    assert_eq!(v.refused, 20 - v.accepted);
-    let jobs = app.count("SELECT COUNT(*) FROM jobs").await;
-    assert_eq!(jobs, v.accepted as i64);
+    v.assert_limited(&app, 20, 1, 2).await;
     app.stop().await;
 }
 
@@ -211,20 +204,7 @@ async fn rate_limit_applies_to_orders() {
             .json(&json!({"hold_id": Uuid::now_v7()}))
     })
     .await;
-    assert!(
-        v.accepted >= 5,
-        "the burst is granted: {} accepted",
-        v.accepted
-    );
-    assert!(
-        v.accepted <= v.grantable(5, 5),
-        "{} accepted in {:?}",
-        v.accepted,
-        v.elapsed
-    );
-    assert_eq!(v.refused, 30 - v.accepted);
-    let jobs = app.count("SELECT COUNT(*) FROM jobs").await;
-    assert_eq!(jobs, v.accepted as i64);
+    v.assert_limited(&app, 30, 5, 5).await;
 
     // The limit is checked before the body is read: with the bucket empty,
     // a body that is not even JSON is refused for the rate, not the syntax

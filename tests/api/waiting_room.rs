@@ -120,6 +120,19 @@ impl Events {
             .await
             .expect("no event or end in time")
     }
+
+    /// The first event past `queued`, each within `within` of the last.
+    async fn final_state(&mut self, within: Duration) -> Value {
+        loop {
+            let job = self
+                .next_within(within)
+                .await
+                .expect("the final state before the end");
+            if job["status"] != "queued" {
+                return job;
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -227,15 +240,7 @@ async fn waiting_room_streams_a_job_until_its_final_state() {
     assert!(first["queue"]["eta_ms"].as_u64().is_some(), "{first}");
 
     app.add_worker().await;
-    let last = loop {
-        let job = events
-            .next_within(Duration::from_secs(30))
-            .await
-            .expect("the final state before the end");
-        if job["status"] != "queued" {
-            break job;
-        }
-    };
+    let last = events.final_state(Duration::from_secs(30)).await;
     assert_eq!(last["status"], "succeeded", "{last}");
     assert_eq!(last["result"]["id"], job_id.as_str());
     assert!(last.get("queue").is_none(), "{last}");
@@ -277,15 +282,7 @@ async fn waiting_room_a_stream_ends_when_its_job_leaves_the_lane_without_an_even
     // lane's next snapshot can tell the stream (a lost event).
     let id = Uuid::parse_str(&job_id).expect("uuid");
     app.decide_hold(id, product, 1).await;
-    let last = loop {
-        let job = events
-            .next_within(Duration::from_secs(10))
-            .await
-            .expect("the final state before the end");
-        if job["status"] != "queued" {
-            break job;
-        }
-    };
+    let last = events.final_state(Duration::from_secs(10)).await;
     assert_eq!(last["status"], "succeeded", "{last}");
     assert!(
         events.next_within(Duration::from_secs(10)).await.is_none(),
