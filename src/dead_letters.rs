@@ -8,10 +8,11 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::{
     broker::{Broker, DEAD_LETTER_QUEUE},
-    commands::decode_message,
+    commands::{Command, decode_message},
 };
 
 /// Characters of a body shown in a listing.
@@ -19,6 +20,8 @@ const SHOWN: usize = 200;
 
 #[derive(Debug, Serialize)]
 pub struct DeadLetter {
+    /// SHA-256 of the body, hex ([`letter_id`]).
+    pub id: String,
     /// Why the broker dead-lettered it (`rejected`, `delivery_limit`, …).
     pub reason: Option<String>,
     /// The queue it came from.
@@ -27,12 +30,23 @@ pub struct DeadLetter {
     pub body: String,
     /// Whether the worker can decode it (a re-drive sends only these).
     pub decodable: bool,
+    /// Its commands, or why it cannot be decoded.
+    #[serde(skip)]
+    pub commands: Result<Vec<Command>, String>,
+}
+
+/// A dead letter's id: the SHA-256 of its body, in hex. Stable across
+/// listings and re-drives (the broker gives a message no id of its own);
+/// two messages with the same body share it, and are interchangeable.
+pub fn letter_id(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Redrive {
     pub redriven: usize,
-    /// Undecodable messages left in the queue.
+    /// Messages left in the queue: the undecodable ones (and, for
+    /// [`drop_undecodable`], the decodable ones).
     pub kept: usize,
     /// Undecodable messages removed (with `drop_undecodable`).
     pub dropped: usize,
@@ -90,14 +104,17 @@ pub async fn list(broker: &Broker, limit: usize) -> anyhow::Result<Vec<DeadLette
                     _ => None,
                 })
         };
+        let commands = decode_message(&delivery.data);
         letters.push(DeadLetter {
+            id: letter_id(&delivery.data),
             reason: header("x-first-death-reason"),
             queue: header("x-first-death-queue"),
             body: String::from_utf8_lossy(&delivery.data)
                 .chars()
                 .take(SHOWN)
                 .collect(),
-            decodable: decode_message(&delivery.data).is_ok(),
+            decodable: commands.is_ok(),
+            commands,
         });
     }
     // Put them all back now rather than when the close is processed.
@@ -125,6 +142,24 @@ pub async fn redrive(
     limit: usize,
     drop_undecodable: bool,
 ) -> anyhow::Result<Redrive> {
+    sweep(broker, limit, true, drop_undecodable).await
+}
+
+/// Removes up to `limit` dead letters no worker can decode; the decodable
+/// ones stay (they count as `kept`).
+pub async fn drop_undecodable(broker: &Broker, limit: usize) -> anyhow::Result<Redrive> {
+    sweep(broker, limit, false, true).await
+}
+
+/// One pass over the queue: decodable letters re-driven (or kept),
+/// undecodable ones dropped (or kept). Kept ones are put back after the
+/// pass, so that basic_get moves past them meanwhile.
+async fn sweep(
+    broker: &Broker,
+    limit: usize,
+    redrive: bool,
+    drop_undecodable: bool,
+) -> anyhow::Result<Redrive> {
     let channel = broker.channel().await?;
     let available = depth(&channel, DEAD_LETTER_QUEUE).await? as usize;
     let mut report = Redrive::default();
@@ -138,7 +173,7 @@ pub async fn redrive(
         };
         let delivery = message.delivery;
         match decode_message(&delivery.data) {
-            Ok(commands) => {
+            Ok(commands) if redrive => {
                 // The api packs one partition's commands together: the
                 // first one's partition is the message's.
                 let partition = commands
@@ -153,7 +188,7 @@ pub async fn redrive(
                 report.dropped += 1;
             }
             // Put back after the loop, so basic_get moves on meanwhile.
-            Err(_) => {
+            _ => {
                 report.kept += 1;
                 kept.push(delivery);
             }

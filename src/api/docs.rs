@@ -70,13 +70,15 @@ pub struct LocationPath(String);
 #[schema(minimum = 1)]
 pub struct RetryAfterSecs(i64);
 
-/// The state filter of `GET /api/v1/admin/payments`.
+/// The state filter of `GET /api/v1/admin/payments`: an unresolved state,
+/// or `resolved`.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum PaymentEventFilter {
     Unmatched,
     NeedsRefund,
     Conflict,
+    Resolved,
 }
 
 /// `malformed_json`: the body is not JSON, or not a JSON object.

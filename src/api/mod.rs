@@ -11,6 +11,7 @@
 mod accept;
 mod baseline;
 mod buyer;
+mod dead_letters;
 mod docs;
 mod error;
 mod extract;
@@ -68,6 +69,10 @@ fn routes(enable_baseline: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(products::restock))
         .routes(routes!(products::update))
         .routes(routes!(payments::list))
+        .routes(routes!(payments::resolve))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::redrive))
+        .routes(routes!(dead_letters::drop_undecodable))
         .routes(routes!(holds::create))
         .routes(routes!(holds::get))
         .routes(routes!(orders::create))

@@ -15,17 +15,21 @@ use super::{
         RetryAfterSecs, Unauthorized, Unavailable, UnsupportedMediaType,
     },
     error::{ApiError, ApiResult},
-    extract::Admin,
-    input::Signed,
-    requests::PaymentWebhook,
+    extract::{Admin, PathId},
+    input::{Signed, Valid},
+    requests::{PaymentWebhook, ResolvePayment},
     responses::{PaymentAccepted, PaymentEventList},
     state::AppState,
 };
 use crate::{
     commands::{Command, PaymentRequest},
-    db::payment_events,
-    domain::{EventState, JobKind},
-    problem::Problem,
+    db::{
+        payment_events::{self, Resolution},
+        text::SqlWord,
+    },
+    domain::{EventState, JobKind, PaymentEvent},
+    problem::{Code, Problem},
+    time,
 };
 
 /// Most events one admin listing returns.
@@ -68,16 +72,16 @@ pub async fn webhook(
     Ok(answer)
 }
 
-/// `GET /api/v1/admin/payments?state=unmatched|needs_refund|conflict`; all
-/// three when `state` is absent.
+/// `GET /api/v1/admin/payments?state=unmatched|needs_refund|conflict|resolved`;
+/// the first three (unresolved) when `state` is absent.
 #[utoipa::path(get, path = "/api/v1/admin/payments", operation_id = "listPaymentEvents", summary = "Payment events an operator must act on (admin)",
-    description = "Unmatched events (their order does not exist and never will), events that need a refund, and events that contradict a final state.", tag = "admin",
+    description = "Unmatched events (their order does not exist and never will), events that need a refund, and events that contradict a final state, until an operator resolves them; `state=resolved` lists the resolved ones (each keeps its `state`).", tag = "admin",
     security(("adminToken" = [])),
-    params(("state" = Option<PaymentEventFilter>, Query, description = "Only events in this state; all three when absent")),
+    params(("state" = Option<PaymentEventFilter>, Query, description = "Only unresolved events in this state, or only resolved events (`resolved`); all three unresolved states when absent")),
     responses(
-        (status = 200, description = "Events that need an operator, oldest first", body = PaymentEventList),
+        (status = 200, description = "Unresolved events that need an operator, oldest first; with `state=resolved`, resolved events in the order they were resolved", body = PaymentEventList),
         (status = 401, response = Unauthorized),
-        (status = 422, description = "`validation_failed`: `state` is not one of the three", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `state` is not one of the four", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable)))]
 pub async fn list(
     _admin: Admin,
@@ -89,13 +93,70 @@ pub async fn list(
         Some("unmatched") => vec![EventState::Unmatched],
         Some("needs_refund") => vec![EventState::NeedsRefund],
         Some("conflict") => vec![EventState::Conflict],
+        Some("resolved") => {
+            let data = payment_events::list_resolved(&state.pool, LIST_LIMIT).await?;
+            return Ok(Json(PaymentEventList { data }));
+        }
         Some(_) => {
             return Err(ApiError::field(
                 "state",
-                "must be one of: unmatched, needs_refund, conflict",
+                "must be one of: unmatched, needs_refund, conflict, resolved",
             ));
         }
     };
     let data = payment_events::list(&state.pool, &states, LIST_LIMIT).await?;
     Ok(Json(PaymentEventList { data }))
+}
+
+/// Only an event in a state that needs an operator can be resolved, once:
+/// an event still undecided might yet need one, and a settled one never
+/// did (both are 409, as a second resolve is).
+#[utoipa::path(post, path = "/api/v1/admin/payments/{job_id}/resolve", operation_id = "resolvePaymentEvent", summary = "Mark a payment event as handled (admin)",
+    description = "Records when and how an operator handled an `unmatched`, `needs_refund` or `conflict` event (a refund, a manual order, a note on a contradiction). The event keeps its `state`, leaves that state's list and is listed by `state=resolved`. Nothing else changes: the order and stock are not touched.", tag = "admin",
+    security(("adminToken" = [])),
+    params(("job_id" = Uuid, Path, description = "The event's id (its payment job's); anything else in its place is 404")),
+    request_body = ResolvePayment,
+    responses(
+        (status = 200, description = "Resolved: the event with `resolved_at` and `resolution_note`", body = PaymentEvent),
+        (status = 400, response = MalformedJson),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no payment event has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = RequestTimeout),
+        (status = 409, description = "`already_resolved`: the event was resolved before, or there is nothing to resolve (its state is `applied` or `duplicate`, or it is not decided yet); `detail` says which", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: `note` is missing, not a string, blank, or over 1000 characters", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable)))]
+pub async fn resolve(
+    _admin: Admin,
+    State(state): State<AppState>,
+    path: PathId,
+    Valid(ResolvePayment { note }): Valid<ResolvePayment>,
+) -> ApiResult<Json<PaymentEvent>> {
+    let id = path.uuid("payment event")?;
+    match payment_events::resolve(&state.pool, id, &note, &time::now()).await? {
+        Resolution::Resolved(event) => {
+            tracing::info!(job_id = %id, "payment event resolved");
+            Ok(Json(event))
+        }
+        Resolution::NotFound => Err(ApiError::not_found(format_args!("payment event {id}"))),
+        Resolution::AlreadyResolved(event) => Err(ApiError::new(
+            Code::AlreadyResolved,
+            format!(
+                "payment event {id} was resolved at {}",
+                event
+                    .resolved_at
+                    .as_ref()
+                    .map(time::format)
+                    .unwrap_or_default()
+            ),
+        )),
+        Resolution::NothingToResolve(event) => Err(ApiError::new(
+            Code::AlreadyResolved,
+            format!(
+                "payment event {id} is {}: only unmatched, needs_refund and conflict events need an operator",
+                event.state.sql_word()
+            ),
+        )),
+    }
 }

@@ -14,7 +14,7 @@ use crate::{
     domain::{
         MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, PaymentStatus, ProductChange,
         idempotency::{MAX_KEY_CHARS, fingerprint},
-        payment::Delivery,
+        payment::{Delivery, MAX_NOTE_CHARS},
         product::window_is_ordered,
     },
 };
@@ -124,6 +124,27 @@ impl PaymentWebhook {
             order_id: self.order_id,
             status: self.status,
         }
+    }
+}
+
+/// Body of `POST /api/v1/admin/payments/{job_id}/resolve`.
+#[derive(Clone, Debug, ToSchema)]
+#[schema(example = json!({"note": "refunded 129.00 EUR, provider ref rf_81F2"}))]
+pub struct ResolvePayment {
+    /// What the operator did: 1 to 1000 characters, not only white space.
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
+    pub note: String,
+}
+
+impl FromFields for ResolvePayment {
+    fn from_fields(fields: &mut Fields<'_>, _: &Settings) -> Option<Self> {
+        Some(Self {
+            note: fields.string("note", 1..=MAX_NOTE_CHARS)?,
+        })
     }
 }
 

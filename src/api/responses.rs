@@ -110,6 +110,53 @@ pub struct PaymentEventList {
     pub data: Vec<PaymentEvent>,
 }
 
+/// `GET /api/v1/admin/dead-letters`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    /// Oldest first, at most 1000.
+    #[schema(max_items = 1000)]
+    pub data: Vec<DeadLetterEntry>,
+}
+
+/// A message in the dead-letter queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterEntry {
+    /// SHA-256 of the message body, hex: the same message keeps it across
+    /// listings and re-drives; identical bodies share it.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub id: String,
+    /// Why it is here: `undecodable: …` when no worker can read it,
+    /// otherwise the broker's reason (`rejected`, `delivery_limit`,
+    /// `expired`, `maxlen`) and the queue it left, or `unknown` when the
+    /// message carries no dead-lettering header.
+    pub reason: String,
+    /// The decoded command (`type` hold, order, payment, sweep); a message
+    /// packing several is `{"type": "batch", "commands": [...]}`. `null`
+    /// when undecodable.
+    #[schema(value_type = Option<Object>)]
+    pub command: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/admin/dead-letters/redrive`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedriveAnswer {
+    /// Messages sent back to their partition.
+    #[schema(minimum = 0)]
+    pub redriven: u64,
+    /// Messages still in the dead-letter queue: the undecodable ones, and
+    /// any beyond this call's 1000.
+    #[schema(minimum = 0)]
+    pub left: u64,
+}
+
+/// `POST /api/v1/admin/dead-letters/drop-undecodable`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DropAnswer {
+    /// Undecodable messages removed for good.
+    #[schema(minimum = 0)]
+    pub dropped: u64,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -11,15 +11,16 @@ use flash_sale::{
     broker::{self, Broker, Event},
     config::{Migrate, Settings},
     db::{
-        self, payment_events,
+        self,
+        payment_events::{self, Resolution},
         products::{self, Unchanged},
     },
     dead_letters,
     domain::{
         EventState, MAX_NAME_CHARS, MAX_PRICE, MAX_STOCK, NewProduct, ProductChange,
-        product::window_is_ordered,
+        payment::MAX_NOTE_CHARS, product::window_is_ordered,
     },
-    startup,
+    startup, time,
 };
 use serde_json::json;
 
@@ -39,9 +40,13 @@ enum Cmd {
     /// Products: list, create, restock, edit.
     #[command(subcommand)]
     Products(ProductCmd),
-    /// Payment events that need an operator (unmatched, needs_refund, conflict).
+    /// Payment events that need an operator (unmatched, needs_refund,
+    /// conflict; `--state resolved`: the resolved ones), or `resolve`.
+    #[command(args_conflicts_with_subcommands = true)]
     Payments {
-        #[arg(long, value_parser = ["unmatched", "needs_refund", "conflict"])]
+        #[command(subcommand)]
+        action: Option<PaymentCmd>,
+        #[arg(long, value_parser = ["unmatched", "needs_refund", "conflict", "resolved"])]
         state: Option<String>,
     },
     /// Depth of every command queue and of the dead-letter queue.
@@ -123,6 +128,17 @@ fn parse_limit(s: &str) -> Result<Cleared<i64>, String> {
 }
 
 #[derive(Subcommand)]
+enum PaymentCmd {
+    /// Mark an unmatched, needs_refund or conflict event as handled.
+    Resolve {
+        job_id: uuid::Uuid,
+        /// What was done (1 to 1000 characters).
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum DeadLetterCmd {
     /// Show dead letters without removing them.
     List {
@@ -155,12 +171,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&json!({ "schema": "current", "migrations": applied }))
         }
         Cmd::Products(cmd) => products_cmd(&settings, cmd).await,
-        Cmd::Payments { state } => {
+        Cmd::Payments { action, state } => {
             let pool = db::open(settings.database_url.expose(), Migrate::Off, 2).await?;
+            if let Some(PaymentCmd::Resolve { job_id, note }) = action {
+                return resolve_payment(&pool, job_id, &note).await;
+            }
             let states = match state.as_deref() {
                 Some("unmatched") => vec![EventState::Unmatched],
                 Some("needs_refund") => vec![EventState::NeedsRefund],
                 Some("conflict") => vec![EventState::Conflict],
+                Some("resolved") => {
+                    let data = payment_events::list_resolved(&pool, 1000).await?;
+                    return print(&json!({ "data": data }));
+                }
                 _ => EventState::NEEDS_OPERATOR.to_vec(),
             };
             print(&json!({ "data": payment_events::list(&pool, &states, 1000).await? }))
@@ -276,6 +299,26 @@ async fn products_cmd(settings: &Settings, cmd: ProductCmd) -> anyhow::Result<()
         broker.close().await;
     }
     print(&json!(changed))
+}
+
+/// As `POST /api/v1/admin/payments/{job_id}/resolve`.
+async fn resolve_payment(pool: &sqlx::MySqlPool, id: uuid::Uuid, note: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_NOTE_CHARS).contains(&note.chars().count()) && !note.trim().is_empty(),
+        "note must be 1 to {MAX_NOTE_CHARS} characters, not blank"
+    );
+    match payment_events::resolve(pool, id, note, &time::now()).await? {
+        Resolution::Resolved(event) => print(&json!(event)),
+        Resolution::NotFound => anyhow::bail!("payment event {id} not found"),
+        Resolution::AlreadyResolved(event) => anyhow::bail!(
+            "payment event {id} was already resolved: {}",
+            event.resolution_note.unwrap_or_default()
+        ),
+        Resolution::NothingToResolve(event) => anyhow::bail!(
+            "payment event {id} is {:?}: only unmatched, needs_refund and conflict events need an operator",
+            event.state
+        ),
+    }
 }
 
 fn check_name_and_price(name: &str, price: i64) -> anyhow::Result<()> {

@@ -71,6 +71,8 @@ struct EventRow {
     reason: Option<String>,
     created_at: DateTime<Utc>,
     processed_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+    resolution_note: Option<String>,
 }
 
 impl EventRow {
@@ -85,6 +87,8 @@ impl EventRow {
             reason: self.reason,
             created_at: self.created_at,
             processed_at: self.processed_at,
+            resolved_at: self.resolved_at,
+            resolution_note: self.resolution_note,
         }
     }
 }
@@ -96,21 +100,98 @@ fn events(rows: Vec<MySqlRow>) -> sqlx::Result<Vec<PaymentEvent>> {
         .collect())
 }
 
-/// Events in any of `states` (not empty), oldest first.
+/// An event's columns, as [`EventRow`] reads them.
+macro_rules! event_columns {
+    () => {
+        "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, \
+         processed_at, resolved_at, resolution_note FROM payment_events "
+    };
+}
+
+/// Unresolved events in any of `states` (not empty), oldest first.
 pub async fn list(
     pool: &MySqlPool,
     states: &[EventState],
     limit: u32,
 ) -> sqlx::Result<Vec<PaymentEvent>> {
     let mut sql = Sql::new();
-    sql.push(sql!(
-        "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
-         FROM payment_events WHERE state IN ("
-    ))
+    sql.push(sql!(concat!(
+        event_columns!(),
+        "FORCE INDEX (payment_events_open) WHERE resolved_at IS NULL AND state IN ("
+    )))
     .words(states)
     .push(sql!(") ORDER BY created_at, id LIMIT "))
     .int(i64::from(limit));
     Read::new(sql, events).fetch(pool).await
+}
+
+/// Resolved events, in the order they were resolved.
+pub async fn list_resolved(pool: &MySqlPool, limit: u32) -> sqlx::Result<Vec<PaymentEvent>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(concat!(
+        event_columns!(),
+        "FORCE INDEX (payment_events_resolved) WHERE resolved_at IS NOT NULL \
+         ORDER BY resolved_at, id LIMIT "
+    )))
+    .int(i64::from(limit));
+    Read::new(sql, events).fetch(pool).await
+}
+
+/// One event, if it exists.
+pub async fn get(pool: &MySqlPool, id: Uuid) -> sqlx::Result<Option<PaymentEvent>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(concat!(event_columns!(), "WHERE id = ")))
+        .uuid(id);
+    let read = Read::new(sql, |rows| {
+        Ok(text::first::<EventRow>(rows)?.map(EventRow::into_event))
+    });
+    read.fetch(pool).await
+}
+
+/// What [`resolve`] did.
+#[derive(Debug)]
+pub enum Resolution {
+    /// The event, now resolved.
+    Resolved(PaymentEvent),
+    NotFound,
+    /// Resolved before: the event as it stands.
+    AlreadyResolved(PaymentEvent),
+    /// Its state needs no operator (applied, duplicate) or is not decided
+    /// yet (received, awaiting_order).
+    NothingToResolve(PaymentEvent),
+}
+
+/// Marks an event an operator must act on as resolved, once: the update's
+/// condition decides under the row lock, so of two concurrent resolves one
+/// wins and the other finds it resolved.
+pub async fn resolve(
+    pool: &MySqlPool,
+    id: Uuid,
+    note: &str,
+    now: &DateTime<Utc>,
+) -> sqlx::Result<Resolution> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "UPDATE payment_events FORCE INDEX (PRIMARY) SET resolved_at = "
+    ))
+    .time(now)
+    .push(sql!(", resolution_note = "))
+    .text(note)
+    .push(sql!(" WHERE id = "))
+    .uuid(id)
+    .push(sql!(" AND resolved_at IS NULL AND state IN ("))
+    .words(&EventState::NEEDS_OPERATOR)
+    .push(sql!(")"));
+    let mut writes = Writes::new();
+    writes.push(sql);
+    let changed = writes.execute(pool).await?;
+    // Read back either way: the winner's row, or why nothing changed.
+    Ok(match get(pool, id).await? {
+        None => Resolution::NotFound,
+        Some(event) if changed > 0 => Resolution::Resolved(event),
+        Some(event) if event.resolved_at.is_some() => Resolution::AlreadyResolved(event),
+        Some(event) => Resolution::NothingToResolve(event),
+    })
 }
 
 /// Events that came before their order, in arrival order. Read without a
@@ -120,20 +201,16 @@ pub async fn awaiting(
     tx: &mut Transaction<'_, MySql>,
     order_id: Uuid,
 ) -> sqlx::Result<Vec<PaymentEvent>> {
-    sqlx::query_as!(
-        PaymentEvent,
-        r#"SELECT id AS "job_id: Uuid", idempotency_key AS "idempotency_key: String",
-                  order_id AS "order_id: Uuid", status AS "status: PaymentStatus",
-                  state AS "state: EventState", reason AS "reason: String",
-                  created_at AS "created_at: DateTime<Utc>",
-                  processed_at AS "processed_at: DateTime<Utc>"
-           FROM payment_events FORCE INDEX (payment_events_order)
-           WHERE order_id = ? AND state = ? ORDER BY created_at, id"#,
-        order_id,
-        EventState::AwaitingOrder
-    )
-    .fetch_all(&mut **tx)
-    .await
+    let mut sql = Sql::new();
+    sql.push(sql!(concat!(
+        event_columns!(),
+        "FORCE INDEX (payment_events_order) WHERE order_id = "
+    )))
+    .uuid(order_id)
+    .push(sql!(" AND state = "))
+    .word(EventState::AwaitingOrder)
+    .push(sql!(" ORDER BY created_at, id"));
+    Read::new(sql, events).fetch(&mut **tx).await
 }
 
 /// Of the orders `order_ids` (not empty), those with events waiting for
@@ -153,10 +230,10 @@ pub fn orders_awaited(order_ids: &[Uuid]) -> Read<HashSet<Uuid>> {
 /// Locks the events `ids` (not empty), by id.
 pub fn lock_all(ids: &[Uuid]) -> Read<HashMap<Uuid, PaymentEvent>> {
     let mut sql = Sql::new();
-    sql.push(sql!(
-        "SELECT id AS job_id, idempotency_key, order_id, status, state, reason, created_at, processed_at \
-         FROM payment_events FORCE INDEX (PRIMARY) WHERE id IN ("
-    ))
+    sql.push(sql!(concat!(
+        event_columns!(),
+        "FORCE INDEX (PRIMARY) WHERE id IN ("
+    )))
     .uuids(ids)
     .push(sql!(") FOR UPDATE"));
     Read::new(sql, |rows| {

@@ -62,7 +62,17 @@ pub struct PaymentEvent {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::millis_opt")]
     pub processed_at: Option<DateTime<Utc>>,
+    /// When an operator resolved it; `null` until then. `state` keeps what
+    /// became of the event.
+    #[serde(serialize_with = "crate::time::millis_opt")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// What the operator did (1 to 1000 characters); `null` until resolved.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub resolution_note: Option<String>,
 }
+
+/// Most characters of a resolution note.
+pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// A webhook delivery, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]

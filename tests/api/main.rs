@@ -1,6 +1,7 @@
 //! Integration tests against real MariaDB and RabbitMQ. One binary, one
 //! module per capability.
 
+mod admin_api;
 mod buyers;
 mod connections;
 mod edges;

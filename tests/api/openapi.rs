@@ -19,6 +19,10 @@ const CONTRACT: &[(&str, &str)] = &[
     ("patch", "/api/v1/admin/products/{id}"),
     ("post", "/api/v1/admin/products/{id}/restock"),
     ("get", "/api/v1/admin/payments"),
+    ("post", "/api/v1/admin/payments/{job_id}/resolve"),
+    ("get", "/api/v1/admin/dead-letters"),
+    ("post", "/api/v1/admin/dead-letters/redrive"),
+    ("post", "/api/v1/admin/dead-letters/drop-undecodable"),
     ("post", "/api/v1/holds"),
     ("get", "/api/v1/holds/{id}"),
     ("post", "/api/v1/orders"),
@@ -193,6 +197,10 @@ fn operation_ids_are_unique_and_say_what_the_operation_does() {
         "restockProduct",
         "updateProduct",
         "listPaymentEvents",
+        "resolvePaymentEvent",
+        "listDeadLetters",
+        "redriveDeadLetters",
+        "dropUndecodableDeadLetters",
         "createHold",
         "getHold",
         "createOrder",
@@ -399,7 +407,7 @@ fn the_limits_are_the_handlers_limits() {
     );
     assert_eq!(
         schemas["PaymentEventFilter"]["enum"],
-        json!(["unmatched", "needs_refund", "conflict"])
+        json!(["unmatched", "needs_refund", "conflict", "resolved"])
     );
     for path in ["/api/v1/holds", "/api/v1/orders"] {
         let parameters = document["paths"][path]["post"]["parameters"]
