@@ -97,8 +97,32 @@ async fn dead_letters_are_listed_redriven_and_dropped_over_http() {
         assert_problem(response, 401, "unauthorized").await;
     }
 
+    let first = dead_letter_list(&app).await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    // A second undecodable letter, last in the queue.
+    wait_for_dead_letters(&app, 2).await;
+    channel
+        .basic_publish(
+            broker::DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            b"[]",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    wait_for_dead_letters(&app, 3).await;
+
     let letters = dead_letter_list(&app).await;
-    assert_eq!(letters.len(), 2, "{letters:?}");
+    let ids = |list: &[Value]| -> Vec<String> {
+        list.iter()
+            .map(|l| l["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&letters)[..2], ids(&first)[..], "{letters:?}");
+    for id in ids(&letters) {
+        assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
     let decodable = letters
         .iter()
         .find(|l| l["command"].is_object())
@@ -106,30 +130,25 @@ async fn dead_letters_are_listed_redriven_and_dropped_over_http() {
     assert_eq!(decodable["command"]["type"], "hold");
     assert_eq!(decodable["command"]["job_id"], job_id.to_string());
     assert_eq!(decodable["command"]["qty"], 2);
-    let garbage = letters
-        .iter()
-        .find(|l| l["command"].is_null())
-        .expect("the garbage is listed");
-    let reason = garbage["reason"].as_str().expect("reason");
-    assert!(reason.starts_with("undecodable: "), "{reason}");
-    for letter in &letters {
-        let id = letter["id"].as_str().expect("id");
-        assert_eq!(id.len(), 64);
+    // Sent to the exchange by hand: no dead-lettering header.
+    assert_eq!(decodable["reason"], "unknown");
+    let undecodable: Vec<&Value> = letters.iter().filter(|l| l["command"].is_null()).collect();
+    assert_eq!(undecodable.len(), 2);
+    for letter in &undecodable {
+        let reason = letter["reason"].as_str().expect("reason");
+        assert!(reason.starts_with("undecodable: "), "{reason}");
     }
-    // The ids are stable: a second listing (once the first one's letters
-    // are back) names the same ones.
-    wait_for_dead_letters(&app, 2).await;
-    let again = dead_letter_list(&app).await;
-    let ids = |list: &[Value]| {
-        let mut ids: Vec<String> = list.iter().map(|l| l["id"].to_string()).collect();
-        ids.sort();
-        ids
-    };
-    assert_eq!(ids(&again), ids(&letters));
+    assert_eq!(
+        letters[2]["reason"],
+        "undecodable: an empty list of commands"
+    );
+    // Listing neither removes nor reorders: the next listing is the same.
+    wait_for_dead_letters(&app, 3).await;
+    assert_eq!(dead_letter_list(&app).await, letters);
 
-    wait_for_dead_letters(&app, 2).await;
+    wait_for_dead_letters(&app, 3).await;
     let redriven = admin_action(&app, "/api/v1/admin/dead-letters/redrive").await;
-    assert_eq!(redriven, json!({"redriven": 1, "left": 1}));
+    assert_eq!(redriven, json!({"redriven": 1, "left": 2}));
     let mut waited = 0;
     loop {
         let job = app.job(&job_id.to_string()).await;
@@ -143,9 +162,14 @@ async fn dead_letters_are_listed_redriven_and_dropped_over_http() {
     }
     assert_eq!(app.stock_books(product).await, (3, 3, 2));
 
-    wait_for_dead_letters(&app, 1).await;
+    // The undecodable ones stayed, in their order.
+    wait_for_dead_letters(&app, 2).await;
+    let kept = dead_letter_list(&app).await;
+    let expected: Vec<Value> = undecodable.into_iter().cloned().collect();
+    assert_eq!(kept, expected);
+    wait_for_dead_letters(&app, 2).await;
     let dropped = admin_action(&app, "/api/v1/admin/dead-letters/drop-undecodable").await;
-    assert_eq!(dropped, json!({"dropped": 1}));
+    assert_eq!(dropped, json!({"dropped": 2}));
     assert!(dead_letter_list(&app).await.is_empty());
     assert_eq!(dead_letters::count(&app.broker).await.expect("count"), 0);
     app.stop().await;
