@@ -119,7 +119,7 @@ pub async fn serve_api(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    crate::telemetry::metrics();
+    crate::telemetry::register_all(crate::telemetry::Role::Api);
     api::raise_file_limit();
     if let Err(e) = state.cache.reload_all(&state.pool).await {
         tracing::warn!(error = %e, "product cache starts empty: database unreachable");
@@ -159,6 +159,7 @@ pub async fn run_worker(
     broker: Broker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::telemetry::register_all(crate::telemetry::Role::Worker);
     Worker {
         pool,
         broker,
@@ -175,6 +176,7 @@ pub async fn run_scheduler(
     status: Arc<SchedulerStatus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::telemetry::register_all(crate::telemetry::Role::Scheduler);
     Scheduler {
         pool,
         broker,

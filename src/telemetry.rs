@@ -3,7 +3,9 @@
 //!
 //! Metrics: one Prometheus recorder per process, shared by every role in
 //! it. [`FAMILIES`] describes every metric family the code emits, so each
-//! renders with a `# HELP` line.
+//! renders with a `# HELP` line, and says which role emits it and which
+//! of its series [`register_all`] registers at 0 at that role's start, so
+//! an idle process already exports them (dashboards read 0, not "no data").
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -47,20 +49,71 @@ pub struct Family {
     /// `None` for 0/1 flags, which have no unit.
     pub unit: Option<Unit>,
     pub help: &'static str,
+    /// The process role that emits it; [`register_all`] of that role
+    /// registers its idle series.
+    pub role: Role,
+    /// The series registered at 0 at start-up, each a label set as the
+    /// code records it. Empty when the labels are known only once a
+    /// sample is recorded (per route, per product): those series appear
+    /// with their first sample.
+    pub idle: &'static [Labels],
 }
 
-const fn family(name: &'static str, kind: Kind, unit: Option<Unit>, help: &'static str) -> Family {
+/// One series' labels, as `(name, value)` pairs.
+pub type Labels = &'static [(&'static str, &'static str)];
+
+/// The process roles; the all-in-one `flash-sale` runs all three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
+    Scheduler,
+}
+
+const fn family(
+    name: &'static str,
+    kind: Kind,
+    unit: Option<Unit>,
+    help: &'static str,
+    role: Role,
+    idle: &'static [Labels],
+) -> Family {
     Family {
         name,
         kind,
         unit,
         help,
+        role,
+        idle,
     }
 }
 
 use Kind::{Counter, Gauge, Histogram};
+use Role::{Api, Scheduler, Worker};
 const COUNT: Option<Unit> = Some(Unit::Count);
 const SECONDS: Option<Unit> = Some(Unit::Seconds);
+
+/// Idle series: one without labels.
+const ONE: &[Labels] = &[&[]];
+/// None before the first sample (labels such as route or product id).
+const RECORDED: &[Labels] = &[];
+/// One per job kind, as `JobKind::as_str` spells it.
+const BY_KIND: &[Labels] = &[
+    &[("kind", "hold")],
+    &[("kind", "order")],
+    &[("kind", "payment")],
+];
+/// One per job kind and outcome, as `Decided::record_metrics` spells them.
+const BY_KIND_OUTCOME: &[Labels] = &[
+    &[("kind", "hold"), ("outcome", "succeeded")],
+    &[("kind", "hold"), ("outcome", "failed")],
+    &[("kind", "order"), ("outcome", "succeeded")],
+    &[("kind", "order"), ("outcome", "failed")],
+    &[("kind", "payment"), ("outcome", "succeeded")],
+    &[("kind", "payment"), ("outcome", "failed")],
+];
+/// One per product-cache reload kind (`ProductCache::run_refresher`).
+const BY_RELOAD: &[Labels] = &[&[("kind", "full")], &[("kind", "changed")]];
 
 /// Every metric family the code emits, worded as README's Metrics table.
 /// A family missing here renders without `# HELP`, which `promtool check
@@ -69,61 +122,89 @@ const SECONDS: Option<Unit> = Some(Unit::Seconds);
 #[rustfmt::skip]
 pub const FAMILIES: &[Family] = &[
     family("flash_http_requests_total", Counter, COUNT,
-        "HTTP requests, by method, route template and status."),
+        "HTTP requests, by method, route template and status.",
+        Api, RECORDED),
     family("flash_http_request_duration_seconds", Histogram, SECONDS,
-        "HTTP request latency, by method and route template."),
+        "HTTP request latency, by method and route template.",
+        Api, RECORDED),
     family("flash_jobs_total", Counter, COUNT,
-        "Jobs decided, by kind and outcome (succeeded / failed)."),
+        "Jobs decided, by kind and outcome (succeeded / failed).",
+        Worker, BY_KIND_OUTCOME),
     family("flash_job_commit_latency_seconds", Histogram, SECONDS,
-        "From enqueue (the job id's time) to the worker's commit, holds and orders."),
+        "From enqueue (the job id's time) to the worker's commit, holds and orders.",
+        Worker, BY_KIND),
     family("flash_worker_batch_size", Histogram, COUNT,
-        "Holds, orders or payments a worker decided in one transaction."),
+        "Holds, orders or payments a worker decided in one transaction.",
+        Worker, BY_KIND),
     family("flash_worker_batch_seconds", Histogram, SECONDS,
-        "Time of one worker transaction deciding holds, orders or payments."),
+        "Time of one worker transaction deciding holds, orders or payments.",
+        Worker, BY_KIND),
     family("flash_worker_partitions", Gauge, COUNT,
-        "Partitions this worker consumes (its share)."),
+        "Partitions this worker consumes (its share).",
+        Worker, ONE),
     family("flash_worker_lock_retries_total", Counter, COUNT,
-        "Deadlock / lock-wait retries in the worker."),
+        "Deadlock / lock-wait retries in the worker.",
+        Worker, ONE),
     family("flash_worker_dead_lettered_total", Counter, COUNT,
-        "Messages rejected to the dead-letter queue."),
+        "Messages rejected to the dead-letter queue.",
+        Worker, ONE),
     family("flash_worker_commands_per_message", Histogram, COUNT,
-        "Commands in each message a worker took."),
+        "Commands in each message a worker took.",
+        Worker, ONE),
     family("flash_api_job_insert_batch_size", Histogram, COUNT,
-        "Jobs per batched insert in the api."),
+        "Jobs per batched insert in the api.",
+        Api, ONE),
     family("flash_api_job_insert_seconds", Histogram, SECONDS,
-        "Time of one batched job insert in the api (commit included)."),
+        "Time of one batched job insert in the api (commit included).",
+        Api, ONE),
     family("flash_api_publish_confirm_seconds", Histogram, SECONDS,
-        "From sending a message to the broker's confirm (off the request's path)."),
+        "From sending a message to the broker's confirm (off the request's path).",
+        Api, ONE),
     family("flash_api_commands_left_to_relay_total", Counter, COUNT,
-        "Commands whose message the broker never confirmed after retries (their jobs wait for the relay)."),
+        "Commands whose message the broker never confirmed after retries (their jobs wait for the relay).",
+        Api, ONE),
     family("flash_api_commands_per_message", Histogram, COUNT,
-        "Commands the api packed into one message."),
+        "Commands the api packed into one message.",
+        Api, ONE),
     family("flash_api_cache_reload_seconds", Histogram, SECONDS,
-        "One product-cache reload (full every 500 ms, changed on events), claims check included."),
+        "One product-cache reload (full every 500 ms, changed on events), claims check included.",
+        Api, BY_RELOAD),
     family("flash_api_holds_unchecked_total", Counter, COUNT,
-        "Hold requests queued without the sold-out check, because the product's cache entry was over 1 s old."),
+        "Hold requests queued without the sold-out check, because the product's cache entry was over 1 s old.",
+        Api, ONE),
     family("flash_expiry_lag_seconds", Histogram, SECONDS,
-        "Release time minus expires_at, per expired hold."),
+        "Release time minus expires_at, per expired hold.",
+        Worker, ONE),
     family("flash_holds_expired_total", Counter, COUNT,
-        "Holds released by sweeps."),
+        "Holds released by sweeps.",
+        Worker, ONE),
     family("flash_product_stock", Gauge, COUNT,
-        "Stock as the api's cache last saw it, by product."),
+        "Stock as the api's cache last saw it, by product.",
+        Api, RECORDED),
     family("flash_audit_stock", Gauge, COUNT,
-        "Stock as the scheduler's audit last read it, by product."),
+        "Stock as the scheduler's audit last read it, by product.",
+        Scheduler, RECORDED),
     family("flash_audit_mismatch", Gauge, None,
-        "1 when the audit found a product's books wrong, else 0."),
+        "1 when the audit found a product's books wrong, else 0.",
+        Scheduler, RECORDED),
     family("flash_audit_mismatched_products", Gauge, COUNT,
-        "Products failing the last audit."),
+        "Products failing the last audit.",
+        Scheduler, ONE),
     family("flash_audit_seconds", Histogram, SECONDS,
-        "How long one audit pass took."),
+        "How long one audit pass took.",
+        Scheduler, ONE),
     family("flash_scheduler_leader", Gauge, None,
-        "1 on the leading scheduler, else 0."),
+        "1 on the leading scheduler, else 0.",
+        Scheduler, ONE),
     family("flash_sweeps_published_total", Counter, COUNT,
-        "Expiry sweeps the leading scheduler published."),
+        "Expiry sweeps the leading scheduler published.",
+        Scheduler, ONE),
     family("flash_jobs_relayed_total", Counter, COUNT,
-        "Queued jobs the leading scheduler published again (their first publish was lost)."),
+        "Queued jobs the leading scheduler published again (their first publish was lost).",
+        Scheduler, ONE),
     family("flash_retention_deleted_total", Counter, COUNT,
-        "Finished jobs, idempotency keys and payment events deleted by retention."),
+        "Finished jobs, idempotency keys and payment events deleted by retention.",
+        Scheduler, ONE),
 ];
 
 /// Gives every family in [`FAMILIES`] its HELP text on the current recorder.
@@ -136,6 +217,30 @@ pub fn describe() {
             (Gauge, None) => metrics::describe_gauge!(f.name, f.help),
             (Histogram, Some(unit)) => metrics::describe_histogram!(f.name, unit, f.help),
             (Histogram, None) => metrics::describe_histogram!(f.name, f.help),
+        }
+    }
+}
+
+/// Registers every series `role` emits that [`Family::idle`] lists, at 0,
+/// on the process-wide recorder (installed first if need be), so a
+/// dashboard finds them before the first sample: counters and gauges read
+/// 0, histograms render empty buckets, `_sum` and `_count` 0. A gauge keeps
+/// the value it may already have. Call it once per role at its start.
+pub fn register_all(role: Role) {
+    metrics();
+    register(role);
+}
+
+/// [`register_all`] on the current recorder.
+fn register(role: Role) {
+    for f in FAMILIES.iter().filter(|f| f.role == role) {
+        for labels in f.idle {
+            match f.kind {
+                Counter => metrics::counter!(f.name, *labels).increment(0),
+                Gauge => metrics::gauge!(f.name, *labels).increment(0.0),
+                // Registered, a histogram renders (empty) without a sample.
+                Histogram => drop(metrics::histogram!(f.name, *labels)),
+            }
         }
     }
 }
@@ -309,6 +414,36 @@ mod tests {
                 "{} has no HELP in:\n{text}",
                 f.name
             );
+        }
+    }
+
+    #[test]
+    fn register_all_renders_every_idle_series_at_zero() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            for role in [Api, Worker, Scheduler] {
+                register(role);
+            }
+        });
+        let text = handle.render();
+        for f in FAMILIES {
+            let series = match f.kind {
+                Histogram => format!("{}_count", f.name),
+                Counter | Gauge => f.name.to_owned(),
+            };
+            for labels in f.idle {
+                let found = text.lines().any(|line| {
+                    line.strip_prefix(series.as_str())
+                        .is_some_and(|rest| rest.starts_with([' ', '{']))
+                        && labels
+                            .iter()
+                            .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+                        && line.ends_with(" 0")
+                });
+                assert!(found, "{series} {labels:?} is not at 0 in:\n{text}");
+            }
         }
     }
 }

@@ -65,7 +65,17 @@ async fn metrics_count_requests_and_jobs() {
     assert!(count("flash_http_request_duration_seconds_bucket").is_some());
     assert!(count("flash_job_commit_latency_seconds_bucket").is_some());
     assert!(count("flash_product_stock").is_some());
-    assert_eq!(count("flash_worker_dead_lettered_total"), None);
+    // Registered at 0 at the worker's start, before anything is counted.
+    assert_eq!(
+        count("flash_worker_dead_lettered_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(r#"flash_worker_batch_size_count{kind="payment"}"#),
+        Some(0.0),
+        "{text}"
+    );
 
     // A message no worker can decode is counted as it is dead-lettered.
     app.broker
@@ -75,7 +85,8 @@ async fn metrics_count_requests_and_jobs() {
     let started = std::time::Instant::now();
     loop {
         let text = app.get("/metrics").await.text().await.expect("metrics");
-        if let Some(dead) = sample(&text, "flash_worker_dead_lettered_total") {
+        let dead = sample(&text, "flash_worker_dead_lettered_total").unwrap_or(0.0);
+        if dead > 0.0 {
             assert_eq!(dead, 1.0, "{text}");
             break;
         }
