@@ -1,6 +1,11 @@
 //! SQL sent as text: the batched statements (the api's job inserts, the
 //! worker's batches), several in one round trip, no prepared statement.
 //!
+//! One file past 400 lines on purpose: the builder, the typed read slots,
+//! the batch and the transaction are one mechanism, and the argument below
+//! that nothing from outside can become SQL covers them together (a fifth
+//! of the file is its tests).
+//!
 //! A hold batch writes a few hundred rows with statements whose shape (the
 //! number of rows) changes every time: as prepared statements each would be
 //! prepared anew (a round trip and a parse of thousands of placeholders),
