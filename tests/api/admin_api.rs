@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use flash_sale::{broker, dead_letters};
-use lapin::{BasicProperties, options::BasicPublishOptions};
+use flash_sale::dead_letters;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -66,17 +65,7 @@ async fn dead_letters_are_listed_redriven_and_dropped_over_http() {
     // A valid command in the dead-letter queue with its job still queued…
     let command = app.record_unpublished_hold(product, 2).await;
     let job_id = command.job_id().expect("a hold has a job");
-    let channel = app.broker.channel().await.expect("channel");
-    channel
-        .basic_publish(
-            broker::DEAD_LETTER_EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            &command.encode(),
-            BasicProperties::default(),
-        )
-        .await
-        .expect("publish");
+    app.dead_letter(&command.encode()).await;
     // …and garbage the worker rejects into it.
     app.broker
         .publish_command(0, b"\xff not a command")
@@ -101,16 +90,7 @@ async fn dead_letters_are_listed_redriven_and_dropped_over_http() {
     assert_eq!(first.len(), 2, "{first:?}");
     // A second undecodable letter, last in the queue.
     wait_for_dead_letters(&app, 2).await;
-    channel
-        .basic_publish(
-            broker::DEAD_LETTER_EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            b"[]",
-            BasicProperties::default(),
-        )
-        .await
-        .expect("publish");
+    app.dead_letter(b"[]").await;
     wait_for_dead_letters(&app, 3).await;
 
     let letters = dead_letter_list(&app).await;

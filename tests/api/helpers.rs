@@ -420,6 +420,22 @@ impl TestApp {
         response.json().await.expect("job json")
     }
 
+    /// Publishes `body` straight to the dead-letter exchange, as the broker
+    /// does with a message past its delivery limit.
+    pub async fn dead_letter(&self, body: &[u8]) {
+        let channel = self.broker.channel().await.expect("channel");
+        channel
+            .basic_publish(
+                flash_sale::broker::DEAD_LETTER_EXCHANGE.into(),
+                "".into(),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .expect("publish");
+    }
+
     /// Messages ready in `queue` (unacked deliveries are not counted).
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         self.queue_state(queue).await.message_count()

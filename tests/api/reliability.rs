@@ -10,10 +10,7 @@ use flash_sale::{
     dead_letters,
 };
 use futures_util::future::join_all;
-use lapin::{
-    BasicProperties,
-    options::{BasicGetOptions, BasicPublishOptions, QueuePurgeOptions},
-};
+use lapin::options::{BasicGetOptions, QueuePurgeOptions};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -99,17 +96,7 @@ async fn dead_letters_are_listed_and_the_decodable_ones_redriven() {
     // A valid command that ended in the dead-letter queue (as after too many
     // failed deliveries) with its job still queued…
     let command = app.record_unpublished_hold(product, 2).await;
-    let channel = app.broker.channel().await.expect("channel");
-    channel
-        .basic_publish(
-            broker::DEAD_LETTER_EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            &command.encode(),
-            BasicProperties::default(),
-        )
-        .await
-        .expect("publish");
+    app.dead_letter(&command.encode()).await;
     // …and garbage the worker rejects.
     app.broker
         .publish_command(0, b"\xff not a command")
