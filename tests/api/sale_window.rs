@@ -83,8 +83,10 @@ async fn a_crowd_from_before_the_start_is_granted_only_from_the_start() {
                 assert_eq!(shot.body["code"], "sale_not_started", "{}", shot.body);
                 assert_eq!(shot.body["starts_at"], rfc3339(starts));
                 assert!(shot.sent < starts, "refused a request sent after the start");
-                // Rounded up from when the api saw it, between send and answer.
+                // Rounded up from when the api saw it, between send and answer,
+                // by its clock cut to the millisecond (so up to 1 ms before `sent`).
                 let secs = |t: DateTime<Utc>| {
+                    let t = DateTime::from_timestamp_millis(t.timestamp_millis()).expect("time");
                     ((starts - t).num_milliseconds().max(0) as u64)
                         .div_ceil(1000)
                         .max(1)
