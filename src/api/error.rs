@@ -85,32 +85,45 @@ fn log_allowed() -> bool {
     LAST.swap(now, Ordering::Relaxed) != now
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document this error is answered with, and the seconds
+    /// of its `Retry-After`, if any. Outages and internal errors are logged
+    /// here, where they are classified, and answered without their cause.
+    pub fn into_problem(self) -> (Problem, Option<u64>) {
         match self {
-            ApiError::Problem(problem) => problem.into_response(),
-            ApiError::RetryAfter(problem, secs) => {
-                let mut response = problem.into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                response
-            }
+            ApiError::Problem(problem) => (*problem, None),
+            ApiError::RetryAfter(problem, secs) => (*problem, Some(secs.max(1))),
             ApiError::Unavailable(err) => {
                 // An outage fails every request; one line a second says so.
                 if log_allowed() {
                     tracing::warn!(error = %format!("{err:#}"), "dependency unavailable (logged at most once a second)");
                 }
-                Problem::new(
+                let problem = Problem::new(
                     Code::Unavailable,
                     "a dependency is unavailable; nothing was accepted, retry later",
-                )
-                .into_response()
+                );
+                (problem, None)
             }
             ApiError::Internal(err) => {
                 tracing::error!(error = %format!("{err:#}"), "internal error");
-                Problem::new(Code::Internal, "an unexpected error occurred").into_response()
+                (
+                    Problem::new(Code::Internal, "an unexpected error occurred"),
+                    None,
+                )
             }
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (problem, retry_after) = self.into_problem();
+        let mut response = problem.into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }

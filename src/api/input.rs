@@ -134,7 +134,10 @@ impl<T: FromFields> FromRequest<AppState> for Signed<T> {
     }
 }
 
-fn read<T: FromFields>(object: &Map<String, Value>, settings: &Settings) -> Result<T, ApiError> {
+pub(super) fn read<T: FromFields>(
+    object: &Map<String, Value>,
+    settings: &Settings,
+) -> Result<T, ApiError> {
     let mut fields = Fields::new(object);
     let value = T::from_fields(&mut fields, settings);
     fields.finish()?;

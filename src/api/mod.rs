@@ -11,6 +11,7 @@
 mod accept;
 mod baseline;
 mod buyer;
+mod console;
 mod dead_letters;
 mod docs;
 mod error;
@@ -134,6 +135,7 @@ pub fn router(mut state: AppState) -> Router {
     let (router, document) = routes(state.settings.enable_baseline).split_for_parts();
     state.openapi = Arc::new(docs::render(&document, state.settings.max_hold_qty));
     router
+        .merge(console::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -31,6 +31,7 @@ use crate::{
     problem::{Code, Problem},
     time,
 };
+use uuid::Uuid;
 
 /// Most events one admin listing returns.
 const LIST_LIMIT: u32 = 1000;
@@ -88,14 +89,22 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<PaymentEventList>> {
-    let states: Vec<EventState> = match query.get("state").map(String::as_str) {
+    let data = list_events(&state, query.get("state").map(String::as_str)).await?;
+    Ok(Json(PaymentEventList { data }))
+}
+
+/// The events a `state=` filter names (`None`: all that need an operator).
+pub(super) async fn list_events(
+    state: &AppState,
+    filter: Option<&str>,
+) -> ApiResult<Vec<PaymentEvent>> {
+    let states: Vec<EventState> = match filter {
         None => EventState::NEEDS_OPERATOR.to_vec(),
         Some("unmatched") => vec![EventState::Unmatched],
         Some("needs_refund") => vec![EventState::NeedsRefund],
         Some("conflict") => vec![EventState::Conflict],
         Some("resolved") => {
-            let data = payment_events::list_resolved(&state.pool, LIST_LIMIT).await?;
-            return Ok(Json(PaymentEventList { data }));
+            return Ok(payment_events::list_resolved(&state.pool, LIST_LIMIT).await?);
         }
         Some(_) => {
             return Err(ApiError::field(
@@ -104,8 +113,7 @@ pub async fn list(
             ));
         }
     };
-    let data = payment_events::list(&state.pool, &states, LIST_LIMIT).await?;
-    Ok(Json(PaymentEventList { data }))
+    Ok(payment_events::list(&state.pool, &states, LIST_LIMIT).await?)
 }
 
 /// Only an event in a state that needs an operator can be resolved, once:
@@ -134,10 +142,19 @@ pub async fn resolve(
     Valid(ResolvePayment { note }): Valid<ResolvePayment>,
 ) -> ApiResult<Json<PaymentEvent>> {
     let id = path.uuid("payment event")?;
-    match payment_events::resolve(&state.pool, id, &note, &time::now()).await? {
+    Ok(Json(resolve_event(&state, id, &note).await?))
+}
+
+/// Marks payment event `id` handled, with the operator's `note`.
+pub(super) async fn resolve_event(
+    state: &AppState,
+    id: Uuid,
+    note: &str,
+) -> ApiResult<PaymentEvent> {
+    match payment_events::resolve(&state.pool, id, note, &time::now()).await? {
         Resolution::Resolved(event) => {
             tracing::info!(job_id = %id, "payment event resolved");
-            Ok(Json(event))
+            Ok(event)
         }
         Resolution::NotFound => Err(ApiError::not_found(format_args!("payment event {id}"))),
         Resolution::AlreadyResolved(event) => Err(ApiError::new(

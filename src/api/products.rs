@@ -88,10 +88,7 @@ pub async fn create(
     State(state): State<AppState>,
     Valid(body): Valid<CreateProduct>,
 ) -> ApiResult<impl IntoResponse> {
-    let product = products::create(&state.pool, &body.into_new_product())
-        .await
-        .map_err(classify)?;
-    announce(&state, &product).await;
+    let product = create_product(&state, body).await?;
     let location = format!("/api/v1/products/{}", product.id);
     Ok((
         StatusCode::CREATED,
@@ -123,12 +120,26 @@ pub async fn restock(
     Valid(Restock { qty }): Valid<Restock>,
 ) -> ApiResult<Json<Product>> {
     let id = path.product_id()?;
+    Ok(Json(restock_product(&state, id, qty).await?))
+}
+
+/// Creates a product (the route's and the console's way).
+pub(super) async fn create_product(state: &AppState, body: CreateProduct) -> ApiResult<Product> {
+    let product = products::create(&state.pool, &body.into_new_product())
+        .await
+        .map_err(classify)?;
+    announce(state, &product).await;
+    Ok(product)
+}
+
+/// Adds `qty` to product `id`'s stock.
+pub(super) async fn restock_product(state: &AppState, id: i64, qty: i64) -> ApiResult<Product> {
     let product = products::restock(&state.pool, id, qty)
         .await
         .map_err(classify)?
         .ok_or_else(|| ApiError::not_found(format_args!("product {id}")))?;
-    announce(&state, &product).await;
-    Ok(Json(product))
+    announce(state, &product).await;
+    Ok(product)
 }
 
 #[utoipa::path(patch, path = "/api/v1/admin/products/{id}", operation_id = "updateProduct", summary = "Change a product's name, price, limit or sale window (admin)", tag = "admin",
@@ -155,6 +166,15 @@ pub async fn update(
     Valid(body): Valid<UpdateProduct>,
 ) -> ApiResult<Json<Product>> {
     let id = path.product_id()?;
+    Ok(Json(change_product(&state, id, body).await?))
+}
+
+/// Changes the fields `body` names of product `id`.
+pub(super) async fn change_product(
+    state: &AppState,
+    id: i64,
+    body: UpdateProduct,
+) -> ApiResult<Product> {
     let changed = products::change(&state.pool, id, &body.into_change())
         .await
         .map_err(classify)?;
@@ -176,8 +196,8 @@ pub async fn update(
             ));
         }
     };
-    announce(&state, &product).await;
-    Ok(Json(product))
+    announce(state, &product).await;
+    Ok(product)
 }
 
 /// Updates this replica's cache and tells the others. The write is already

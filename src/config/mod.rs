@@ -99,6 +99,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long an operator console login lasts.
+    pub console_session: Duration,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/flash_sale";
@@ -166,6 +168,7 @@ impl Settings {
                     .unwrap_or(vars.rate_limit_per_sec.saturating_mul(2)),
             }),
             trusted_proxies: trusted_proxies(&vars.trusted_proxies)?,
+            console_session: Duration::from_secs(vars.console_session_secs),
         })
     }
 
@@ -371,7 +374,7 @@ mod tests {
     fn every_variable_is_in_the_readme() {
         let readme = include_str!("../../README.md");
         let names = Settings::variable_names();
-        assert_eq!(names.len(), 29, "{names:?}");
+        assert_eq!(names.len(), 30, "{names:?}");
         for name in names {
             assert!(
                 readme.contains(&format!("`{name}`")),

@@ -126,6 +126,9 @@ pub(super) struct Vars {
     #[arg(long, env = "HTTP_BODY_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) http_body_timeout_secs: u64,
+    #[arg(long, env = "CONSOLE_SESSION_SECS", default_value_t = 28_800,
+          value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub(super) console_session_secs: u64,
 }
 
 impl Vars {
