@@ -4,6 +4,7 @@
 mod admin_api;
 mod buyers;
 mod connections;
+mod console;
 mod edges;
 mod foundation;
 mod helpers;
