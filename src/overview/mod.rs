@@ -16,7 +16,14 @@ pub mod latency;
 pub mod queues;
 pub mod rates;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -42,6 +49,11 @@ use crate::{
 /// (a failure too: many viewers of a broken database wait once a second,
 /// not once each).
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Longest one computation may take: callers wait on it, so a broker or
+/// database that stops answering must end it (the pool's own acquire
+/// timeout is 3 s; a passive declare has none).
+const COMPUTE_WITHIN: Duration = Duration::from_secs(5);
 
 /// `GET /api/v1/admin/overview`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -127,6 +139,8 @@ pub enum OverviewError {
     Database(Arc<sqlx::Error>),
     #[error("broker: {0:#}")]
     Broker(Arc<anyhow::Error>),
+    #[error("no answer within {COMPUTE_WITHIN:?}")]
+    TimedOut,
 }
 
 impl OverviewError {
@@ -135,7 +149,7 @@ impl OverviewError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(e) => db::is_unavailable(e),
-            Self::Broker(_) => true,
+            Self::Broker(_) | Self::TimedOut => true,
         }
     }
 }
@@ -155,6 +169,8 @@ struct Inner {
     /// The scheduler's leader lock name (it holds the database's name).
     leader_lock: OnceCell<String>,
     latest: Mutex<Option<Computed>>,
+    /// Computations started so far (tests check callers share them).
+    computations: AtomicU64,
 }
 
 impl OverviewFeed {
@@ -166,6 +182,7 @@ impl OverviewFeed {
                 rates: DecisionRates::new(),
                 leader_lock: OnceCell::new(),
                 latest: Mutex::new(None),
+                computations: AtomicU64::new(0),
             }),
         }
     }
@@ -173,6 +190,11 @@ impl OverviewFeed {
     /// The counters the event listener feeds.
     pub fn rates(&self) -> &DecisionRates {
         &self.inner.rates
+    }
+
+    /// How many times the overview was computed (not handed out) so far.
+    pub fn computations(&self) -> u64 {
+        self.inner.computations.load(Ordering::Relaxed)
     }
 
     /// The overview, at most [`FRESH_FOR`] old: computed by the first
@@ -184,7 +206,10 @@ impl OverviewFeed {
         {
             return computed.clone();
         }
-        let computed = self.compute().await;
+        self.inner.computations.fetch_add(1, Ordering::Relaxed);
+        let computed = tokio::time::timeout(COMPUTE_WITHIN, self.compute())
+            .await
+            .unwrap_or(Err(OverviewError::TimedOut));
         *latest = Some((Instant::now(), computed.clone()));
         computed
     }

@@ -2,9 +2,13 @@
 //! from the events the replica hears, partitions, workers, dead letters and
 //! the scheduler's leadership.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use flash_sale::commands::Command;
+use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -246,6 +250,32 @@ async fn dead_letters_are_counted() {
     })
     .await;
     assert_eq!(body["dead_letters"], 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_viewers_share_one_computation() {
+    let mut app = spawn_with(Roles::NONE, &[]).await;
+    let state = app.start_api().await;
+    let feed = &state.overview;
+    let views = join_all((0..50).map(|_| feed.latest())).await;
+    let first = views[0].as_ref().expect("overview").clone();
+    for view in &views {
+        assert!(Arc::ptr_eq(view.as_ref().expect("overview"), &first));
+    }
+    assert_eq!(feed.computations(), 1);
+    // Within the second it is handed out again; after it, computed anew.
+    let again = feed.latest().await.expect("overview");
+    assert!(Arc::ptr_eq(&again, &first) || feed.computations() == 2);
+    let started = Instant::now();
+    while feed.computations() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never recomputed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = feed.latest().await.expect("overview");
+    }
     app.stop().await;
 }
 
