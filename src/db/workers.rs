@@ -8,7 +8,8 @@ use sqlx::{MySqlExecutor, Row, mysql::MySqlRow};
 use super::text::{Read, Sql, Writes};
 use crate::sql;
 
-/// A worker not seen this long is left out of the overview.
+/// A worker not seen this long is left out of the overview (spelled out
+/// in the SQL of [`seen`], which takes only constant text).
 pub const SEEN_WITHIN_SECS: i64 = 10;
 
 /// A worker's latest heartbeat.
