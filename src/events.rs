@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     broker::{self, Broker, Event},
     cache::ProductCache,
+    overview::rates::DecisionRates,
     waiters::JobWaiters,
     waiting_room::WaitingRoom,
 };
@@ -16,16 +17,15 @@ use crate::{
 /// subscription ends or fails (a broker restart). Events are hints (the
 /// cache reloads from the database, waiters poll too, a streamed job is
 /// also seen leaving its lane), so they are consumed without acks and a gap
-/// only delays them.
+/// only delays them (and leaves out of the overview's rates what it
+/// carried).
 pub async fn listen(
     broker: Broker,
-    cache: ProductCache,
-    waiters: JobWaiters,
-    room: WaitingRoom,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
-        if let Err(e) = subscribe(&broker, &cache, &waiters, &room, &shutdown).await {
+        if let Err(e) = subscribe(&broker, &listeners, &shutdown).await {
             tracing::warn!(error = %format!("{e:#}"), "event subscription failed; subscribing again");
         }
         tokio::select! {
@@ -36,13 +36,27 @@ pub async fn listen(
     Ok(())
 }
 
+/// Who reacts to events.
+#[derive(Clone)]
+pub struct Listeners {
+    pub cache: ProductCache,
+    pub waiters: JobWaiters,
+    pub room: WaitingRoom,
+    /// Hold decisions per product, for the admin overview.
+    pub rates: DecisionRates,
+}
+
 async fn subscribe(
     broker: &Broker,
-    cache: &ProductCache,
-    waiters: &JobWaiters,
-    room: &WaitingRoom,
+    listeners: &Listeners,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        cache,
+        waiters,
+        room,
+        rates,
+    } = listeners;
     let channel = broker.channel().await?;
     let queue = broker::declare_event_queue(&channel).await?;
     let mut consumer = channel
@@ -75,7 +89,11 @@ async fn subscribe(
             Ok(Event::JobsFinished {
                 job_ids,
                 granted_holds,
+                hold_product,
             }) => {
+                if let Some(product_id) = hold_product {
+                    rates.record(product_id, &job_ids, &granted_holds, chrono::Utc::now());
+                }
                 cache.jobs_finished(&job_ids, &granted_holds);
                 room.finished(&job_ids);
                 for job_id in job_ids {

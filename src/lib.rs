@@ -13,7 +13,8 @@
 //! api's listener for stock and job events · [`waiters`] requests waiting
 //! on a job (`Prefer: wait`) · [`waiting_room`] a queued job's place in
 //! line, polled or streamed · [`dead_letters`] the parking queue's
-//! operator view · [`audit`] the guarantee checks · [`problem`] RFC 9457
+//! operator view · [`overview`] the operators' one-look summary ·
+//! [`audit`] the guarantee checks · [`problem`] RFC 9457
 //! error bodies · [`reach`] which connection failures are fatal ·
 //! [`signature`] the webhook HMAC · [`shutdown`] signals · [`telemetry`]
 //! logs and metrics · [`time`] the clock and wire timestamps.
@@ -29,6 +30,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod domain;
 pub mod events;
+pub mod overview;
 pub mod problem;
 pub mod reach;
 pub mod scheduler;

@@ -129,15 +129,15 @@ pub async fn serve_api(
         async move { cache.run_refresher(pool, shutdown.cancelled_owned()).await }
     });
     tokio::spawn({
-        let (broker, cache, waiters, room, shutdown) = (
-            state.broker.clone(),
-            state.cache.clone(),
-            state.waiters.clone(),
-            state.room.clone(),
-            shutdown.clone(),
-        );
+        let (broker, shutdown) = (state.broker.clone(), shutdown.clone());
+        let listeners = events::Listeners {
+            cache: state.cache.clone(),
+            waiters: state.waiters.clone(),
+            room: state.room.clone(),
+            rates: state.overview.rates().clone(),
+        };
         async move {
-            if let Err(e) = events::listen(broker, cache, waiters, room, shutdown).await {
+            if let Err(e) = events::listen(broker, listeners, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "event listener stopped");
             }
         }
@@ -164,6 +164,7 @@ pub async fn run_worker(
         pool,
         broker,
         hold_ttl: settings.hold_ttl,
+        name: settings.worker_name.clone(),
     }
     .run(shutdown)
     .await

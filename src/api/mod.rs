@@ -22,6 +22,7 @@ mod input;
 mod jobs;
 pub mod metrics;
 mod orders;
+mod overview;
 mod payments;
 mod products;
 mod publisher;
@@ -74,6 +75,7 @@ fn routes(enable_baseline: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::redrive))
         .routes(routes!(dead_letters::drop_undecodable))
+        .routes(routes!(overview::get))
         .routes(routes!(holds::create))
         .routes(routes!(holds::get))
         .routes(routes!(orders::create))

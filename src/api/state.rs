@@ -11,6 +11,7 @@ use crate::{
     broker::Broker,
     cache::ProductCache,
     config::{Secret, Settings},
+    overview::OverviewFeed,
     waiters::JobWaiters,
     waiting_room::WaitingRoom,
 };
@@ -33,6 +34,9 @@ pub struct AppState {
     pub buyer_tokens: Option<Arc<BuyerTokens>>,
     /// The OpenAPI document, rendered once when the router is built.
     pub openapi: Arc<serde_json::Value>,
+    /// The admin overview, computed at most once a second and shared by
+    /// every caller (`GET /api/v1/admin/overview`, the operator console).
+    pub overview: OverviewFeed,
     /// This replica's buckets; `None` when `RATE_LIMIT_PER_SEC=0`.
     pub rate_limiter: Option<Arc<RateLimiter>>,
 }
@@ -46,6 +50,7 @@ impl AppState {
             recorder: JobRecorder::start(pool.clone()),
             publisher: CommandPublisher::start(broker.clone()),
             room: WaitingRoom::new(pool.clone()),
+            overview: OverviewFeed::new(pool.clone(), broker.clone()),
             pool,
             broker,
             cache: ProductCache::new(),

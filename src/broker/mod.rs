@@ -59,6 +59,12 @@ pub enum Event {
         /// Absent (an older worker): claims just end.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         granted_holds: Vec<Uuid>,
+        /// Set when the transaction was one product's hold batch: every job
+        /// in `job_ids` is a hold of this product, granted or refused (the
+        /// api replicas count them for the admin overview's rates).
+        /// Absent: other kinds, or an older worker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_product: Option<i64>,
     },
 }
 
@@ -303,8 +309,32 @@ mod tests {
             serde_json::from_str::<Event>(&old).expect("decode"),
             Event::JobsFinished {
                 job_ids: vec![id],
-                granted_holds: Vec::new()
+                granted_holds: Vec::new(),
+                hold_product: None,
             }
         );
+    }
+
+    #[test]
+    fn jobs_finished_names_its_hold_product_only_when_set() {
+        let id = Uuid::nil();
+        let batch = Event::JobsFinished {
+            job_ids: vec![id],
+            granted_holds: Vec::new(),
+            hold_product: Some(7),
+        };
+        let json = serde_json::to_string(&batch).expect("encode");
+        assert_eq!(
+            json,
+            format!(r#"{{"type":"jobs_finished","job_ids":["{id}"],"hold_product":7}}"#)
+        );
+        assert_eq!(serde_json::from_str::<Event>(&json).expect("decode"), batch);
+        let other = Event::JobsFinished {
+            job_ids: vec![id],
+            granted_holds: Vec::new(),
+            hold_product: None,
+        };
+        let json = serde_json::to_string(&other).expect("encode");
+        assert!(!json.contains("hold_product"), "{json}");
     }
 }

@@ -85,6 +85,9 @@ pub struct Settings {
     /// Where the worker and scheduler serve `/metrics` (the api serves it on
     /// its own port); `None` serves nothing.
     pub metrics_addr: Option<SocketAddr>,
+    /// The worker's name in its heartbeat (the admin overview); `None`:
+    /// `<hostname>-<pid>`.
+    pub worker_name: Option<String>,
     /// Mounts `POST /api/v1/baseline/holds`, the per-request locking design
     /// that `loadgen` compares against. Off in production.
     pub enable_baseline: bool,
@@ -149,6 +152,12 @@ impl Settings {
             retention: Duration::from_secs(vars.retention_hours * 3600),
             audit_interval: Duration::from_secs(vars.audit_interval_secs),
             metrics_addr: vars.metrics_addr,
+            worker_name: match vars.worker_name {
+                Some(name) if name.chars().count() > 255 => {
+                    anyhow::bail!("WORKER_NAME: at most 255 characters")
+                }
+                name => name,
+            },
             enable_baseline: vars.enable_baseline,
             http_header_timeout: Duration::from_secs(vars.http_header_timeout_secs),
             http_body_timeout: Duration::from_secs(vars.http_body_timeout_secs),

@@ -115,6 +115,9 @@ pub(super) struct Vars {
     #[arg(long, env = "AUDIT_INTERVAL_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) audit_interval_secs: u64,
+    /// How a worker names itself in the admin overview.
+    #[arg(long, env = "WORKER_NAME")]
+    pub(super) worker_name: Option<String>,
     #[arg(long, env = "METRICS_ADDR")]
     pub(super) metrics_addr: Option<SocketAddr>,
     #[arg(long, env = "ENABLE_BASELINE", default_value_t = false,

@@ -28,10 +28,12 @@ pub mod jobs;
 pub mod ledger;
 pub mod named_lock;
 pub mod orders;
+pub mod overview;
 pub mod payment_events;
 pub mod products;
 pub mod queue;
 pub mod text;
+pub mod workers;
 
 use std::time::Duration;
 

@@ -60,6 +60,21 @@ pub async fn get_many<'e>(db: impl MySqlExecutor<'e>, ids: &[i64]) -> sqlx::Resu
         .map(|rows| rows.into_iter().map(ProductRow::into_product).collect())
 }
 
+/// Every product, by id, as a read for a [`Batch`](text::Batch).
+pub fn every() -> Read<Vec<Product>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id, name, price, stock, max_per_customer, sale_starts_at, sale_ends_at \
+         FROM products ORDER BY id"
+    ));
+    Read::new(sql, |rows| {
+        Ok(text::all::<ProductRow>(rows)?
+            .into_iter()
+            .map(ProductRow::into_product)
+            .collect())
+    })
+}
+
 #[derive(sqlx::FromRow)]
 struct ProductRow {
     id: i64,

@@ -41,6 +41,12 @@ pub struct SchedulerStatus {
     pub audits: AtomicU64,
 }
 
+/// The leader lock's name for `database` (the admin overview asks whether
+/// it is held).
+pub fn leader_lock(database: &str) -> String {
+    named_lock::lock_name("scheduler", database)
+}
+
 pub struct Scheduler {
     pub pool: MySqlPool,
     pub broker: Broker,
@@ -51,7 +57,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let database = named_lock::database_name(&self.pool).await?;
-        let name = named_lock::lock_name("scheduler", &database);
+        let name = leader_lock(&database);
         loop {
             let leadership = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

@@ -14,6 +14,10 @@ pub struct Decided {
     pub changed_products: Vec<i64>,
     /// Each job it decided: kind and whether it succeeded (for metrics).
     pub outcomes: Vec<(Uuid, JobKind, bool)>,
+    /// Set by a hold batch of one product (`apply_holds`): every job here
+    /// is a hold of this product. Announced with the jobs, so the api
+    /// replicas can count grants and refusals per product.
+    pub hold_product: Option<i64>,
 }
 
 impl Decided {
@@ -30,6 +34,9 @@ impl Decided {
 
     /// Adds jobs decided in the same transaction.
     pub fn add(&mut self, outcomes: &[Outcome]) {
+        // Whatever joins the transaction, it is no longer known to be one
+        // product's holds alone.
+        self.hold_product = None;
         for outcome in outcomes {
             self.jobs.push(outcome.job_id);
             self.outcomes

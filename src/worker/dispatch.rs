@@ -189,6 +189,7 @@ impl Worker {
             self.announce(Event::JobsFinished {
                 job_ids: decided.jobs,
                 granted_holds,
+                hold_product: decided.hold_product,
             })
             .await;
         }

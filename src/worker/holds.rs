@@ -126,7 +126,9 @@ pub async fn apply_holds(
     } else {
         vec![product_id]
     };
-    Ok(Decided::of(&outcomes, changed))
+    let mut decided = Decided::of(&outcomes, changed);
+    decided.hold_product = Some(product_id);
+    Ok(decided)
 }
 
 /// Why one request, recorded at `recorded_at`, is refused, if it is:

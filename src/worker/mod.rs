@@ -2,7 +2,8 @@
 //! commands in locked MySQL transactions (README.md, "Architecture").
 //!
 //! - [`supervisor`]: following the share of partitions as workers come and
-//!   go ([`membership`]), one consumer per partition;
+//!   go ([`membership`]), one consumer per partition, and reporting it
+//!   ([`heartbeat`], for the admin overview);
 //! - [`consumer`]: deliveries taken in batches, unpacked, settled, or
 //!   dead-lettered;
 //! - [`planner`]: a batch cut into transactions (pure);
@@ -20,6 +21,7 @@ mod consumer;
 mod decided;
 mod deferral;
 mod dispatch;
+mod heartbeat;
 mod holds;
 pub mod membership;
 mod orders;

@@ -9,7 +9,10 @@ use sqlx::MySqlPool;
 use tokio::{sync::Semaphore, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::membership::{self, Membership};
+use super::{
+    heartbeat::Heartbeat,
+    membership::{self, Membership},
+};
 use crate::broker::Broker;
 
 /// Batches one worker decides at the same time, across its partitions.
@@ -26,6 +29,8 @@ pub struct Worker {
     pub pool: MySqlPool,
     pub broker: Broker,
     pub hold_ttl: Duration,
+    /// `WORKER_NAME`; `None`: `<hostname>-<pid>`.
+    pub name: Option<String>,
 }
 
 impl Worker {
@@ -37,6 +42,8 @@ impl Worker {
         let mut membership = Membership::new(worker.pool.clone(), worker.broker.partitions())
             .await
             .context("reading the worker slots")?;
+        let mut heartbeat = Heartbeat::new(worker.pool.clone(), worker.name.as_deref());
+        tracing::info!(worker = heartbeat.name(), "worker started");
         let mut consumers: BTreeMap<u16, CancellationToken> = BTreeMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         let turns = Arc::new(Semaphore::new(BATCHES_AT_ONCE));
@@ -56,6 +63,7 @@ impl Worker {
                 continue;
             };
             metrics::gauge!("flash_worker_partitions").set(share.len() as f64);
+            heartbeat.beat(&share).await;
             if share.iter().eq(consumers.keys()) {
                 continue;
             }
@@ -80,6 +88,7 @@ impl Worker {
         // Consumers stop with `shutdown` (their tokens are its children).
         while tasks.join_next().await.is_some() {}
         membership.leave().await;
+        heartbeat.stop().await;
         Ok(())
     }
 }

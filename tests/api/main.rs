@@ -12,6 +12,7 @@ mod holds;
 mod metrics_format;
 mod openapi;
 mod orders;
+mod overview;
 mod rate_limits;
 mod reliability;
 mod sale_window;
