@@ -23,7 +23,7 @@ pub async fn get(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json
     Ok(Json(Overview::clone(&overview)))
 }
 
-fn failed(err: OverviewError) -> ApiError {
+pub(super) fn failed(err: OverviewError) -> ApiError {
     if err.is_unavailable() {
         ApiError::Unavailable(err.into())
     } else {

@@ -383,7 +383,7 @@ mod tests {
     fn every_variable_is_in_the_readme() {
         let readme = include_str!("../../README.md");
         let names = Settings::variable_names();
-        assert_eq!(names.len(), 30, "{names:?}");
+        assert_eq!(names.len(), 31, "{names:?}");
         for name in names {
             assert!(
                 readme.contains(&format!("`{name}`")),

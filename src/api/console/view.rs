@@ -4,18 +4,23 @@
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::{api::state::AppState, problem::Problem};
+use crate::{
+    api::{overview::failed, state::AppState},
+    problem::{Code, Problem},
+};
 
 /// The overview (`GET /api/v1/admin/overview`) as JSON: the replica's
 /// shared one, at most a second old.
 pub async fn overview_json(state: &AppState) -> Result<Value, Problem> {
-    // TEMPORARY until the overview feed lands.
-    let list = crate::api::products::list(axum::extract::State(state.clone()))
+    let overview = state
+        .overview
+        .latest()
         .await
-        .map_err(|e| e.into_problem().0)?;
-    Ok(
-        serde_json::json!({"products": list.0.data, "partitions": [], "workers": [], "dead_letters": 0, "scheduler_leader": false}),
-    )
+        .map_err(|e| failed(e).into_problem().0)?;
+    serde_json::to_value(&*overview).map_err(|e| {
+        tracing::error!(error = %e, "overview not serialisable");
+        Problem::new(Code::Internal, "an unexpected error occurred")
+    })
 }
 
 /// A JSON object's fields as table text.
