@@ -14,8 +14,9 @@
 #
 #   scripts/dashboard-check.sh
 #
-# Needs: MariaDB/MySQL on 127.0.0.1:3306 (root, no password), RabbitMQ on
-# 127.0.0.1:5672 (guest) with `rabbitmqctl`, curl, python3 (stdlib only),
+# The stack is scripts/lib/stack.sh's. Needs: MariaDB/MySQL on
+# 127.0.0.1:3306 (root, no password), RabbitMQ on 127.0.0.1:5672 (guest)
+# with `rabbitmqctl`, curl, python3 (stdlib only),
 # and `prometheus` on PATH or Debian's prometheus package downloadable with
 # apt-get (its binary alone is extracted into target/tools, as scripts/dev
 # does for promtool; nothing is installed or started as a service).
@@ -32,8 +33,6 @@ DASHBOARD=${DASHBOARD_CHECK_FILE:-deploy/grafana/dashboards/flash-sale.json}
 TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 TOOLS=$PWD/target/tools
 REQUESTS=${DASHBOARD_CHECK_REQUESTS:-300}
-MYSQL_SERVER=${TEST_MYSQL_SERVER:-mysql://root@127.0.0.1:3306}
-AMQP_SERVER=${TEST_AMQP_SERVER:-amqp://guest:guest@127.0.0.1:5672}
 
 # `prometheus` on PATH, or Debian's package's binary extracted into
 # target/tools (the package is downloaded, not installed).
@@ -59,52 +58,9 @@ if ! prometheus_tool; then
     echo "dashboard-check: SKIP: no prometheus binary (not on PATH, and Debian's prometheus package could not be downloaded)" >&2
     exit 77
 fi
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-tag=$(python3 -c 'import secrets; print(secrets.token_hex(6))')
-db_name="fs_dashboard_$tag"
-vhost="fs-dashboard-$tag"
-work=$(mktemp -d)
-stack_pid=""
-prom_pid=""
-vhost_made=0
-
-mysql_exec() {
-    local client hostport user
-    client=$(command -v mariadb || command -v mysql || true)
-    [[ -n "$client" ]] || { echo "dashboard-check: no mariadb/mysql client to run: $1" >&2; return 1; }
-    hostport=${MYSQL_SERVER#mysql://}
-    user=${hostport%%@*}
-    hostport=${hostport#*@}
-    "$client" --protocol=TCP -h "${hostport%%:*}" -P "${hostport##*:}" -u "$user" -e "$1"
-}
-
-stop_pid() {
-    local pid=$1
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_pid "$prom_pid"
-    stop_pid "$stack_pid"
-    mysql_exec "DROP DATABASE IF EXISTS \`$db_name\`" >/dev/null 2>&1 ||
-        echo "dashboard-check: could not drop database $db_name" >&2
-    if [[ "$vhost_made" == 1 ]]; then
-        rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 ||
-            echo "dashboard-check: could not delete vhost $vhost" >&2
-    fi
-    rm -rf "$work"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source scripts/lib/stack.sh
+stack_init dashboard-check fs_dashboard
 
 # Always through cargo (a no-op when fresh): a stale binary would check
 # old code.
@@ -115,35 +71,8 @@ if ! cargo build --release --bin flash-sale --bin loadgen >"$work/build.log" 2>&
 fi
 
 log "stack: database $db_name, vhost $vhost"
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-vhost_made=1
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
-port=$(free_port)
-base="http://127.0.0.1:$port"
-ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-WEBHOOK_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-export ADMIN_TOKEN WEBHOOK_SECRET
 # Audits every 2 s so the audit panels have their per-product series.
-DATABASE_URL="$MYSQL_SERVER/$db_name" \
-    AMQP_URL="$AMQP_SERVER/$vhost" \
-    API_ADDR="127.0.0.1:$port" \
-    PARTITIONS=4 \
-    AUDIT_INTERVAL_SECS=2 \
-    RUST_LOG="${RUST_LOG:-warn}" \
-    "$TARGET/release/flash-sale" >"$work/stack.log" 2>&1 &
-stack_pid=$!
-
-ready=0
-for _ in $(seq 1 120); do
-    if curl -fsS "$base/readyz" >/dev/null 2>&1; then ready=1; break; fi
-    kill -0 "$stack_pid" 2>/dev/null || break
-    sleep 0.5
-done
-if [[ "$ready" != 1 ]]; then
-    echo "dashboard-check: the stack did not become ready; its log:" >&2
-    tail -n 40 "$work/stack.log" >&2
-    exit 1
-fi
+stack_start "$TARGET/release/flash-sale" AUDIT_INTERVAL_SECS=2
 
 # One target for all three jobs' roles: the all-in-one serves them on one
 # /metrics. Job name `flash-sale`; the dashboard's `up{job="scheduler"}`
@@ -167,17 +96,8 @@ prometheus --config.file="$work/prometheus.yml" \
     --web.listen-address="127.0.0.1:$prom_port" \
     --log.level=warn >"$work/prometheus.log" 2>&1 &
 prom_pid=$!
-ready=0
-for _ in $(seq 1 60); do
-    if curl -fsS "$prom/-/ready" >/dev/null 2>&1; then ready=1; break; fi
-    kill -0 "$prom_pid" 2>/dev/null || break
-    sleep 0.5
-done
-if [[ "$ready" != 1 ]]; then
-    echo "dashboard-check: prometheus did not become ready; its log:" >&2
-    tail -n 40 "$work/prometheus.log" >&2
-    exit 1
-fi
+stack_track_pid "$prom_pid"
+wait_ready "$prom/-/ready" "$prom_pid" "$work/prometheus.log" prometheus 60
 
 log "loadgen --mode pipeline --flow full --clients 32 --requests $REQUESTS"
 "$TARGET/release/loadgen" --url "$base" --mode pipeline --flow full \

@@ -10,8 +10,9 @@
 #
 #   scripts/openapi-check.sh
 #
-# Needs: MariaDB/MySQL on 127.0.0.1:3306 (root, no password), RabbitMQ on
-# 127.0.0.1:5672 (guest) with `rabbitmqctl`, python3 with venv, and PyPI the
+# The stack is scripts/lib/stack.sh's. Needs: MariaDB/MySQL on
+# 127.0.0.1:3306 (root, no password), RabbitMQ on 127.0.0.1:5672 (guest)
+# with `rabbitmqctl`, python3 with venv, and PyPI the
 # first time (the venv in target/openapi-venv is reused while its pins hold).
 # The binary and the venv live under CARGO_TARGET_DIR when it is set.
 # Knobs (environment): OPENAPI_CHECK_EXAMPLES (Schemathesis examples per
@@ -30,51 +31,9 @@ TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 VENV=$TARGET/openapi-venv
 EXAMPLES=${OPENAPI_CHECK_EXAMPLES:-300}
 FUZZ_SECS=${OPENAPI_CHECK_FUZZ_SECS:-240}
-MYSQL_SERVER=${TEST_MYSQL_SERVER:-mysql://root@127.0.0.1:3306}
-AMQP_SERVER=${TEST_AMQP_SERVER:-amqp://guest:guest@127.0.0.1:5672}
 
-tag=$(python3 -c 'import secrets; print(secrets.token_hex(6))')
-db_name="fs_openapi_$tag"
-vhost="fs-openapi-$tag"
-work=$(mktemp -d)
-stack_pid=""
-vhost_made=0
-
-mysql_exec() {
-    # The database server of MYSQL_SERVER, through the first client found.
-    local client
-    client=$(command -v mariadb || command -v mysql || true)
-    if [[ -z "$client" ]]; then
-        echo "openapi-check: no mariadb/mysql client to run: $1" >&2
-        return 1
-    fi
-    local hostport=${MYSQL_SERVER#mysql://}
-    local user=${hostport%%@*}
-    hostport=${hostport#*@}
-    "$client" --protocol=TCP -h "${hostport%%:*}" -P "${hostport##*:}" -u "$user" -e "$1"
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    if [[ -n "$stack_pid" ]] && kill -0 "$stack_pid" 2>/dev/null; then
-        kill -TERM "$stack_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$stack_pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$stack_pid" 2>/dev/null || true
-        wait "$stack_pid" 2>/dev/null || true
-    fi
-    mysql_exec "DROP DATABASE IF EXISTS \`$db_name\`" >/dev/null 2>&1 ||
-        echo "openapi-check: could not drop database $db_name" >&2
-    if [[ "$vhost_made" == 1 ]]; then
-        rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 ||
-            echo "openapi-check: could not delete vhost $vhost" >&2
-    fi
-    rm -rf "$work"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source scripts/lib/stack.sh
+stack_init openapi-check fs_openapi
 
 log "python venv ($VENV)"
 if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$VENV/pins" 2>/dev/null)" != "${PINS[*]}" ]]; then
@@ -90,33 +49,7 @@ if [[ ! -x "$TARGET/debug/flash-sale" ]]; then
 fi
 
 log "stack: database $db_name, vhost $vhost"
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-vhost_made=1
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-WEBHOOK_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-export ADMIN_TOKEN WEBHOOK_SECRET
-DATABASE_URL="$MYSQL_SERVER/$db_name" \
-    AMQP_URL="$AMQP_SERVER/$vhost" \
-    API_ADDR="127.0.0.1:$port" \
-    PARTITIONS=4 \
-    RUST_LOG="${RUST_LOG:-warn}" \
-    "$TARGET/debug/flash-sale" >"$work/stack.log" 2>&1 &
-stack_pid=$!
-
-ready=0
-for _ in $(seq 1 120); do
-    if curl -fsS "$base/readyz" >/dev/null 2>&1; then ready=1; break; fi
-    kill -0 "$stack_pid" 2>/dev/null || break
-    sleep 0.5
-done
-if [[ "$ready" != 1 ]]; then
-    echo "openapi-check: the stack did not become ready; its log:" >&2
-    tail -n 40 "$work/stack.log" >&2
-    exit 1
-fi
+stack_start "$TARGET/debug/flash-sale"
 
 # Real data for the stateful phase: the quick start seeded product 1 (100
 # units); enough stock that holds are granted all run long, and one granted
