@@ -29,9 +29,25 @@ async fn login_is_refused_with_a_wrong_token_and_works_with_the_right_one() {
         .await
         .expect("GET /console");
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // The login form's cookie and CSRF token, as a browser would carry them.
+    let form = http
+        .get(app.url("/console/login"))
+        .send()
+        .await
+        .expect("GET /console/login");
+    let cookie = form
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("the login form's cookie")
+        .to_owned();
+    let page = form.text().await.expect("login page");
+    let csrf = crate::console::csrf_of(&page);
     let refused = http
         .post(app.url("/console/login"))
-        .form(&[("token", "not-the-admin-token")])
+        .header("cookie", &cookie)
+        .form(&[("token", "not-the-admin-token"), ("csrf", &csrf)])
         .send()
         .await
         .expect("POST /console/login");

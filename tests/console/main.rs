@@ -9,6 +9,7 @@
 //! keeps a PNG of each `Browser::screenshot`.
 
 mod browser;
+mod console;
 mod driver;
 // The api tests' harness (spawn_app, Isolation, ADMIN_TOKEN), shared rather
 // than copied; this binary uses only part of it.
@@ -17,5 +18,7 @@ mod driver;
 mod helpers;
 mod login;
 mod network;
+mod operations;
+mod sale;
 mod smoke;
 mod wait;

@@ -99,7 +99,7 @@ fn products_table(products: &[Value]) -> Markup {
                     th { "Product" }
                     th.num { "Stock" } th.num { "Held" } th.num { "Pending" } th.num { "Paid" } th.num { "Canceled" }
                     th.num { "Granted/s" } th.num { "Refused/s" } th.num { "p50 ms" } th.num { "p99 ms" }
-                    th.num { "Limit" } th { "Sale opens" } th { "Sale closes" }
+                    th.num { "Limit" } th { "Sale window" }
                 } }
                 tbody {
                     @for product in products {
@@ -113,12 +113,27 @@ fn products_table(products: &[Value]) -> Markup {
                             td.num data-field="outcome_p50_ms" data-kind="ms" { (fields.ms("outcome_p50_ms")) }
                             td.num data-field="outcome_p99_ms" data-kind="ms" { (fields.ms("outcome_p99_ms")) }
                             td.num { (fields.ms("max_per_customer")) }
-                            td { (time(product["sale_starts_at"].as_str())) }
-                            td { (time(product["sale_ends_at"].as_str())) }
+                            td.window { (window(product)) }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// A product's sale window in a few words: open, from, until, or both.
+fn window(product: &Value) -> Markup {
+    let (starts, ends) = (
+        product["sale_starts_at"].as_str(),
+        product["sale_ends_at"].as_str(),
+    );
+    html! {
+        @match (starts, ends) {
+            (None, None) => span.muted { "always open" },
+            (Some(_), None) => { "from " (time(starts)) },
+            (None, Some(_)) => { "until " (time(ends)) },
+            (Some(_), Some(_)) => { (time(starts)) " → " (time(ends)) },
         }
     }
 }
