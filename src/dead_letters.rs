@@ -1,17 +1,16 @@
 //! The dead-letter queue, for operators: what is in it, and sending what can
 //! be decoded back to its partition once the cause is fixed.
 
-use anyhow::Context;
 use lapin::{
     Channel,
-    options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
-    types::{AMQPValue, FieldTable},
+    options::{BasicAckOptions, BasicGetOptions, BasicNackOptions},
+    types::AMQPValue,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    broker::{Broker, DEAD_LETTER_QUEUE},
+    broker::{Broker, DEAD_LETTER_QUEUE, queue_state},
     commands::{Command, decode_message},
 };
 
@@ -62,18 +61,7 @@ pub async fn count(broker: &Broker) -> anyhow::Result<u32> {
 
 /// A queue's ready messages (a passive declare: the queue must exist).
 pub async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("queue {queue} does not exist"))?;
-    Ok(declared.message_count())
+    Ok(queue_state(channel, queue).await?.message_count())
 }
 
 /// Up to `limit` dead letters, oldest first, left in the queue: they are

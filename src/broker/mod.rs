@@ -27,7 +27,7 @@ mod topology;
 use link::Link;
 pub use topology::{
     COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, EVENTS_EXCHANGE,
-    declare_event_queue, declare_topology, partition_queue,
+    declare_event_queue, declare_topology, partition_queue, queue_state,
 };
 
 /// Messages are persistent (delivery mode 2) so a broker restart keeps them.

@@ -25,6 +25,23 @@ pub fn partition_queue(partition: u16) -> String {
     format!("{COMMANDS_EXCHANGE}.{partition}")
 }
 
+/// A queue as the broker sees it now (ready messages, consumers), by a
+/// passive declare: the queue must exist. A failed passive declare closes
+/// `channel`, so use one nothing else needs.
+pub async fn queue_state(channel: &Channel, queue: &str) -> anyhow::Result<lapin::Queue> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("queue {queue} does not exist"))
+}
+
 /// Declares exchanges, partition queues and the dead-letter queue. Declaring
 /// the same topology again is a no-op.
 pub async fn declare_topology(channel: &Channel, partitions: u16) -> anyhow::Result<()> {

@@ -4,10 +4,10 @@
 //! must not be one anything else uses).
 
 use crate::{
-    broker::{Broker, DEAD_LETTER_QUEUE, partition_queue},
+    broker::{Broker, DEAD_LETTER_QUEUE, partition_queue, queue_state},
     dead_letters,
 };
-use lapin::{Channel, options::QueueDeclareOptions, types::FieldTable};
+use lapin::Channel;
 
 /// One queue's depth and consumers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,17 +47,7 @@ async fn read_on(channel: &Channel, partitions: u16) -> anyhow::Result<Queues> {
 }
 
 async fn depth(channel: &Channel, queue: &str) -> anyhow::Result<Depth> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("queue {queue}: {e}"))?;
+    let declared = queue_state(channel, queue).await?;
     Ok(Depth {
         messages: declared.message_count(),
         consumers: declared.consumer_count(),

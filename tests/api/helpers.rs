@@ -207,6 +207,12 @@ impl Roles {
         workers: 0,
         scheduler: false,
     };
+    /// Every role once: api, worker and the scheduler.
+    pub const ALL: Roles = Roles {
+        apis: 1,
+        workers: 1,
+        scheduler: true,
+    };
 }
 
 impl Default for Roles {

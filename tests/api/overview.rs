@@ -159,15 +159,7 @@ async fn ordered_units_are_summed_by_status() {
 
 #[tokio::test]
 async fn a_running_worker_names_every_partition_and_the_leader_shows() {
-    let app = spawn_with(
-        Roles {
-            apis: 1,
-            workers: 1,
-            scheduler: true,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::ALL, &[]).await;
     let partitions = u64::from(app.settings.partitions);
     let body = overview_when(&app, "listed the worker and the leader", |body| {
         let all = body["workers"][0]["partitions"].as_array().map(Vec::len);

@@ -263,15 +263,7 @@ async fn hold_once_recovered(app: &crate::helpers::TestApp, product: i64) -> std
 
 #[tokio::test]
 async fn the_stack_recovers_when_the_broker_drops_every_connection() {
-    let app = spawn_with(
-        Roles {
-            apis: 1,
-            workers: 1,
-            scheduler: true,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::ALL, &[]).await;
     let product = app.create_product("Reconnect", 100, 10).await;
     app.granted_hold(product, 1).await;
 
@@ -292,15 +284,7 @@ async fn the_stack_recovers_when_the_broker_drops_every_connection() {
 
 #[tokio::test]
 async fn the_stack_recovers_when_the_database_drops_every_connection() {
-    let app = spawn_with(
-        Roles {
-            apis: 1,
-            workers: 1,
-            scheduler: true,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::ALL, &[]).await;
     let product = app.create_product("Reconnect DB", 100, 10).await;
     app.granted_hold(product, 1).await;
 

@@ -13,11 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::{self, Roles, TestApp, spawn_with};
 
-const WORKER_AND_SCHEDULER: Roles = Roles {
-    apis: 1,
-    workers: 1,
-    scheduler: true,
-};
+const WORKER_AND_SCHEDULER: Roles = Roles::ALL;
 
 /// [`helpers::grant_directly`] for this app.
 async fn grant_directly(app: &TestApp, product_id: i64, count: usize, qty: i64) -> Vec<Uuid> {

@@ -11,6 +11,7 @@ use reqwest::{StatusCode, redirect::Policy};
 
 use crate::{
     browser::Browser,
+    console::submit,
     helpers::{ADMIN_TOKEN, spawn_app},
 };
 
@@ -68,7 +69,7 @@ async fn login_is_refused_with_a_wrong_token_and_works_with_the_right_one() {
         Some("token")
     );
     token.send_keys("not-the-admin-token").await.expect("type");
-    sign_in(&browser).await;
+    submit(&browser, "form#login").await;
     // A `.problem` is only on the page the refusal answered.
     let problem = browser.find(".problem").await;
     assert!(problem.is_displayed().await.expect("displayed"));
@@ -80,7 +81,7 @@ async fn login_is_refused_with_a_wrong_token_and_works_with_the_right_one() {
     let token = browser.find("form#login input#token").await;
     token.clear().await.expect("clear");
     token.send_keys(ADMIN_TOKEN).await.expect("type");
-    sign_in(&browser).await;
+    submit(&browser, "form#login").await;
     browser.wait_for_path("/console").await;
     browser.find("form#logout").await;
     let heading = browser.find("h1").await.text().await.expect("h1");
@@ -94,25 +95,11 @@ async fn login_is_refused_with_a_wrong_token_and_works_with_the_right_one() {
     assert_eq!(same_site.as_deref(), Some("Strict"), "{cookie}");
     browser.screenshot("console").await;
 
-    browser
-        .find("form#logout button, form#logout [type=submit]")
-        .await
-        .click()
-        .await
-        .expect("log out");
+    submit(&browser, "form#logout").await;
     browser.wait_for_path("/console/login").await;
     browser.goto(&app.url("/console")).await;
     browser.wait_for_path("/console/login").await;
 
     browser.assert_only_local_requests().await;
     browser.close().await;
-}
-
-async fn sign_in(browser: &Browser) {
-    browser
-        .find("form#login button[type=submit]")
-        .await
-        .click()
-        .await
-        .expect("submit the login form");
 }

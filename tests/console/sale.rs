@@ -17,15 +17,7 @@ const HOLDS: usize = 200;
 #[tokio::test]
 #[ignore = "needs chromium-driver: scripts/console-check.sh"]
 async fn the_sale_page_shows_stock_fall_live_and_a_job_is_found_by_id() {
-    let app = spawn_with(
-        Roles {
-            apis: 1,
-            workers: 1,
-            scheduler: true,
-        },
-        &[],
-    )
-    .await;
+    let app = spawn_with(Roles::ALL, &[]).await;
     let product = app.create_product("Sneaker drop", 12_900, STOCK).await;
     app.create_product("Console hoodie", 5_900, 80).await;
     let browser = Browser::open().await;

@@ -1,6 +1,7 @@
 //! The console's page shell and the small pieces every page uses: the
 //! navigation, notices, problems, times and numbers.
 
+use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::problem::Problem;
@@ -27,6 +28,13 @@ impl Banner {
             notice: None,
             problem: Some(problem),
         }
+    }
+
+    /// The page's status: its problem's, else 200.
+    pub fn status(&self) -> StatusCode {
+        self.problem
+            .as_ref()
+            .map_or(StatusCode::OK, Problem::status_code)
     }
 }
 

@@ -56,12 +56,8 @@ async fn render(state: &AppState, csrf: &str, mut banner: Banner) -> Response {
         h2 { "Resolved" }
         (resolved_table(&as_json(resolved)))
     };
-    let status = banner
-        .problem
-        .as_ref()
-        .map_or(axum::http::StatusCode::OK, |p| p.status_code());
     (
-        status,
+        banner.status(),
         page("Payments", "/console/payments", csrf, &banner, body),
     )
         .into_response()

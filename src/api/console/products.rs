@@ -62,12 +62,8 @@ async fn render(state: &AppState, csrf: &str, mut banner: Banner) -> Response {
         }
         @for product in &products { (product_card(csrf, product)) }
     };
-    let status = banner
-        .problem
-        .as_ref()
-        .map_or(axum::http::StatusCode::OK, |p| p.status_code());
     (
-        status,
+        banner.status(),
         page("Products", "/console/products", csrf, &banner, body),
     )
         .into_response()

@@ -42,17 +42,12 @@ async fn render(state: &AppState, csrf: &str, mut banner: Banner) -> Response {
             None
         }
     };
-    let status = banner
-        .problem
-        .as_ref()
-        .filter(|_| banner.notice.is_none())
-        .map_or(axum::http::StatusCode::OK, |p| p.status_code());
     let body = html! {
         @if let Some(overview) = &overview { (workers_section(overview)) }
         (dead_letters_section(csrf, letters.as_deref()))
     };
     (
-        status,
+        banner.status(),
         page("Queues & workers", "/console/queues", csrf, &banner, body),
     )
         .into_response()
