@@ -78,6 +78,23 @@ async fn read_snapshot(
     Ok((products, still_queued))
 }
 
+impl State {
+    /// Stores `product` as read at `read_at`, unless the entry holds a
+    /// newer one: a write this process made (`put`) while the read was in
+    /// flight must not be overwritten by the older row.
+    fn store_read(&mut self, product: Product, read_at: Instant) {
+        if self
+            .read_at
+            .get(&product.id)
+            .is_some_and(|at| *at > read_at)
+        {
+            return;
+        }
+        self.read_at.insert(product.id, read_at);
+        self.products.insert(product.id, product);
+    }
+}
+
 impl ProductCache {
     pub fn new() -> Self {
         Self::default()
@@ -152,8 +169,9 @@ impl ProductCache {
         let (all, still_queued) = read_snapshot(pool, None, &claimed).await?;
         all.iter().for_each(observe);
         let mut state = self.write();
-        state.read_at = all.iter().map(|p| (p.id, started)).collect();
-        state.products = all.into_iter().map(|p| (p.id, p)).collect();
+        for product in all {
+            state.store_read(product, started);
+        }
         state.loaded_at = Some(Instant::now());
         self.claims.settle(&claimed, &still_queued);
         Ok(())
@@ -178,8 +196,7 @@ impl ProductCache {
         let mut state = self.write();
         for product in fresh {
             observe(&product);
-            state.read_at.insert(product.id, started);
-            state.products.insert(product.id, product);
+            state.store_read(product, started);
         }
         self.claims.settle(&claimed, &still_queued);
         Ok(())
@@ -232,5 +249,34 @@ impl ProductCache {
             .dirty
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Product {
+        Product {
+            id: 1,
+            name: name.to_owned(),
+            price: 500,
+            stock: 7,
+            max_per_customer: None,
+            sale_starts_at: None,
+            sale_ends_at: None,
+        }
+    }
+
+    #[test]
+    fn a_read_started_before_a_put_does_not_overwrite_it() {
+        let cache = ProductCache::new();
+        let read_started = Instant::now();
+        cache.put(named("Renamed"));
+        cache.write().store_read(named("Drop"), read_started);
+        assert_eq!(cache.get(1).map(|p| p.name).as_deref(), Some("Renamed"));
+        // A read that started after the put replaces it.
+        cache.write().store_read(named("Later"), Instant::now());
+        assert_eq!(cache.get(1).map(|p| p.name).as_deref(), Some("Later"));
     }
 }
