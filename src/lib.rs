@@ -42,3 +42,10 @@ pub mod time;
 pub mod waiters;
 pub mod waiting_room;
 pub mod worker;
+
+/// jemalloc, not the system allocator, in every binary: the hot paths
+/// allocate per request and per job, and glibc's malloc took about a
+/// sixth of the server's CPU in the every-hold-granted profile
+/// (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

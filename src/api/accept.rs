@@ -13,9 +13,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use backon::Retryable;
+use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{error::ApiError, responses::Accepted, state::AppState};
+use super::{error::ApiError, publisher::Place, responses::Accepted, state::AppState};
 use crate::{
     commands::Command,
     db::{self, idempotency_keys, jobs::NewJob, payment_events},
@@ -99,6 +100,43 @@ pub async fn accept(
         command,
         created_at: time::now(),
     };
+    // Registered before the publish, the waiter cannot miss the outcome,
+    // and the job just recorded is known queued: the first read waits for
+    // the wake-up instead of finding what this request already knows.
+    let waiter = wait.map(|_| state.waiters.register(id));
+    // Recording and publishing run on a task of their own: a client that
+    // hangs up drops this future, and a job recorded by then must still be
+    // published now, not by the relay `RELAY_AFTER_SECS` later.
+    let recording = record_and_publish(state.clone(), place, job, recording);
+    let claim = tokio::spawn(recording.in_current_span())
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("recording the job failed: {e}")))??;
+    if let Claim::Repeat(existing) = claim {
+        let response = answer(state, kind, existing, wait, None).await?;
+        return Ok(Answer {
+            response,
+            queued: false,
+        });
+    }
+    tracing::debug!("command accepted");
+    let (response, status) = match (wait, waiter) {
+        (Some(wait), Some(waiter)) => outcome(state, kind, id, wait, Some(waiter), true).await?,
+        _ => (accepted(kind, id, JobStatus::Queued), JobStatus::Queued),
+    };
+    Ok(Answer {
+        response,
+        queued: status == JobStatus::Queued,
+    })
+}
+
+/// Records `job` as `recording` says and, when it is new, hands its
+/// command to the publisher. `Claim::Reused` comes back as its error.
+async fn record_and_publish(
+    state: AppState,
+    place: Place,
+    job: NewJob,
+    recording: Recording,
+) -> Result<Claim, ApiError> {
     let claim = match &recording {
         // The common case joins the next batched insert.
         Recording::Plain => {
@@ -123,30 +161,11 @@ pub async fn accept(
         }
     };
     match claim {
-        Claim::New => {}
-        Claim::Repeat(existing) => {
-            let response = answer(state, kind, existing, wait, None).await?;
-            return Ok(Answer {
-                response,
-                queued: false,
-            });
-        }
+        Claim::New => place.publish(job.command),
+        Claim::Repeat(_) => {}
         Claim::Reused => return Err(recording.reused()),
     }
-    // Registered before the publish, the waiter cannot miss the outcome,
-    // and the job just recorded is known queued: the first read waits for
-    // the wake-up instead of finding what this request already knows.
-    let waiter = wait.map(|_| state.waiters.register(id));
-    place.publish(job.command);
-    tracing::debug!("command accepted");
-    let (response, status) = match (wait, waiter) {
-        (Some(wait), Some(waiter)) => outcome(state, kind, id, wait, Some(waiter), true).await?,
-        _ => (accepted(kind, id, JobStatus::Queued), JobStatus::Queued),
-    };
-    Ok(Answer {
-        response,
-        queued: status == JobStatus::Queued,
-    })
+    Ok(claim)
 }
 
 /// 202 with the job, or under `Prefer: wait` the outcome once committed.

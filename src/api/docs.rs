@@ -213,7 +213,7 @@ fn mark_headers(response: &mut Value) {
     responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
 )]
 pub async fn openapi(State(state): State<AppState>) -> Json<Value> {
-    Json(state.openapi.as_ref().clone())
+    Json(state.openapi.get().cloned().unwrap_or_default())
 }
 
 #[cfg(test)]

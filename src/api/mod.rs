@@ -33,7 +33,7 @@ mod responses;
 mod server;
 mod state;
 
-use std::{any::Any, sync::Arc};
+use std::any::Any;
 
 use axum::{
     Router,
@@ -133,9 +133,12 @@ pub fn openapi_document(enable_baseline: bool, max_hold_qty: u32) -> serde_json:
     docs::render(&routes(enable_baseline).split_for_parts().1, max_hold_qty)
 }
 
-pub fn router(mut state: AppState) -> Router {
+pub fn router(state: AppState) -> Router {
     let (router, document) = routes(state.settings.enable_baseline).split_for_parts();
-    state.openapi = Arc::new(docs::render(&document, state.settings.max_hold_qty));
+    // A second router over the same state serves the same document.
+    let _ = state
+        .openapi
+        .set(docs::render(&document, state.settings.max_hold_qty));
     router
         .merge(console::router())
         .fallback(unknown_route)

@@ -1,6 +1,9 @@
 //! What every handler may touch: the api's shared state.
 
-use std::sync::Arc;
+use std::{
+    ops::Deref,
+    sync::{Arc, OnceLock},
+};
 
 use sqlx::MySqlPool;
 
@@ -16,9 +19,21 @@ use crate::{
     waiting_room::WaitingRoom,
 };
 
-/// Everything a handler may touch. Cheap to clone.
+/// Everything a handler may touch. Cheap to clone: every request clones
+/// it (axum's `State`), so it is one `Arc`, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub pool: MySqlPool,
     pub broker: Broker,
     pub cache: ProductCache,
@@ -33,7 +48,7 @@ pub struct AppState {
     /// `None`: buyer tokens are off (`BUYER_JWT_SECRET` unset).
     pub buyer_tokens: Option<Arc<BuyerTokens>>,
     /// The OpenAPI document, rendered once when the router is built.
-    pub openapi: Arc<serde_json::Value>,
+    pub openapi: OnceLock<serde_json::Value>,
     /// The admin overview, computed at most once a second and shared by
     /// every caller (`GET /api/v1/admin/overview`, the operator console).
     pub overview: OverviewFeed,
@@ -46,7 +61,7 @@ impl AppState {
     /// starts the job recorder and the command publisher.
     pub fn new(pool: MySqlPool, broker: Broker, settings: Arc<Settings>) -> anyhow::Result<Self> {
         let (admin_token, webhook_secret) = settings.require_secrets()?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             recorder: JobRecorder::start(pool.clone()),
             publisher: CommandPublisher::start(broker.clone()),
             room: WaitingRoom::new(pool.clone()),
@@ -62,8 +77,8 @@ impl AppState {
                 Some(jwt) => Some(Arc::new(BuyerTokens::new(jwt)?)),
                 None => None,
             },
-            openapi: Arc::default(),
+            openapi: OnceLock::new(),
             settings,
-        })
+        })))
     }
 }

@@ -3,7 +3,7 @@
 //! scheduler publishes again while the job stays queued.
 //!
 //! Every statement that filters jobs by id and status goes through the
-//! primary key (`FORCE INDEX`): through `jobs_stuck` the optimizer would
+//! primary key (`FORCE INDEX`): through `jobs_queue` the optimizer would
 //! take next-key locks on the whole `queued` range, gap at its end
 //! included, and every api INSERT of a new job would wait for the worker's
 //! commit.
@@ -337,22 +337,33 @@ pub struct Stuck {
 }
 
 /// Jobs still queued since `cutoff` and not relayed since, oldest first.
+/// Read through `jobs_queue`: every queued job is looked at (a backlog's
+/// worth, every relay tick), which costs less than an index on creation
+/// time kept in step with every job's status; through `jobs_created` the
+/// read would cover every old job, decided or not.
 pub async fn stuck(
     pool: &MySqlPool,
     cutoff: DateTime<Utc>,
     limit: u32,
 ) -> sqlx::Result<Vec<Stuck>> {
-    sqlx::query_as!(
-        Stuck,
-        r#"SELECT id AS "id: Uuid", command AS "command: String" FROM jobs
-           WHERE status = ? AND created_at <= ? AND (relayed_at IS NULL OR relayed_at <= ?)
-           ORDER BY created_at LIMIT ?"#,
-        JobStatus::Queued,
-        cutoff,
-        cutoff,
-        limit
-    )
-    .fetch_all(pool)
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT id, command FROM jobs FORCE INDEX (jobs_queue) WHERE status = "
+    ))
+    .word(JobStatus::Queued)
+    .push(sql!(" AND created_at <= "))
+    .time(&cutoff)
+    .push(sql!(" AND (relayed_at IS NULL OR relayed_at <= "))
+    .time(&cutoff)
+    .push(sql!(") ORDER BY created_at LIMIT "))
+    .int(i64::from(limit));
+    Read::new(sql, |rows: Vec<MySqlRow>| {
+        Ok(text::all::<(Uuid, String)>(rows)?
+            .into_iter()
+            .map(|(id, command)| Stuck { id, command })
+            .collect())
+    })
+    .fetch(pool)
     .await
 }
 
@@ -369,19 +380,24 @@ pub async fn mark_relayed(pool: &MySqlPool, ids: &[Uuid], now: &DateTime<Utc>) -
     writes.execute(pool).await.map(drop)
 }
 
-/// Deletes up to `limit` decided jobs completed before `cutoff`.
+/// Deletes up to `limit` decided jobs recorded before `cutoff`, through
+/// `jobs_created` (a single-table DELETE takes no index hint; the range
+/// leads the optimizer there). By record time, not decision time: a job is
+/// decided moments after it is recorded, and an index on `completed_at`
+/// would be written twice per job.
 pub async fn delete_decided_before<'e>(
     db: impl MySqlExecutor<'e>,
     cutoff: DateTime<Utc>,
     limit: u32,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query!(
-        "DELETE FROM jobs WHERE completed_at < ? AND status <> ? LIMIT ?",
-        cutoff,
-        JobStatus::Queued,
-        limit
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    let mut sql = Sql::new();
+    sql.push(sql!("DELETE FROM jobs WHERE created_at < "))
+        .time(&cutoff)
+        .push(sql!(" AND status <> "))
+        .word(JobStatus::Queued)
+        .push(sql!(" LIMIT "))
+        .int(i64::from(limit));
+    let mut writes = Writes::new();
+    writes.push(sql);
+    writes.execute(db).await
 }

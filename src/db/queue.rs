@@ -16,18 +16,18 @@ use crate::{
 };
 
 /// The ids of a lane's queued jobs, in arrival order (time-ordered ids),
-/// at most `limit` of them: one range of `jobs_lane`, which covers the
+/// at most `limit` of them: one range of `jobs_queue`, which covers the
 /// read (the primary key is its last column).
 pub fn lane_queued(kind: JobKind, lane: i64, limit: u32) -> Read<Vec<Uuid>> {
     let mut sql = Sql::new();
     sql.push(sql!(
-        "SELECT id FROM jobs FORCE INDEX (jobs_lane) WHERE kind = "
+        "SELECT id FROM jobs FORCE INDEX (jobs_queue) WHERE status = "
     ))
+    .word(JobStatus::Queued)
+    .push(sql!(" AND kind = "))
     .word(kind)
     .push(sql!(" AND lane = "))
     .int(lane)
-    .push(sql!(" AND status = "))
-    .word(JobStatus::Queued)
     .push(sql!(" ORDER BY id LIMIT "))
     .int(i64::from(limit));
     Read::new(sql, text::id_list)

@@ -65,7 +65,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use futures_util::TryStreamExt;
 use sqlx::{
     AssertSqlSafe, Either, FromRow, MySql, MySqlExecutor, MySqlPool, Row, mysql::MySqlRow,
@@ -123,9 +123,13 @@ impl Sql {
     /// Any bytes, as `X'…'`: a binary string the server stores as is in a
     /// BINARY or a utf8mb4 text column.
     pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        // By table, not `write!`: a batch renders thousands of ids.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.0.reserve(value.len() * 2 + 3);
         self.0.push_str("X'");
         for byte in value {
-            let _ = write!(self.0, "{byte:02x}");
+            self.0.push(char::from(HEX[usize::from(byte >> 4)]));
+            self.0.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         self.0.push('\'');
         self
@@ -174,8 +178,38 @@ impl Sql {
     }
 
     /// A `DATETIME(3)` value, in UTC like every timestamp the service writes.
+    /// `'YYYY-MM-DD hh:mm:ss.fff'`, digit by digit: chrono's `format`
+    /// parses its pattern on every call, and a batch renders hundreds.
     pub fn time(&mut self, at: &DateTime<Utc>) -> &mut Self {
-        let _ = write!(self.0, "'{}'", at.format("%Y-%m-%d %H:%M:%S%.3f"));
+        let millis = at.timestamp_subsec_millis().min(999);
+        self.0.push('\'');
+        self.digits(at.year().clamp(0, 9999).unsigned_abs(), 4)
+            .sep('-')
+            .digits(at.month(), 2)
+            .sep('-')
+            .digits(at.day(), 2)
+            .sep(' ')
+            .digits(at.hour(), 2)
+            .sep(':')
+            .digits(at.minute(), 2)
+            .sep(':')
+            .digits(at.second(), 2)
+            .sep('.')
+            .digits(millis, 3)
+            .sep('\'')
+    }
+
+    /// `value`'s last `width` decimal digits, zero-padded.
+    fn digits(&mut self, value: u32, width: u32) -> &mut Self {
+        for place in (0..width).rev() {
+            let digit = value / 10u32.pow(place) % 10;
+            self.0.push(char::from(b'0' + digit as u8));
+        }
+        self
+    }
+
+    fn sep(&mut self, c: char) -> &mut Self {
+        self.0.push(c);
         self
     }
 
@@ -498,6 +532,23 @@ mod tests {
             "SELECT -7, X'69742773273b2044524f50205441424c4520783b202d2d', \
              X'00000000000000000000000000000000', '2023-11-14 22:13:20.123', 'queued', NULL, 1|2|3"
         );
+    }
+
+    #[test]
+    fn times_and_bytes_render_as_chrono_and_format_would() {
+        let mut at = DateTime::from_timestamp(0, 0).expect("epoch");
+        // Every field's width and carry: from 1970 by odd steps to past 2100.
+        while at.year() < 2110 {
+            let mut sql = Sql::new();
+            sql.time(&at);
+            assert_eq!(sql.0, format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.3f")));
+            at += chrono::Duration::milliseconds(86_399_997 * 13 + 7);
+        }
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut sql = Sql::new();
+        sql.bytes(&bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(sql.0, format!("X'{hex}'"));
     }
 
     #[test]

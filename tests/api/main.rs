@@ -7,6 +7,7 @@ mod connections;
 mod console;
 mod edges;
 mod foundation;
+mod hang_up;
 mod helpers;
 mod holds;
 mod metrics_format;

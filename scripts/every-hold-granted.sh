@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The "every hold granted" benchmark (docs/BENCHMARKS.md): a product with
+# stock to spare, wrk firing anonymous holds at one release build of the
+# all-in-one `flash-sale` for a fixed time, then the numbers a big sale is
+# bounded by, read from where they happen:
+#   - accept and decided rates, and time to outcome p50/p99/p99.9/max, from
+#     the database's own jobs.created_at / completed_at;
+#   - CPU seconds of flash-sale, mariadbd and RabbitMQ (beam.smp) from /proc,
+#     from the first request until the last job is decided, per decided job;
+#   - jobs relayed (flash_jobs_relayed_total: 0 in a run without faults);
+#   - the server's RSS before and after.
+#
+#   scripts/every-hold-granted.sh BIN [--duration 10] [--connections 256] [--json FILE]
+#   scripts/every-hold-granted.sh --old BIN --new BIN [--pairs 3] [--duration 10] ...
+#
+# The second form alternates the two builds (old first, then new first, ...),
+# each run on a fresh database and vhost, and prints every run and the
+# medians. Needs wrk, MariaDB and RabbitMQ on their default local ports,
+# rabbitmqctl, the mysql client and python3. The server runs with its
+# defaults (PARTITIONS 16, rate limits and buyer tokens off) and a one-hour
+# hold TTL, so no sweep runs during the measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10 connections=256 json="" old="" new="" pairs=3 bin=""
+args=("$@")
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration=$2; shift 2 ;;
+        --connections) connections=$2; shift 2 ;;
+        --json) json=$2; shift 2 ;;
+        --old) old=$2; shift 2 ;;
+        --new) new=$2; shift 2 ;;
+        --pairs) pairs=$2; shift 2 ;;
+        -*) echo "unknown argument $1 (see the top of $0)" >&2; exit 2 ;;
+        *) bin=$1; shift ;;
+    esac
+done
+
+if [ -n "$old$new" ]; then
+    [ -x "$old" ] && [ -x "$new" ] || { echo "need --old and --new binaries" >&2; exit 2; }
+    out=${BENCH_OUT:-$(mktemp -d /tmp/every-hold-granted.XXXXXX)}
+    mkdir -p "$out"
+    one() { # side pair
+        local b=$old
+        [ "$1" = new ] && b=$new
+        "$0" "$b" --duration "$duration" --connections "$connections" --json "$out/$1-$2.json" |
+            sed "s/^/[$1 $2] /" || true
+    }
+    for pair in $(seq 1 "$pairs"); do
+        if [ $((pair % 2)) = 1 ]; then one old "$pair"; one new "$pair"; else one new "$pair"; one old "$pair"; fi
+    done
+    python3 - "$out" "$pairs" <<'PY'
+import json, statistics, sys
+out, pairs = sys.argv[1], int(sys.argv[2])
+def load(side):
+    runs = []
+    for p in range(1, pairs + 1):
+        try:
+            runs.append(json.load(open(f"{out}/{side}-{p}.json")))
+        except (OSError, ValueError):
+            pass
+    return runs
+sides = {s: load(s) for s in ("old", "new")}
+keys = ["accept_per_s", "decided_per_s", "tto_p50_ms", "tto_p99_ms", "tto_p999_ms", "tto_max_ms",
+        "cpu_us_flash-sale", "cpu_us_mariadbd", "cpu_us_rabbitmq", "cpu_us_total", "relayed"]
+print(f"\n{'figure':20} {'old runs':30} {'new runs':30} {'old med':>9} {'new med':>9} {'new/old':>8}")
+for k in keys:
+    v = {s: [r[k] for r in sides[s] if r.get(k) is not None] for s in sides}
+    if not v["old"] or not v["new"]:
+        continue
+    mo, mn = statistics.median(v["old"]), statistics.median(v["new"])
+    fmt = lambda xs: ", ".join(f"{x:,.1f}" for x in xs)
+    ratio = f"{mn / mo:8.3f}" if mo else "       -"
+    print(f"{k:20} {fmt(v['old']):30} {fmt(v['new']):30} {mo:9,.1f} {mn:9,.1f} {ratio}")
+print(f"reports: {out}")
+PY
+    exit 0
+fi
+
+[ -x "$bin" ] || { echo "usage: $0 BIN [--duration S] [--connections N] [--json FILE]" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 2; }
+source scripts/lib/stack.sh
+stack_init every-hold-granted fs_ehg
+stack_start "$bin" PARTITIONS=16 HOLD_TTL_SECS=3600
+server=${stack_pids[0]}
+sql() { mysql -N -h127.0.0.1 -uroot "$db_name" -e "$1"; }
+
+product=$(curl -fsS -X POST "$base/api/v1/admin/products" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' -d '{"name": "Every hold granted", "price": 100, "stock": 5000000}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+cat >"$work/hold.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"product_id": $product, "qty": 1}'
+LUA
+
+# utime + stime in clock ticks (fields 14 and 15; the name in field 2 may hold spaces).
+ticks() { [ -r "/proc/$1/stat" ] && awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" || echo 0; }
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+declare -A pid=([flash-sale]=$server [mariadbd]=$(pgrep -xo mariadbd || true) [rabbitmq]=$(pgrep -o beam.smp || true))
+declare -A before
+for p in "${!pid[@]}"; do before[$p]=$(ticks "${pid[$p]}"); done
+rss_idle=$(rss_kb "$server")
+
+wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/hold.lua" "$base/api/v1/holds" >"$work/wrk.txt"
+# Until the last job is decided (120 s at most); the probe stops at the
+# first queued job, so it costs the database next to nothing.
+for _ in $(seq 1 600); do
+    [ -z "$(sql "SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1")" ] && break
+    sleep 0.2
+done
+cpu_args=()
+for p in "${!pid[@]}"; do cpu_args+=("$p=$(($(ticks "${pid[$p]}") - ${before[$p]}))"); done
+rss_after=$(rss_kb "$server")
+relayed=$(curl -fsS "$base/metrics" | awk '/^flash_jobs_relayed_total/ { s += $NF } END { print s + 0 }')
+sql "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, completed_at), UNIX_TIMESTAMP(created_at), \
+     UNIX_TIMESTAMP(completed_at), status FROM jobs WHERE kind = 'hold'" >"$work/jobs.tsv"
+
+python3 - "$work/jobs.tsv" "$work/wrk.txt" "$(getconf CLK_TCK)" "$rss_idle" "$rss_after" "$relayed" "${json:-}" "${cpu_args[@]}" <<'PY'
+import json, re, sys
+tsv, wrk, hz, rss_idle, rss_after, relayed, out = sys.argv[1:8]
+hz = float(hz)
+cpu = {k: int(v) / hz for k, v in (a.split("=") for a in sys.argv[8:])}
+rows = [l.rstrip("\n").split("\t") for l in open(tsv) if l.strip()]
+queued = sum(1 for r in rows if r[3] == "queued")
+done = [r for r in rows if r[3] != "queued"]
+granted = sum(1 for r in done if r[3] == "succeeded")
+tto = sorted(int(r[0]) / 1000 for r in done)
+def pct(p):
+    if not tto:
+        return None
+    i = max(0, min(len(tto) - 1, -(-len(tto) * p // 100) - 1))
+    return round(tto[int(i)], 1)
+created = [float(r[1]) for r in rows]
+completed = [float(r[2]) for r in done]
+accept_span = max(created) - min(created) if created else 0
+decided_span = max(completed) - min(created) if done else 0
+text = open(wrk).read()
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+errors = re.search(r"Socket errors: (.*)", text)
+report = {
+    "jobs": len(rows), "granted": granted, "failed": len(done) - granted, "undecided": queued,
+    "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    "socket_errors": errors.group(1) if errors else None,
+    "accept_per_s": round(len(rows) / accept_span, 1) if accept_span else None,
+    "decided_per_s": round(len(done) / decided_span, 1) if decided_span else None,
+    "tto_p50_ms": pct(50), "tto_p99_ms": pct(99), "tto_p999_ms": pct(99.9), "tto_max_ms": pct(100),
+    "relayed": int(float(relayed)),
+    "rss_idle_mb": round(int(rss_idle) / 1024, 1), "rss_after_mb": round(int(rss_after) / 1024, 1),
+}
+for name, secs in sorted(cpu.items()):
+    report[f"cpu_s_{name}"] = round(secs, 2)
+    report[f"cpu_us_{name}"] = round(secs * 1e6 / len(done), 1) if done else None
+report["cpu_us_total"] = round(sum(cpu.values()) * 1e6 / len(done), 1) if done else None
+if out:
+    json.dump(report, open(out, "w"), indent=1)
+print(f"jobs {report['jobs']} (granted {granted}, failed {report['failed']}, undecided {queued}), "
+      f"non-2xx {report['non_2xx']}, socket errors {report['socket_errors']}")
+print(f"accept {report['accept_per_s']}/s  decided {report['decided_per_s']}/s  "
+      f"time to outcome ms p50 {report['tto_p50_ms']} p99 {report['tto_p99_ms']} "
+      f"p99.9 {report['tto_p999_ms']} max {report['tto_max_ms']}  relayed {report['relayed']}")
+print("cpu us per decided job: " + "  ".join(f"{n} {report[f'cpu_us_{n}']}" for n in sorted(cpu))
+      + f"  total {report['cpu_us_total']}")
+print(f"server RSS {report['rss_idle_mb']} MB idle, {report['rss_after_mb']} MB after")
+sys.exit(1 if queued or report["relayed"] else 0)
+PY
