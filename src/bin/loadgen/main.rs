@@ -54,6 +54,17 @@
 //!     --sale-starts-in 3
 //! ```
 //!
+//! What the stack spent (pipeline, `--flow holds`; `config/cost.rs`):
+//! `--cpu-pid NAME=PID` reads each process's CPU time from /proc during the
+//! run and reports it over the end-to-end span, in all and per decided job;
+//! the jobs the scheduler relayed meanwhile come from
+//! `flash_jobs_relayed_total` on `--metrics-url` (default `<--url>/metrics`).
+//!
+//! ```text
+//! loadgen --mode pipeline --flow holds --clients 64 --requests 20000 \
+//!     --cpu-pid flash-sale=$(pgrep -xo flash-sale) --cpu-pid mariadbd=$(pgrep -xo mariadbd)
+//! ```
+//!
 //! Only loopback URLs are accepted. The exit code is 1 when a check fails
 //! (stock, order states, a sold-out hold that reached the queue, a buyer
 //! over the per-customer limit) or a job

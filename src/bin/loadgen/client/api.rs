@@ -85,6 +85,11 @@ impl Api {
         Self::on(Arc::clone(&self.server))
     }
 
+    /// Where the api lives (`--url`).
+    pub(crate) fn base(&self) -> &BaseUrl {
+        &self.server.base
+    }
+
     /// The full URL of `path`, for messages.
     pub(super) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.base.text)

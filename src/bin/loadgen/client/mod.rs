@@ -6,6 +6,7 @@ mod answer;
 mod api;
 mod conn;
 mod jobs;
+mod scrape;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -15,6 +16,7 @@ use std::sync::{Mutex, PoisonError};
 pub(crate) use answer::{Answer, error_key, job_id_of, problem_code, resource_id_of, starts_at};
 pub(crate) use api::{Api, PreparedPost, Product, ProductRules};
 pub(crate) use jobs::{FirstEta, JobDoc, Poll, job_error_code, job_error_status, poll_jobs};
+pub(crate) use scrape::scrape;
 pub(crate) use tokens::Crowd;
 
 /// Runs `work` on every item with up to `width` concurrent callers, each on

@@ -10,12 +10,12 @@ use axum::{
     Router,
     extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode, header},
-    routing::post,
+    routing::{get, post},
 };
 use hyper::body::Bytes;
 use serde_json::json;
 
-use super::{Answer, Api, Crowd};
+use super::{Answer, Api, Crowd, scrape};
 use crate::config::loopback_base_url;
 
 fn api_at(addr: SocketAddr) -> Api {
@@ -178,6 +178,30 @@ async fn a_buyer_post_carries_its_token_and_reads_retry_after() {
         Answer::Http { status, .. } => panic!("answered {status}"),
         Answer::Transport(key) => panic!("{key}"),
     }
+}
+
+/// A metrics scrape reads the whole text at the URL's path; any other
+/// status is an error that names the URL.
+#[tokio::test]
+async fn a_scrape_reads_the_exposition_at_its_path() {
+    let app = Router::new().route("/metrics", get(|| async { "flash_jobs_relayed_total 3\n" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let url = |path: &str| loopback_base_url(&format!("http://{addr}{path}")).expect("url");
+    assert_eq!(
+        scrape(&url("/metrics")).await.as_deref(),
+        Ok("flash_jobs_relayed_total 3\n")
+    );
+    let missing = scrape(&url("/")).await;
+    assert_eq!(
+        missing,
+        Err(format!("GET http://{addr} failed: answered 404 Not Found"))
+    );
 }
 
 /// The webhooks are signed by the library's signer, which the api checks

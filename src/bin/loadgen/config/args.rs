@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::ensure;
 use clap::{Parser, ValueEnum};
 
-use crate::config::buyers::BuyerArgs;
+use crate::config::{buyers::BuyerArgs, cost::CostArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,6 +82,8 @@ pub(crate) struct Args {
     pub(crate) json: bool,
     #[command(flatten, next_help_heading = "Buyers")]
     pub(crate) buyers: BuyerArgs,
+    #[command(flatten, next_help_heading = "Cost (pipeline hold run)")]
+    pub(crate) cost: CostArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -161,6 +163,15 @@ impl Args {
         );
         self.buyers
             .validate(self.mode == Mode::Pipeline, self.qty)?;
+        self.cost.validate()?;
+        if !self.cost.cpu_pids.is_empty()
+            && (self.mode == Mode::Baseline || self.flow_for(Mode::Pipeline) != Flow::Holds)
+        {
+            eprintln!(
+                "warning: --cpu-pid is read over the pipeline's hold run only \
+                 (--mode pipeline or both, --flow holds); this run reports no CPU"
+            );
+        }
         Ok(())
     }
 
@@ -294,5 +305,34 @@ mod tests {
         for argv in fine {
             assert!(args(argv).validate().is_ok(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn cost_flags_parse_and_are_checked() {
+        let me = format!("loadgen={}", std::process::id());
+        // The same process under two names is allowed (one name twice is not).
+        let again = format!("again={}", std::process::id());
+        let argv = [
+            "--mode",
+            "pipeline",
+            "--flow",
+            "holds",
+            "--cpu-pid",
+            &me,
+            "--cpu-pid",
+            &again,
+            "--metrics-url",
+            "http://127.0.0.1:9100/metrics",
+        ];
+        let parsed = args(&argv);
+        assert!(parsed.validate().is_ok());
+        assert_eq!(parsed.cost.cpu_pids.len(), 2);
+        assert_eq!(parsed.cost.cpu_pids[1].name, "again");
+        assert_eq!(parsed.cost.metrics_urls.len(), 1);
+        // A malformed NAME=PID is refused by clap itself.
+        let refused = Args::try_parse_from(["loadgen", "--cpu-pid", "flash-sale"]);
+        assert!(refused.is_err());
+        let remote = args(&["--metrics-url", "http://10.1.2.3/metrics"]);
+        assert!(remote.validate().is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod buyers;
+mod cost;
 mod url;
 
 use std::time::Duration;
@@ -50,5 +51,8 @@ pub(crate) const DROP_LATE: Duration = Duration::from_millis(100);
 pub(crate) const PREFER_WAIT: &str = "wait=10";
 /// Rounds of draining returned stock before the sold-out phase.
 pub(crate) const DRAIN_ROUNDS: usize = 5;
+/// `--cpu-pid` processes are read this often during the pipeline's hold
+/// run, so the end-to-end span's CPU is known to within it.
+pub(crate) const CPU_READ_EVERY: Duration = Duration::from_millis(50);
 /// Latency chart buckets: 100 ms for phases up to this long, else 1 s.
 pub(crate) const FINE_BUCKETS_UP_TO: Duration = Duration::from_secs(30);

@@ -20,31 +20,39 @@ pub(crate) struct BaseUrl {
 /// Refuses anything but plain HTTP to a loopback host: loadgen floods what
 /// it points at, so it must not be pointed at anything remote.
 pub(crate) fn loopback_base_url(raw: &str) -> anyhow::Result<BaseUrl> {
+    loopback_url("--url", raw)
+}
+
+/// [`loopback_base_url`] for any of loadgen's URL flags (`--metrics-url`
+/// too: it is scraped during the run), named `flag` in its errors.
+pub(crate) fn loopback_url(flag: &str, raw: &str) -> anyhow::Result<BaseUrl> {
     let uri: Uri = raw
         .parse()
-        .with_context(|| format!("invalid --url {raw:?}"))?;
+        .with_context(|| format!("invalid {flag} {raw:?}"))?;
     ensure!(
         uri.scheme_str()
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http")),
-        "--url must use http:// (this build has no TLS), got {raw:?}"
+        "{flag} must use http:// (this build has no TLS), got {raw:?}"
     );
-    let authority = uri.authority().context("--url has no host")?;
+    let authority = uri
+        .authority()
+        .with_context(|| format!("{flag} has no host"))?;
     // Credentials in the URL would never be sent: say so rather than drop them.
     ensure!(
         !authority.as_str().contains('@'),
-        "--url must not carry credentials, got {raw:?}"
+        "{flag} must not carry credentials, got {raw:?}"
     );
     ensure!(
         uri.query().is_none(),
-        "--url must not have a query, got {raw:?}"
+        "{flag} must not have a query, got {raw:?}"
     );
     let host = authority.host().to_ascii_lowercase();
-    ensure!(!host.is_empty(), "--url has no host");
+    ensure!(!host.is_empty(), "{flag} has no host");
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let loopback = bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     ensure!(
         loopback,
-        "--url must point at a loopback address (127.0.0.0/8, ::1, localhost), got {host:?}"
+        "{flag} must point at a loopback address (127.0.0.0/8, ::1, localhost), got {host:?}"
     );
     let port = authority.port_u16().unwrap_or(80);
     let prefix = uri.path().trim_end_matches('/').to_owned();
@@ -98,5 +106,17 @@ mod tests {
         let v6 = url("http://[::1]:9000");
         assert_eq!(v6.authority, "[::1]:9000");
         assert_eq!(v6.text, "http://[::1]:9000");
+    }
+
+    #[test]
+    fn other_url_flags_are_named_in_their_errors() {
+        let refused = loopback_url("--metrics-url", "http://10.0.0.1:9100/metrics");
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.starts_with("--metrics-url must point at a loopback"),
+            "{message}"
+        );
+        let metrics = loopback_url("--metrics-url", "http://127.0.0.1:9100/metrics").expect("url");
+        assert_eq!(metrics.prefix, "/metrics");
     }
 }

@@ -9,7 +9,15 @@ pub(super) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() || !(0.0..=100.0).contains(&p) {
         return None;
     }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    let exact = p / 100.0 * sorted.len() as f64;
+    // 99.9 % of 1,000 computes as 999.0000000000001: a rank within float
+    // error of a whole number is that number, not the next one up.
+    let nearest = exact.round();
+    let rank = if (exact - nearest).abs() <= 1e-6 {
+        nearest
+    } else {
+        exact.ceil()
+    } as usize;
     let index = rank.saturating_sub(1).min(sorted.len() - 1);
     sorted.get(index).copied()
 }
@@ -24,6 +32,8 @@ pub(crate) struct LatencySummary {
     pub(crate) p50: Option<f64>,
     p90: Option<f64>,
     pub(crate) p99: Option<f64>,
+    /// Only as sharp as the count: under 1,000 values it is the max.
+    pub(crate) p99_9: Option<f64>,
     pub(crate) max: Option<f64>,
 }
 
@@ -36,6 +46,7 @@ impl LatencySummary {
             p50: round(percentile(&values, 50.0)),
             p90: round(percentile(&values, 90.0)),
             p99: round(percentile(&values, 99.0)),
+            p99_9: round(percentile(&values, 99.9)),
             max: round(values.last().copied()),
         }
     }
@@ -43,10 +54,11 @@ impl LatencySummary {
     pub(crate) fn text(&self) -> String {
         let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         format!(
-            "p50 {}  p90 {}  p99 {}  max {}  (n={})",
+            "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
             show(self.p50),
             show(self.p90),
             show(self.p99),
+            show(self.p99_9),
             show(self.max),
             self.count
         )
@@ -127,6 +139,10 @@ mod tests {
         assert_eq!(percentile(&small, 50.0), Some(2.0));
         assert_eq!(percentile(&small, 51.0), Some(3.0));
         assert_eq!(percentile(&small, 99.0), Some(4.0));
+        // Ranks that are whole numbers only on paper.
+        let many: Vec<f64> = (1..=41_000).map(f64::from).collect();
+        assert_eq!(percentile(&many, 99.9), Some(40_959.0));
+        assert_eq!(percentile(&many[..2000], 99.9), Some(1998.0));
     }
 
     #[test]
@@ -144,9 +160,23 @@ mod tests {
         assert_eq!(summary.p90, Some(5.0));
         assert_eq!(summary.p99, Some(5.0));
         assert_eq!(summary.max, Some(5.0));
+        assert_eq!(summary.p99_9, Some(5.0));
         let empty = LatencySummary::of(Vec::new());
         assert_eq!(empty.count, 0);
         assert_eq!(empty.max, None);
+    }
+
+    #[test]
+    fn summary_has_p99_9_by_nearest_rank() {
+        // Reversed, so the summary has to sort.
+        let summary = LatencySummary::of((1..=1000).rev().map(f64::from).collect());
+        assert_eq!(summary.p99, Some(990.0));
+        assert_eq!(summary.p99_9, Some(999.0));
+        assert_eq!(summary.max, Some(1000.0));
+        assert_eq!(
+            summary.text(),
+            "p50 500.0  p90 900.0  p99 990.0  p99.9 999.0  max 1000.0  (n=1000)"
+        );
     }
 
     #[test]

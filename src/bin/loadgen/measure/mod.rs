@@ -2,7 +2,9 @@
 //! shared by the layers that measure and the one that reports. Imports
 //! nothing else of loadgen.
 
+mod cpu;
 mod eta;
+mod exposition;
 mod latency;
 
 use std::{
@@ -12,7 +14,9 @@ use std::{
 
 use serde::Serialize;
 
+pub(crate) use cpu::{CpuReadings, CpuReport, ProcessCpu};
 pub(crate) use eta::{EtaAccuracy, EtaSample};
+pub(crate) use exposition::family_sum;
 pub(crate) use latency::{LatencySummary, Timeline, TimelinePoint, timeline};
 
 pub(crate) fn ms(duration: Duration) -> f64 {

@@ -2,7 +2,7 @@
 
 use crate::{
     config::{Args, Flow, INSUFFICIENT_STOCK, Mode},
-    measure::counts_text,
+    measure::{CpuReport, ProcessCpu, counts_text},
     report::document::Report,
     scenarios::records::{BuyersReport, RunReport},
 };
@@ -97,6 +97,14 @@ fn print_run(run: &RunReport) {
     }
     if run.mode == Mode::Pipeline.as_str() {
         println!("  unfinished jobs      {}", run.unfinished_jobs);
+    }
+    if let Some(relayed) = run.jobs_relayed {
+        println!("  jobs relayed         {relayed}");
+    }
+    if let Some(cpu) = &run.cpu {
+        for line in cpu_lines(cpu) {
+            println!("{line}");
+        }
     }
     if let Some(full) = &run.full {
         let o = &full.orders;
@@ -229,6 +237,44 @@ fn print_run(run: &RunReport) {
     }
 }
 
+/// A line per process, then the total.
+fn cpu_lines(cpu: &CpuReport) -> Vec<String> {
+    let mut lines: Vec<String> = cpu.processes.iter().map(process_line).collect();
+    let exited = cpu.processes.iter().any(|p| p.exited);
+    lines.push(format!(
+        "  {:<20} {:.2} s  ({}; over {:.3} s{})",
+        "cpu total",
+        cpu.total_cpu_s,
+        per_decided_text(cpu.total_cpu_us_per_decided),
+        cpu.window_s,
+        if exited { "; short of what exited" } else { "" }
+    ));
+    lines
+}
+
+fn process_line(p: &ProcessCpu) -> String {
+    let label = format!("cpu {}", p.name);
+    match (p.cpu_s, p.exited) {
+        (Some(s), false) => format!(
+            "  {label:<20} {s:.2} s  ({})",
+            per_decided_text(p.cpu_us_per_decided)
+        ),
+        (Some(s), true) => format!(
+            "  {label:<20} {s:.2} s  ({}; pid {} exited: up to its last reading)",
+            per_decided_text(p.cpu_us_per_decided),
+            p.pid
+        ),
+        (None, _) => format!("  {label:<20} - (pid {} gone before the run)", p.pid),
+    }
+}
+
+fn per_decided_text(us: Option<f64>) -> String {
+    us.map_or_else(
+        || "no decided job".to_owned(),
+        |us| format!("{us:.1} µs per decided job"),
+    )
+}
+
 fn print_buyers(buyers: &BuyersReport) {
     println!(
         "  buyers               {} buyers x {} holds = {} hold requests, {}",
@@ -273,6 +319,45 @@ fn print_buyers(buyers: &BuyersReport) {
             opening.requests_refused_not_started,
             ms(opening.first_grant_ms),
             ms(opening.last_decision_ms)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lines_show_each_process_and_the_total() {
+        let process = |name: &str, pid, cpu_s, cpu_us_per_decided, exited| ProcessCpu {
+            name: name.to_owned(),
+            pid,
+            cpu_s,
+            cpu_us_per_decided,
+            exited,
+        };
+        let cpu = CpuReport {
+            window_s: 2.5,
+            clock_ticks_per_s: 100,
+            decided: 220_000,
+            processes: vec![
+                process("flash-sale", 10, Some(12.34), Some(56.09), false),
+                process("worker", 11, Some(1.5), Some(6.82), true),
+                process("rabbitmq", 12, None, None, true),
+            ],
+            total_cpu_s: 13.84,
+            total_cpu_us_per_decided: Some(62.91),
+        };
+        assert_eq!(
+            cpu_lines(&cpu),
+            [
+                "  cpu flash-sale       12.34 s  (56.1 µs per decided job)",
+                "  cpu worker           1.50 s  (6.8 µs per decided job; pid 11 exited: up to \
+                 its last reading)",
+                "  cpu rabbitmq         - (pid 12 gone before the run)",
+                "  cpu total            13.84 s  (62.9 µs per decided job; over 2.500 s; short \
+                 of what exited)",
+            ]
         );
     }
 }

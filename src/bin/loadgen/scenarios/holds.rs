@@ -14,6 +14,7 @@ use crate::{
     measure::{EtaAccuracy, LatencySummary, PhaseStat, bump, per_second},
     scenarios::{
         burst::hold_burst,
+        cost::CostWatch,
         crowd::{Buyers, Verdict},
         fates::Fates,
         progress::Progress,
@@ -29,6 +30,8 @@ pub(crate) async fn run_pipeline_holds(
     target: Target,
     buyers: &Buyers,
 ) -> anyhow::Result<RunReport> {
+    // Before the burst (and before buyers connect for an opening).
+    let cost = CostWatch::start(api, args).await?;
     let start_wall = Utc::now();
     let (burst, start) =
         hold_burst(api, args, &target, buyers, "pipeline", "/api/v1/holds").await?;
@@ -110,6 +113,8 @@ pub(crate) async fn run_pipeline_holds(
     );
     let outcome = poll_jobs(api, jobs, start, &progress.counter()).await;
     progress.finish().await;
+    // Every outcome is known (or polling gave up): the end of the span.
+    let spent = cost.finish().await;
     report.phases.push(PhaseStat::new(
         "hold job polls",
         outcome.polls,
@@ -179,6 +184,8 @@ pub(crate) async fn run_pipeline_holds(
     report.end_to_end_source = Some(source);
     report.end_to_end_decided_per_s = per_second(report.decided(), end_to_end);
     report.time_to_outcome_ms = Some(LatencySummary::of(to_outcome));
+    report.cpu = spent.cpu(start, start + end_to_end, report.decided());
+    report.jobs_relayed = spent.jobs_relayed;
     report.buyers = fates.report(target.max_per_customer);
     report.stock_check = Some(stock_check(api, target, report.granted, args.qty, None).await?);
     Ok(report)

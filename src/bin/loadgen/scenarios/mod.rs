@@ -6,6 +6,7 @@
 
 mod baseline;
 mod burst;
+mod cost;
 mod crowd;
 mod fates;
 mod full;

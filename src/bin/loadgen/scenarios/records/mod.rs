@@ -14,7 +14,7 @@ pub(crate) use full::{FullReport, OrderStatesReport, OrdersReport, PaymentsRepor
 
 use crate::{
     config::{Args, Flow, Mode},
-    measure::{EtaAccuracy, LatencySummary, PhaseStat, Timeline},
+    measure::{CpuReport, EtaAccuracy, LatencySummary, PhaseStat, Timeline},
     scenarios::target::Target,
 };
 
@@ -63,6 +63,14 @@ pub(crate) struct RunReport {
     /// Pipeline only: failed job reads, retried.
     pub(crate) poll_errors: BTreeMap<String, usize>,
     pub(crate) unfinished_jobs: usize,
+    /// Pipeline hold run: jobs the scheduler relayed over it (the
+    /// `flash_jobs_relayed_total` scraped before and after); absent when a
+    /// scrape failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) jobs_relayed: Option<u64>,
+    /// Pipeline hold run: CPU of the `--cpu-pid` processes over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cpu: Option<CpuReport>,
     pub(crate) stock_check: Option<StockCheck>,
     /// Requests per second of each phase.
     pub(crate) phases: Vec<PhaseStat>,
@@ -115,6 +123,8 @@ impl RunReport {
             errors: BTreeMap::new(),
             poll_errors: BTreeMap::new(),
             unfinished_jobs: 0,
+            jobs_relayed: None,
+            cpu: None,
             stock_check: None,
             phases: Vec::new(),
             full: None,
