@@ -63,7 +63,8 @@ def load(side):
     return runs
 sides = {s: load(s) for s in ("old", "new")}
 keys = ["accept_per_s", "decided_per_s", "tto_p50_ms", "tto_p99_ms", "tto_p999_ms", "tto_max_ms",
-        "cpu_us_flash-sale", "cpu_us_mariadbd", "cpu_us_rabbitmq", "cpu_us_total", "relayed"]
+        "cpu_us_flash-sale", "cpu_us_mariadbd", "cpu_us_rabbitmq", "cpu_us_total", "relayed",
+        "worker_batch_mean_jobs", "worker_batch_mean_ms", "rss_after_mb"]
 print(f"\n{'figure':20} {'old runs':30} {'new runs':30} {'old med':>9} {'new med':>9} {'new/old':>8}")
 for k in keys:
     v = {s: [r[k] for r in sides[s] if r.get(k) is not None] for s in sides}
@@ -113,15 +114,20 @@ done
 cpu_args=()
 for p in "${!pid[@]}"; do cpu_args+=("$p=$(($(ticks "${pid[$p]}") - ${before[$p]}))"); done
 rss_after=$(rss_kb "$server")
-relayed=$(curl -fsS "$base/metrics" | awk '/^flash_jobs_relayed_total/ { s += $NF } END { print s + 0 }')
+curl -fsS "$base/metrics" >"$work/metrics.txt"
+relayed=$(awk '/^flash_jobs_relayed_total/ { s += $NF } END { print s + 0 }' "$work/metrics.txt")
+# The worker's hold batches: how many, how large, how long each took.
+batches=$(awk '/^flash_worker_batch_size_count\{kind="hold"\}/ { c = $NF } /^flash_worker_batch_size_sum\{kind="hold"\}/ { n = $NF }
+    /^flash_worker_batch_seconds_sum\{kind="hold"\}/ { t = $NF } END { print c + 0, n + 0, t + 0 }' "$work/metrics.txt")
 sql "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, completed_at), UNIX_TIMESTAMP(created_at), \
      UNIX_TIMESTAMP(completed_at), status FROM jobs WHERE kind = 'hold'" >"$work/jobs.tsv"
 
-python3 - "$work/jobs.tsv" "$work/wrk.txt" "$(getconf CLK_TCK)" "$rss_idle" "$rss_after" "$relayed" "${json:-}" "${cpu_args[@]}" <<'PY'
+python3 - "$work/jobs.tsv" "$work/wrk.txt" "$(getconf CLK_TCK)" "$rss_idle" "$rss_after" "$relayed" "${json:-}" "$batches" "${cpu_args[@]}" <<'PY'
 import json, re, sys
-tsv, wrk, hz, rss_idle, rss_after, relayed, out = sys.argv[1:8]
+tsv, wrk, hz, rss_idle, rss_after, relayed, out, batches = sys.argv[1:9]
 hz = float(hz)
-cpu = {k: int(v) / hz for k, v in (a.split("=") for a in sys.argv[8:])}
+cpu = {k: int(v) / hz for k, v in (a.split("=") for a in sys.argv[9:])}
+b_count, b_jobs, b_secs = (float(x) for x in batches.split())
 rows = [l.rstrip("\n").split("\t") for l in open(tsv) if l.strip()]
 queued = sum(1 for r in rows if r[3] == "queued")
 done = [r for r in rows if r[3] != "queued"]
@@ -148,6 +154,9 @@ report = {
     "tto_p50_ms": pct(50), "tto_p99_ms": pct(99), "tto_p999_ms": pct(99.9), "tto_max_ms": pct(100),
     "relayed": int(float(relayed)),
     "rss_idle_mb": round(int(rss_idle) / 1024, 1), "rss_after_mb": round(int(rss_after) / 1024, 1),
+    "worker_batches": int(b_count),
+    "worker_batch_mean_jobs": round(b_jobs / b_count, 1) if b_count else None,
+    "worker_batch_mean_ms": round(b_secs * 1000 / b_count, 1) if b_count else None,
 }
 for name, secs in sorted(cpu.items()):
     report[f"cpu_s_{name}"] = round(secs, 2)
@@ -163,5 +172,7 @@ print(f"accept {report['accept_per_s']}/s  decided {report['decided_per_s']}/s  
 print("cpu us per decided job: " + "  ".join(f"{n} {report[f'cpu_us_{n}']}" for n in sorted(cpu))
       + f"  total {report['cpu_us_total']}")
 print(f"server RSS {report['rss_idle_mb']} MB idle, {report['rss_after_mb']} MB after")
+print(f"worker: {report['worker_batches']} hold batches, {report['worker_batch_mean_jobs']} jobs "
+      f"and {report['worker_batch_mean_ms']} ms each on average")
 sys.exit(1 if queued or report["relayed"] else 0)
 PY

@@ -148,16 +148,18 @@ async fn record_and_publish(
             key,
             request,
         } => {
-            (|| idempotency_keys::record(&state.pool, route, key, *request, &job))
+            // Boxed, as below: the task's future is moved into place on
+            // every request, so the rarer paths' large states stay out of it.
+            let record = (|| idempotency_keys::record(&state.pool, route, key, *request, &job))
                 .retry(db::conflict_backoff())
-                .when(db::is_retryable)
-                .await?
+                .when(db::is_retryable);
+            Box::pin(record).await?
         }
         Recording::Payment(delivery) => {
-            (|| payment_events::record(&state.pool, delivery, &job))
+            let record = (|| payment_events::record(&state.pool, delivery, &job))
                 .retry(db::conflict_backoff())
-                .when(db::is_retryable)
-                .await?
+                .when(db::is_retryable);
+            Box::pin(record).await?
         }
     };
     match claim {

@@ -466,14 +466,16 @@ async fn a_reload_checks_a_crowd_of_claims_in_one_read_and_exactly() {
     let mut tx = app.pool.begin().await.expect("tx");
     let queued = jobs::still_queued(&mut tx, &claimed).await.expect("read");
     tx.commit().await.expect("commit");
+    // The withdrawn one has no row: it counts as not decided (its
+    // request's claim ended when the request was refused).
     let expected: HashSet<Uuid> = claimed
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % 3 != 0 && *i != 1)
+        .filter(|(i, _)| i % 3 != 0)
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(claimed.len(), 1500);
-    assert_eq!(queued.len(), 999);
+    assert_eq!(queued.len(), 1000);
     assert_eq!(queued, expected);
     app.stop().await;
 }
