@@ -116,13 +116,7 @@ async fn a_connection_the_server_closed_is_replaced() {
         "/x",
         post(|| async { ([(header::CONNECTION, "close")], "{}") }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve(app).await;
     let mut api = api_at(addr);
     let post = api.prepare_post("/x", &json!({}), None).expect("post");
     for _ in 0..3 {
@@ -151,13 +145,7 @@ async fn a_buyer_post_carries_its_token_and_reads_retry_after() {
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve(app).await;
     let mut api = api_at(addr);
     api.open().await.expect("connects ahead");
     let crowd = Crowd::signed("k", None, "t", 2).expect("tokens");
@@ -185,13 +173,7 @@ async fn a_buyer_post_carries_its_token_and_reads_retry_after() {
 #[tokio::test]
 async fn a_scrape_reads_the_exposition_at_its_path() {
     let app = Router::new().route("/metrics", get(|| async { "flash_jobs_relayed_total 3\n" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve(app).await;
     let url = |path: &str| loopback_base_url(&format!("http://{addr}{path}")).expect("url");
     assert_eq!(
         scrape(&url("/metrics")).await.as_deref(),
@@ -216,4 +198,16 @@ fn webhook_signature_matches_a_known_vector() {
             "85a8297cf9fae53850953fb4e8e09924ba64293bdfaac2ecfd7d0ad5067cb957"
         )
     );
+}
+
+/// Serves `app` on a free loopback port until the test ends.
+async fn serve(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
