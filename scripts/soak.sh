@@ -41,11 +41,12 @@ idle=$(rss_kb)
 echo "soak: idle RSS $((idle / 1024)) MB; ${secs}s of full-flow load, nothing scraping /metrics"
 
 # The load: full-flow runs back to back until the time is up.
+touch "$work/loadgen.json"
 (
     while :; do
         "$loadgen" --url "$base" --admin-token "$ADMIN_TOKEN" --webhook-secret "$WEBHOOK_SECRET" \
             --mode pipeline --flow full --clients 64 --requests 20000 --quiet --json \
-            >>"$work/loadgen.jsonl" 2>>"$work/loadgen.err" || echo "loadgen run failed" >>"$work/loadgen.err"
+            >>"$work/loadgen.json" 2>>"$work/loadgen.err" || echo "loadgen run failed" >>"$work/loadgen.err"
     done
 ) &
 load=$!
@@ -64,16 +65,22 @@ pkill -P "$load" 2>/dev/null || true
 kill "$load" 2>/dev/null || true
 wait "$load" 2>/dev/null || true
 end=$(rss_kb)
-runs=$(grep -c . "$work/loadgen.jsonl" || true)
-failed=$(python3 -c '
+# loadgen --json prints one (multi-line) document per run.
+read -r runs failed < <(python3 -c '
 import json, sys
-bad = 0
-for line in open(sys.argv[1]):
+text, decoder, at, runs, bad = open(sys.argv[1]).read(), json.JSONDecoder(), 0, 0, 0
+while True:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    if at >= len(text):
+        break
     try:
-        bad += not json.loads(line).get("pass")
+        doc, at = decoder.raw_decode(text, at)
     except ValueError:
-        bad += 1
-print(bad)' "$work/loadgen.jsonl")
+        break  # the run stopped mid-report by the end of the soak
+    runs += 1
+    bad += not doc.get("pass")
+print(runs, bad)' "$work/loadgen.json")
 after_first_minute=${after_first_minute:-$end}
 growth=$(((end - after_first_minute) / 1024))
 echo "soak: RSS $((after_first_minute / 1024)) MB after the first minute, $((end / 1024)) MB at ${secs}s (${growth} MB); ${runs} loadgen runs, ${failed} failed their checks"
@@ -101,7 +108,11 @@ status=0
 if [ "$growth" -gt 10 ] || [ "$growth" -lt -10 ]; then
     echo "soak: FAIL, RSS moved ${growth} MB after the first minute (allowed: 10)"; status=1
 fi
-[ "$failed" = 0 ] || { echo "soak: FAIL, ${failed} loadgen runs failed their checks"; status=1; }
+if [ "$failed" != 0 ]; then
+    echo "soak: FAIL, ${failed} loadgen runs failed their checks; the last errors:"
+    tail -n 5 "$work/loadgen.err"
+    status=1
+fi
 [ -n "$back_after" ] || { echo "burst: FAIL, RSS not under 2x idle within 30 s"; status=1; }
 [ "$status" = 0 ] && echo "soak: PASS"
 exit "$status"

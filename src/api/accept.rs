@@ -3,7 +3,9 @@
 //! its idempotency key or payment event, in the same transaction), hand the
 //! command to the publisher, then answer: 202, or under `Prefer: wait` the
 //! outcome once it is committed. The committed job row is what makes the
-//! 202 true (see `publisher`).
+//! 202 true (see `publisher`). Recording and handing over run on a task of
+//! their own, so a client that hangs up mid-request cannot leave a recorded
+//! job unpublished.
 
 use std::time::{Duration, Instant};
 

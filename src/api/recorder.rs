@@ -129,8 +129,8 @@ async fn insert(pool: &MySqlPool, batch: Vec<Pending>) {
             Some((present, _)) if present.contains(&pending.row.id) => Ok(()),
             Some((_, failure)) => Err(failure.clone()),
         };
-        // A request that went away leaves a recorded job behind; the
-        // relay publishes it, as after any lost publish.
+        // The waiting task outlives its request (see `accept`), so a
+        // recorded job is published even when its client went away.
         let _ = pending.reply.send(reply);
     }
 }
