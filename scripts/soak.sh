@@ -101,7 +101,10 @@ for s in $(seq 1 30); do
     [ -z "$back_after" ] && [ "$rss" -lt $((2 * idle)) ] && back_after=$s
 done
 final=$(rss_kb)
-echo "burst: $(grep -Eo '[0-9]+ requests in' "$work/wrk.txt" | head -1) 10 s at 1,000 connections; RSS $((peak / 1024)) MB at its end, $((final / 1024)) MB 30 s later (idle was $((idle / 1024)) MB); under 2x idle after ${back_after:-never (>30)} s"
+# Pages the allocator gave back with MADV_FREE count in RSS until the kernel
+# needs them; this says how much of the RSS they are.
+lazy_free=$(awk '/^LazyFree/ { print int($2 / 1024) }' "/proc/$server/smaps_rollup" 2>/dev/null || echo "?")
+echo "burst: $(grep -Eo '[0-9]+ requests in' "$work/wrk.txt" | head -1) 10 s at 1,000 connections; RSS $((peak / 1024)) MB at its end, $((final / 1024)) MB 30 s later (idle was $((idle / 1024)) MB); under 2x idle after ${back_after:-never (>30)} s; ${lazy_free} MB of it lazily freed (MADV_FREE)"
 echo "samples: $csv"
 
 status=0
