@@ -12,11 +12,11 @@
 //! granted hold's units then leave the cached stock in the same step: ended
 //! alone, they would be counted nowhere until the stock event's reload, and
 //! every request in that moment would be queued for the worker to refuse;
-//! under a crowd, thousands per sale), when a cache reload finds its job no
-//! longer queued (the reload reads the stock and the job rows in one
-//! snapshot, so a unit is never counted both in the stock and in a claim),
-//! when its request was not accepted after all, or, should the database be
-//! unreachable for reloads, after [`CLAIM_TTL`].
+//! under a crowd, thousands per sale), when a cache reload finds its hold
+//! granted (the reload reads the stock and the grants since its last look
+//! in one snapshot, so a unit is never counted both in the stock and in a
+//! claim: `cache::snapshot`), when its request was not accepted after all,
+//! or, should the database be unreachable for reloads, after [`CLAIM_TTL`].
 //! Ending early only lets the worker refuse a request the api could have;
 //! counting a unit twice would refuse one that could have been granted.
 //! Claims are per replica: another replica's requests are not counted, so

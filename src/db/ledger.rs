@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{MySql, MySqlPool, Transaction};
 use uuid::Uuid;
 
-use super::text::{Sql, Writes};
+use super::text::{self, Read, Sql, Writes};
 use crate::{domain::LedgerReason, sql};
 
 /// One stock change.
@@ -71,4 +71,43 @@ pub async fn sum(pool: &MySqlPool, product_id: i64) -> sqlx::Result<i64> {
     )
     .fetch_one(pool)
     .await
+}
+
+/// The grants (hold rows) of each product of `after` past the ledger id
+/// given for it, as `(product_id, ledger id, hold id)`: one short range of
+/// `stock_ledger_product` per product. Hold rows are written only under
+/// their product's lock, so a product's hold rows commit in id order: a
+/// snapshot that shows one shows every earlier one.
+pub fn holds_after(after: &[(i64, i64)]) -> Read<Vec<(i64, i64, Option<Uuid>)>> {
+    let mut sql = Sql::new();
+    sql.push(sql!(
+        "SELECT product_id, id, ref_id FROM stock_ledger FORCE INDEX (stock_ledger_product) WHERE reason = "
+    ))
+    .word(LedgerReason::Hold)
+    .push(sql!(" AND ("))
+    .join(after, sql!(" OR "), |sql, (product_id, id)| {
+        sql.push(sql!("(product_id = "))
+            .int(*product_id)
+            .push(sql!(" AND id > "))
+            .int(*id)
+            .push(sql!(")"));
+    })
+    .push(sql!(")"));
+    Read::new(sql, text::all)
+}
+
+/// The ledger id of the last hold row of each of `products` (not empty);
+/// a product without one is left out.
+pub fn last_holds(products: &[i64]) -> Read<Vec<(i64, i64)>> {
+    let mut sql = Sql::new();
+    sql.join(products, sql!(" UNION ALL "), |sql, product_id| {
+        sql.push(sql!(
+            "(SELECT product_id, id FROM stock_ledger FORCE INDEX (stock_ledger_product) WHERE product_id = "
+        ))
+        .int(*product_id)
+        .push(sql!(" AND reason = "))
+        .word(LedgerReason::Hold)
+        .push(sql!(" ORDER BY id DESC LIMIT 1)"));
+    });
+    Read::new(sql, text::all)
 }

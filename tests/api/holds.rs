@@ -417,6 +417,70 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
     app.stop().await;
 }
 
+/// Grants whose "jobs finished" event has not arrived (late, or lost): a
+/// reload must end their claims with the stock that holds their units, or
+/// those units count twice and requests the stock covers are refused.
+/// The first reload of a product asks the jobs table; later ones read the
+/// product's hold rows in the ledger past the last one seen.
+#[tokio::test]
+async fn a_reload_ends_the_claims_of_grants_it_sees_without_their_events() {
+    let app = spawn_with(Roles::NONE, &[]).await;
+    let product = flash_sale::db::products::create(
+        &app.pool,
+        &flash_sale::domain::NewProduct {
+            name: "Events late".into(),
+            price: 100,
+            stock: 10,
+            max_per_customer: None,
+            sale_starts_at: None,
+            sale_ends_at: None,
+        },
+    )
+    .await
+    .expect("product")
+    .id;
+    let cache = flash_sale::cache::ProductCache::new();
+    let stock = |cache: &flash_sale::cache::ProductCache| cache.get(product).expect("cached").stock;
+    let claim = |cache: &flash_sale::cache::ProductCache, job: Uuid| {
+        cache
+            .claims()
+            .claim(job, product, 1, 10, None)
+            .expect("stock covers it")
+            .expect("claimed")
+            .keep();
+    };
+    let mut jobs = Vec::new();
+    for _ in 0..6 {
+        let job = app
+            .record_unpublished_hold(product, 1)
+            .await
+            .job_id()
+            .expect("job");
+        jobs.push(job);
+    }
+    // The product's first reload: two of three claims granted.
+    jobs[..3].iter().for_each(|job| claim(&cache, *job));
+    app.decide_hold(jobs[0], product, 1).await;
+    app.decide_hold(jobs[1], product, 1).await;
+    cache.reload_all(&app.pool).await.expect("reload");
+    assert_eq!((stock(&cache), cache.claims().claimed(product)), (8, 1));
+
+    // Later reloads: one more of the old claims and two of three new ones.
+    jobs[3..].iter().for_each(|job| claim(&cache, *job));
+    for job in [jobs[2], jobs[3], jobs[5]] {
+        app.decide_hold(job, product, 1).await;
+    }
+    cache.reload_all(&app.pool).await.expect("reload");
+    assert_eq!((stock(&cache), cache.claims().claimed(product)), (5, 1));
+    // A reload with nothing new changes nothing; the last grant ends the last claim.
+    cache.reload_all(&app.pool).await.expect("reload");
+    assert_eq!((stock(&cache), cache.claims().claimed(product)), (5, 1));
+    app.decide_hold(jobs[4], product, 1).await;
+    cache.reload_all(&app.pool).await.expect("reload");
+    assert_eq!((stock(&cache), cache.claims().claimed(product)), (4, 0));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_reload_checks_a_crowd_of_claims_in_one_read_and_exactly() {
     let app = spawn_with(Roles::NONE, &[]).await;

@@ -17,11 +17,9 @@ use sqlx::MySqlPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{
-    claims::Claims,
-    db::{jobs, products},
-    domain::Product,
-};
+use crate::{claims::Claims, domain::Product};
+
+mod snapshot;
 
 /// Full reload period. Half the 1 s staleness bound leaves room for a slow
 /// query.
@@ -58,24 +56,8 @@ struct State {
     /// the hot product is reloaded on every event, so it stays fresh while
     /// a slow full reload under load would age the whole cache.
     read_at: HashMap<i64, Instant>,
-}
-
-/// Products (those of `ids`, or all) and which of the `claimed` jobs are
-/// still queued, read in one snapshot (one REPEATABLE READ transaction), so
-/// the stock and the claims that end with it agree.
-async fn read_snapshot(
-    pool: &MySqlPool,
-    ids: Option<&[i64]>,
-    claimed: &[Uuid],
-) -> sqlx::Result<(Vec<Product>, HashSet<Uuid>)> {
-    let mut tx = pool.begin().await?;
-    let products = match ids {
-        None => products::list(&mut *tx).await?,
-        Some(ids) => products::get_many(&mut *tx, ids).await?,
-    };
-    let still_queued = jobs::still_queued(&mut tx, claimed).await?;
-    tx.commit().await?;
-    Ok((products, still_queued))
+    /// Per product, the last hold row (ledger id) a reload has seen.
+    hold_cursors: HashMap<i64, i64>,
 }
 
 impl State {
@@ -164,16 +146,12 @@ impl ProductCache {
     pub async fn reload_all(&self, pool: &MySqlPool) -> sqlx::Result<()> {
         // Dirty marks taken before the query are covered by its result.
         self.lock_dirty().clear();
-        let claimed = self.claims.jobs(None);
         let started = Instant::now();
-        let (all, still_queued) = read_snapshot(pool, None, &claimed).await?;
-        all.iter().for_each(observe);
+        let cursors = self.read().hold_cursors.clone();
+        let read = snapshot::read(pool, None, &cursors, &self.claims).await?;
         let mut state = self.write();
-        for product in all {
-            state.store_read(product, started);
-        }
+        self.store(&mut state, read, started);
         state.loaded_at = Some(Instant::now());
-        self.claims.settle(&claimed, &still_queued);
         Ok(())
     }
 
@@ -182,24 +160,33 @@ impl ProductCache {
         if ids.is_empty() {
             return Ok(());
         }
-        let claimed = self.claims.jobs(Some(&ids));
         let started = Instant::now();
-        let fresh = read_snapshot(pool, Some(&ids), &claimed).await;
-        let (fresh, still_queued) = match fresh {
-            Ok(fresh) => fresh,
+        let cursors = self.read().hold_cursors.clone();
+        let read = match snapshot::read(pool, Some(&ids), &cursors, &self.claims).await {
+            Ok(read) => read,
             Err(e) => {
                 // Keep them dirty for the next attempt.
                 self.lock_dirty().extend(ids);
                 return Err(e);
             }
         };
-        let mut state = self.write();
-        for product in fresh {
+        self.store(&mut self.write(), read, started);
+        Ok(())
+    }
+
+    /// Takes in what a reload read: the stock, and the end of the claims
+    /// it holds, in one step under the state's lock.
+    fn store(&self, state: &mut State, read: snapshot::Snapshot, started: Instant) {
+        for product in read.products {
             observe(&product);
             state.store_read(product, started);
         }
-        self.claims.settle(&claimed, &still_queued);
-        Ok(())
+        for (product_id, cursor) in read.cursors {
+            let seen = state.hold_cursors.entry(product_id).or_default();
+            *seen = (*seen).max(cursor);
+        }
+        self.claims.end(&read.granted);
+        self.claims.settle(&read.checked, &read.still_queued);
     }
 
     /// Runs until `shutdown` resolves: full reloads on a timer, dirty
