@@ -634,6 +634,25 @@ impl TestApp {
             .expect("admin POST")
     }
 
+    /// Writes a product straight to the database (price 100, no limit, no
+    /// window), as a test without the api's routes needs; returns its id.
+    pub async fn insert_product(&self, name: &str, stock: i64) -> i64 {
+        flash_sale::db::products::create(
+            &self.pool,
+            &flash_sale::domain::NewProduct {
+                name: name.into(),
+                price: 100,
+                stock,
+                max_per_customer: None,
+                sale_starts_at: None,
+                sale_ends_at: None,
+            },
+        )
+        .await
+        .expect("product")
+        .id
+    }
+
     /// Creates a product through the admin API and returns its id.
     pub async fn create_product(&self, name: &str, price: i64, stock: i64) -> i64 {
         let response = self

@@ -368,20 +368,7 @@ async fn a_refused_job_records_its_problem() {
 #[tokio::test]
 async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
     let app = spawn_with(Roles::NONE, &[]).await;
-    let product = flash_sale::db::products::create(
-        &app.pool,
-        &flash_sale::domain::NewProduct {
-            name: "Counted once".into(),
-            price: 100,
-            stock: 2,
-            max_per_customer: None,
-            sale_starts_at: None,
-            sale_ends_at: None,
-        },
-    )
-    .await
-    .expect("product")
-    .id;
+    let product = app.insert_product("Counted once", 2).await;
     let cache = flash_sale::cache::ProductCache::new();
     cache.reload_all(&app.pool).await.expect("reload");
     let stock = |cache: &flash_sale::cache::ProductCache| cache.get(product).expect("cached").stock;
@@ -425,20 +412,7 @@ async fn a_granted_claims_units_leave_the_cached_stock_with_the_claim() {
 #[tokio::test]
 async fn a_reload_ends_the_claims_of_grants_it_sees_without_their_events() {
     let app = spawn_with(Roles::NONE, &[]).await;
-    let product = flash_sale::db::products::create(
-        &app.pool,
-        &flash_sale::domain::NewProduct {
-            name: "Events late".into(),
-            price: 100,
-            stock: 10,
-            max_per_customer: None,
-            sale_starts_at: None,
-            sale_ends_at: None,
-        },
-    )
-    .await
-    .expect("product")
-    .id;
+    let product = app.insert_product("Events late", 10).await;
     let cache = flash_sale::cache::ProductCache::new();
     let stock = |cache: &flash_sale::cache::ProductCache| cache.get(product).expect("cached").stock;
     let claim = |cache: &flash_sale::cache::ProductCache, job: Uuid| {
@@ -758,20 +732,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
 #[tokio::test]
 async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
     let app = spawn_with(Roles::NONE, &[]).await;
-    let product = flash_sale::db::products::create(
-        &app.pool,
-        &flash_sale::domain::NewProduct {
-            name: "Outage".into(),
-            price: 100,
-            stock: 10,
-            max_per_customer: None,
-            sale_starts_at: None,
-            sale_ends_at: None,
-        },
-    )
-    .await
-    .expect("product")
-    .id;
+    let product = app.insert_product("Outage", 10).await;
     // Broker gone (its vhost deleted under the connection, so reconnecting
     // fails too): the job is withdrawn, the key released.
     let doomed = format!("{}-doomed", app.isolation.vhost);
