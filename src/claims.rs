@@ -96,8 +96,20 @@ impl State {
             self.made.pop_front();
             self.end(&job_id);
         }
+        // A crowd's claims grow these to a backlog's size (100k entries, ~20
+        // MB); ended claims free nothing until the capacity goes too.
+        // Shrinking only when three quarters are empty keeps it rare.
+        if self.made.capacity() > SHRINK_ABOVE && self.made.len() < self.made.capacity() / 4 {
+            self.made.shrink_to_fit();
+        }
+        if self.by_job.capacity() > SHRINK_ABOVE && self.by_job.len() < self.by_job.capacity() / 4 {
+            self.by_job.shrink_to_fit();
+        }
     }
 }
+
+/// Below this capacity the claims' maps are never shrunk.
+const SHRINK_ABOVE: usize = 4096;
 
 /// Why a hold was refused at once.
 #[derive(Debug, PartialEq, Eq)]
@@ -208,6 +220,13 @@ impl Claims {
         }
     }
 
+    /// Ends the claims past [`CLAIM_TTL`] and gives back the room of ended
+    /// ones: the cache's refresher calls it on every full reload, so it
+    /// happens with no request coming in (after a crowd has left).
+    pub fn tidy(&self) {
+        self.lock().expire(Instant::now());
+    }
+
     /// Units claimed for `product_id` right now.
     pub fn claimed(&self, product_id: i64) -> i64 {
         let mut state = self.lock();
@@ -300,6 +319,20 @@ mod tests {
         take(&claims, later, 1, 4, 10).keep();
         claims.settle(&checked, &HashSet::from([queued]));
         assert_eq!(claims.claimed(1), 5);
+    }
+
+    #[test]
+    fn tidying_gives_back_the_room_of_a_crowds_ended_claims() {
+        let claims = Claims::new();
+        let jobs: Vec<Uuid> = (0..10_000).map(|_| Uuid::now_v7()).collect();
+        for job in &jobs {
+            take(&claims, *job, 1, 1, 1_000_000).keep();
+        }
+        assert!(claims.lock().by_job.capacity() >= 10_000);
+        assert_eq!(claims.end(&jobs).len(), 10_000);
+        claims.tidy();
+        assert_eq!(claims.lock().by_job.capacity(), 0);
+        assert_eq!(claims.claimed(1), 0);
     }
 
     #[test]

@@ -152,6 +152,8 @@ impl ProductCache {
         let mut state = self.write();
         self.store(&mut state, read, started);
         state.loaded_at = Some(Instant::now());
+        drop(state);
+        self.claims.tidy();
         Ok(())
     }
 
