@@ -52,17 +52,13 @@ pub(super) async fn read(
         None => products::list(&mut *tx).await?,
         Some(ids) => products::get_many(&mut *tx, ids).await?,
     };
-    let (after, first): (Vec<(i64, i64)>, Vec<i64>) = {
-        let mut after = Vec::new();
-        let mut first = Vec::new();
-        for product in &products {
-            match cursors.get(&product.id) {
-                Some(cursor) => after.push((product.id, *cursor)),
-                None => first.push(product.id),
-            }
+    let (mut after, mut first) = (Vec::new(), Vec::new());
+    for product in &products {
+        match cursors.get(&product.id) {
+            Some(cursor) => after.push((product.id, *cursor)),
+            None => first.push(product.id),
         }
-        (after, first)
-    };
+    }
     let mut granted = Vec::new();
     let mut last: HashMap<i64, i64> = after.iter().copied().collect();
     if !after.is_empty() {
