@@ -448,7 +448,7 @@ wait_ready 60 || log "api not ready 60 s after the load"
 smoke
 log "smoke hold after the chaos: HTTP $SMOKE_STATUS"
 
-queued() { sql "SELECT COUNT(*) FROM jobs WHERE status = 'queued'" 2>/dev/null || echo "?"; }
+queued() { sql "SELECT COUNT(*) FROM job_states WHERE status = 'queued'" 2>/dev/null || echo "?"; }
 SETTLE_START=$(date +%s)
 QUEUED_LEFT=$(queued)
 while [ "$QUEUED_LEFT" != 0 ] && [ $(($(date +%s) - SETTLE_START)) -lt 120 ]; do
@@ -485,22 +485,22 @@ info() { REPORT+=("$(printf 'INFO  %-58s %s' "$1" "$2")"); }
 is() { [ "$1" = "$2" ] && echo 1 || echo 0; }
 
 ACCEPTED=$(sql "SELECT COUNT(*) FROM jobs")
-FINISHED=$(sql "SELECT COUNT(*) FROM jobs WHERE status <> 'queued'")
+FINISHED=$(sql "SELECT COUNT(*) FROM job_states WHERE status <> 'queued'")
 QUEUED_LEFT=$(queued)
 check "accepted jobs (rows in jobs)" "$ACCEPTED" "$([ "${ACCEPTED:-0}" -gt 0 ] && echo 1 || echo 0)"
 check "finished jobs (status <> queued)" "$FINISHED" "$(is "$FINISHED" "$ACCEPTED")" "of $ACCEPTED"
 check "jobs left queued" "$QUEUED_LEFT" "$(is "$QUEUED_LEFT" 0)"
-info "jobs by kind/status" "$(sql "SELECT CONCAT(kind, ':', status, '=', COUNT(*)) FROM jobs GROUP BY kind, status" | paste -sd' ')"
-info "failed jobs by error code" "$(sql "SELECT CONCAT(c, '=', n) FROM (SELECT COALESCE(JSON_VALUE(error, '\$.code'), 'none') AS c, COUNT(*) AS n FROM jobs WHERE status = 'failed' GROUP BY c) t" | paste -sd' ')"
+info "jobs by kind/status" "$(sql "SELECT CONCAT(kind, ':', status, '=', COUNT(*)) FROM job_states GROUP BY kind, status" | paste -sd' ')"
+info "failed jobs by error code" "$(sql "SELECT CONCAT(c, '=', n) FROM (SELECT COALESCE(JSON_VALUE(error, '\$.code'), 'none') AS c, COUNT(*) AS n FROM job_states WHERE status = 'failed' GROUP BY c) t" | paste -sd' ')"
 
 DOUBLE=$(sql "SELECT COUNT(*) FROM (SELECT ref_id FROM stock_ledger WHERE reason = 'hold' GROUP BY ref_id HAVING COUNT(*) > 1) t")
 check "holds applied twice (ledger ref_id with >1 hold row)" "$DOUBLE" "$(is "$DOUBLE" 0)"
 HOLDS=$(sql "SELECT COUNT(*) FROM holds")
-HOLD_JOBS_OK=$(sql "SELECT COUNT(*) FROM jobs WHERE kind = 'hold' AND status = 'succeeded'")
+HOLD_JOBS_OK=$(sql "SELECT COUNT(*) FROM job_states WHERE kind = 'hold' AND status = 'succeeded'")
 check "holds = succeeded hold jobs" "$HOLDS = $HOLD_JOBS_OK" "$(is "$HOLDS" "$HOLD_JOBS_OK")"
 HOLD_LEDGER=$(sql "SELECT COUNT(*) FROM stock_ledger WHERE reason = 'hold'")
 check "hold ledger rows = holds" "$HOLD_LEDGER = $HOLDS" "$(is "$HOLD_LEDGER" "$HOLDS")"
-ORPHAN=$(sql "SELECT COUNT(*) FROM holds h LEFT JOIN jobs j ON j.id = h.id WHERE j.id IS NULL OR j.status <> 'succeeded'")
+ORPHAN=$(sql "SELECT COUNT(*) FROM holds h LEFT JOIN job_states j ON j.id = h.id WHERE j.id IS NULL OR j.status <> 'succeeded'")
 check "holds without a succeeded job of the same id" "$ORPHAN" "$(is "$ORPHAN" 0)"
 
 PRODUCTS=$(sql "SELECT COUNT(*) FROM products")

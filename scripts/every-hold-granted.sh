@@ -4,7 +4,7 @@
 # all-in-one `flash-sale` for a fixed time, then the numbers a big sale is
 # bounded by, read from where they happen:
 #   - accept and decided rates, and time to outcome p50/p99/p99.9/max, from
-#     the database's own jobs.created_at / completed_at;
+#     the database's own created_at / completed_at (view job_states);
 #   - CPU seconds of flash-sale, mariadbd and RabbitMQ (beam.smp) from /proc,
 #     from the first request until the last job is decided, per decided job;
 #   - jobs relayed (flash_jobs_relayed_total: 0 in a run without faults);
@@ -123,11 +123,21 @@ declare -A before
 for p in "${!pid[@]}"; do before[$p]=$(ticks "${pid[$p]}"); done
 rss_idle=$(rss_kb "$server")
 
+# From migration 0019 a granted hold's job keeps its `queued` status and the
+# view job_states shows what a client sees; an older build has neither.
+if [ -n "$(sql "SELECT 1 FROM information_schema.views WHERE table_schema = DATABASE() AND table_name = 'job_states'")" ]; then
+    jobs_view=job_states
+    undecided="SELECT 1 FROM job_queue LIMIT 1"
+else
+    jobs_view=jobs
+    undecided="SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1"
+fi
+
 wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/hold.lua" "$base/api/v1/holds" >"$work/wrk.txt"
 # Until the last job is decided (120 s at most); the probe stops at the
 # first queued job, so it costs the database next to nothing.
 for _ in $(seq 1 600); do
-    [ -z "$(sql "SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1")" ] && break
+    [ -z "$(sql "$undecided")" ] && break
     sleep 0.2
 done
 cpu_args=()
@@ -142,7 +152,7 @@ batches=$(awk '/^flash_worker_batch_size_count\{kind="hold"\}/ { c = $NF } /^fla
 reloads=$(awk '/^flash_api_cache_reload_seconds_count\{kind="changed"\}/ { c = $NF }
     /^flash_api_cache_reload_seconds_sum\{kind="changed"\}/ { t = $NF } END { print c + 0, t + 0 }' "$work/metrics.txt")
 sql "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, completed_at), UNIX_TIMESTAMP(created_at), \
-     UNIX_TIMESTAMP(completed_at), status FROM jobs WHERE kind = 'hold'" >"$work/jobs.tsv"
+     UNIX_TIMESTAMP(completed_at), status FROM $jobs_view WHERE kind = 'hold'" >"$work/jobs.tsv"
 
 python3 - "$work/jobs.tsv" "$work/wrk.txt" "$(getconf CLK_TCK)" "$rss_idle" "$rss_after" "$relayed" "${json:-}" "$batches" "$reloads" "${cpu_args[@]}" <<'PY'
 import json, re, sys

@@ -9,11 +9,13 @@
 #
 #   scripts/statement-costs.sh [--rows 200000]
 #
-# Each statement runs twice: with the schema as migrated, and with the
-# `jobs_queue` index (status, kind, lane) dropped, which shows what keeping
-# a job's status in an index costs when the worker decides it. Needs the
-# mysql client, python3 and MariaDB on 127.0.0.1:3306 (root, no password).
-# Run it on a quiet machine: it measures CPU, and shares it with nothing.
+# It runs twice: the statements of a build before migration 0019 against
+# the schema up to 0018 (the job row updated at every decision, its status
+# in the jobs_queue index), then today's statements against today's schema
+# (a queue row inserted with the job and deleted at the decision; a grant
+# leaves the job row alone). Needs the mysql client, python3 and MariaDB on
+# 127.0.0.1:3306 (root, no password). Run it on a quiet machine: it
+# measures CPU, and shares it with nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,29 +34,40 @@ ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$mpid/stat"; }
 hz=$(getconf CLK_TCK)
 
 # The statements, in the shapes src/db writes them: job inserts of 500 rows
-# (the api's batches), then per 1,000 jobs (a worker batch) the locking
-# read of the queued jobs, the hold and ledger inserts and the job update.
+# (the api's batches), then per 1,000 jobs (a worker batch) the job locks,
+# the hold and ledger inserts and the decision. Files sort in the order
+# they run; "before" and "now" are the two sets.
 python3 - "$work" "$rows" <<'PY'
-import sys, time
+import os, sys, time
 work, n = sys.argv[1], int(sys.argv[2])
 base = int(time.time() * 1000)
 uid = lambda i: "%012x7%03x8%015x" % (base + i // 20, i % 4096, i)  # time-ordered, like UUIDv7
 at, expires = "'2026-12-07 21:00:00.000'", "'2026-12-07 22:00:00.000'"
 def write(name, size, statement):
-    with open(f"{work}/{name}.sql", "w") as f:
-        for start in range(0, n, size):
-            f.write(statement(range(start, min(n, start + size))) + ";\n")
+    for kind in ("before", "now"):
+        os.makedirs(f"{work}/{kind}", exist_ok=True)
+        text = statement(kind)
+        if text is None:
+            continue
+        with open(f"{work}/{kind}/{name}.sql", "w") as f:
+            for start in range(0, n, size):
+                f.write(text(range(start, min(n, start + size))) + ";\n")
 ids = lambda r: ",".join("0x" + uid(i) for i in r)
-write("1_job_insert", 500, lambda r: "INSERT INTO jobs (id, kind, status, command, created_at, lane) VALUES " + ",".join(
-    f"(0x{uid(i)}, 'hold', 'queued', '{{\"type\":\"hold\",\"job_id\":\"{uid(i)}\",\"product_id\":1,\"qty\":1}}', {at}, 1)" for i in r))
-write("2_job_lock", 1000, lambda r: "BEGIN; SELECT id, created_at FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' "
-    f"AND id IN ({ids(r)}) FOR UPDATE; COMMIT")
-write("3_hold_insert", 1000, lambda r: "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, customer_id, "
+job_rows = lambda r: "INSERT INTO jobs (id, kind, status, command, created_at, lane) VALUES " + ",".join(
+    f"(0x{uid(i)}, 'hold', 'queued', '{{\"type\":\"hold\",\"job_id\":\"{uid(i)}\",\"product_id\":1,\"qty\":1}}', {at}, 1)" for i in r)
+queue_rows = lambda r: "INSERT INTO job_queue (kind, lane, id) VALUES " + ",".join(f"('hold', 1, 0x{uid(i)})" for i in r)
+in_queue = "FROM jobs j FORCE INDEX (PRIMARY) JOIN job_queue q ON q.kind = j.kind AND q.lane = COALESCE(j.lane, 0) AND q.id = j.id WHERE j.id IN "
+write("1_job_insert", 500, lambda k: job_rows if k == "before" else
+    (lambda r: f"BEGIN; {job_rows(r)}; {queue_rows(r)}; COMMIT"))
+write("2_job_lock", 1000, lambda k: lambda r: "BEGIN; SELECT id, created_at FROM jobs FORCE INDEX (PRIMARY) WHERE status = 'queued' "
+    f"AND id IN ({ids(r)}) FOR UPDATE" + ("" if k == "before" else f"; SELECT j.id {in_queue}({ids(r)})") + "; COMMIT")
+write("3_hold_insert", 1000, lambda k: lambda r: "INSERT INTO holds (id, product_id, qty, unit_price, amount, status, customer_id, "
     "expires_at, created_at, updated_at) VALUES " + ",".join(f"(0x{uid(i)}, 1, 1, 100, 100, 'active', NULL, {expires}, {at}, {at})" for i in r))
-write("4_ledger_insert", 1000, lambda r: "INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES "
+write("4_ledger_insert", 1000, lambda k: lambda r: "INSERT INTO stock_ledger (product_id, delta, reason, ref_id, created_at) VALUES "
     + ",".join(f"(1, -1, 'hold', 0x{uid(i)}, {at})" for i in r))
-write("5_job_update", 1000, lambda r: "UPDATE jobs FORCE INDEX (PRIMARY) SET status = 'succeeded', result = NULL, "
-    f"error = NULL, completed_at = {at} WHERE id IN ({ids(r)})")
+write("5_decision", 1000, lambda k: (lambda r: "UPDATE jobs FORCE INDEX (PRIMARY) SET status = 'succeeded', result = NULL, "
+    f"error = NULL, completed_at = {at} WHERE id IN ({ids(r)})") if k == "before" else
+    (lambda r: f"DELETE q {in_queue}({ids(r)})"))
 PY
 
 idle() { # until mariadbd uses under 5 % of a core over a second (60 s at most)
@@ -64,13 +77,15 @@ idle() { # until mariadbd uses under 5 % of a core over a second (60 s at most)
     done
 }
 
-run() { # label, DDL applied after the migrations
+run() { # label, statement set (before|now), migrations up to this prefix
     mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db"
-    cat migrations/*.sql | mysql -h127.0.0.1 -uroot "$db"
-    [ -n "$2" ] && mysql -h127.0.0.1 -uroot "$db" -e "$2"
+    for m in migrations/*.sql; do
+        [[ "$(basename "$m")" > "$3" ]] && break
+        mysql -h127.0.0.1 -uroot "$db" <"$m"
+    done
     mysql -h127.0.0.1 -uroot "$db" -e "INSERT INTO products (id, name, price, stock) VALUES (1, 'p', 100, 100000000)"
     local line="$1" total=0
-    for f in "$work"/*.sql; do
+    for f in "$work/$2"/*.sql; do
         idle
         local t0; t0=$(ticks)
         mysql -h127.0.0.1 -uroot "$db" <"$f" >/dev/null
@@ -83,6 +98,6 @@ run() { # label, DDL applied after the migrations
 }
 
 printf '%-22s %14s %14s %14s %14s %14s %10s\n' "µs of mariadbd per row" "job insert" "job lock" \
-    "hold insert" "ledger insert" "job update" "total"
-run "schema as migrated   " ""
-run "without jobs_queue   " "ALTER TABLE jobs DROP INDEX jobs_queue"
+    "hold insert" "ledger insert" "decision" "total"
+run "before 0019          " before 0018_zzz
+run "now                  " now 9999

@@ -114,7 +114,7 @@ async fn insert(pool: &MySqlPool, batch: Vec<Pending>) {
     metrics::histogram!("flash_api_job_insert_batch_size").record(rows.len() as f64);
     // A deadlock rolled the whole statement back: run it again.
     let started = std::time::Instant::now();
-    let inserted = (|| jobs::insert_all(&rows).execute(pool))
+    let inserted = (|| jobs::insert_all(&rows).apply(pool))
         .retry(db::conflict_backoff())
         .when(db::is_retryable)
         .await;

@@ -2,11 +2,15 @@
 //! record. A job row is also the outbox: it keeps the command, which the
 //! scheduler publishes again while the job stays queued.
 //!
-//! Every statement that filters jobs by id and status goes through the
-//! primary key (`FORCE INDEX`): through `jobs_queue` the optimizer would
-//! take next-key locks on the whole `queued` range, gap at its end
-//! included, and every api INSERT of a new job would wait for the worker's
-//! commit.
+//! A job not yet decided has a row in `job_queue` too (its kind, lane and
+//! id), written with the job and deleted in the transaction that decides
+//! it. A granted hold's outcome is its hold row: the job row of a grant is
+//! not written again (migration 0019 says why, and what a client is shown).
+//!
+//! Every statement that filters jobs by id goes through the primary key
+//! (`FORCE INDEX`), taking record locks only: a next-key lock on a range
+//! would reach the gap at its end, and every api INSERT of a new job would
+//! wait for the worker's commit.
 //!
 //! Past 400 lines because a job is touched by every role (the api records,
 //! the worker decides, the scheduler relays and prunes) and all of it is
@@ -15,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::{MySql, MySqlExecutor, MySqlPool, Transaction, mysql::MySqlRow};
+use sqlx::{MySql, MySqlPool, Transaction, mysql::MySqlRow};
 use uuid::Uuid;
 
 use super::text::{self, Read, Sql, Writes};
@@ -48,10 +52,11 @@ pub struct NewJob {
     pub lane: Option<i64>,
 }
 
-/// Records queued jobs with one statement (none when empty): the api's
-/// batched inserts, and the single job a keyed request or a webhook records
-/// in its own transaction. As text: a prepared statement would be prepared
-/// anew for every batch size (see [`text`]).
+/// Records queued jobs, and their queue rows, with a statement each (none
+/// when empty): the api's batched inserts (run with [`Writes::apply`], so
+/// both rows commit together), and the single job a keyed request or a
+/// webhook records in its own transaction. As text: a prepared statement
+/// would be prepared anew for every batch size (see [`text`]).
 pub fn insert_all(jobs: &[NewJob]) -> Writes {
     let mut writes = Writes::new();
     if jobs.is_empty() {
@@ -80,6 +85,19 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
         .push(sql!(")"));
     });
     writes.push(sql);
+    let mut queue = Sql::new();
+    queue
+        .push(sql!("INSERT INTO job_queue (kind, lane, id) VALUES "))
+        .list(jobs, |sql, job| {
+            sql.push(sql!("("))
+                .word(job.kind)
+                .push(sql!(", "))
+                .int(job.lane.unwrap_or(0))
+                .push(sql!(", "))
+                .uuid(job.id)
+                .push(sql!(")"));
+        });
+    writes.push(queue);
     writes
 }
 
@@ -96,22 +114,39 @@ pub async fn existing(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>>
 }
 
 /// Removes jobs still queued (recorded by an insert whose answer was lost
-/// with its connection); jobs a worker already decided stay.
+/// with its connection), with their queue rows; jobs a worker already
+/// decided stay.
 pub async fn withdraw_queued(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
     let mut sql = Sql::new();
-    sql.push(sql!(
-        "DELETE jobs FROM jobs FORCE INDEX (PRIMARY) WHERE status = "
-    ))
-    .word(JobStatus::Queued)
-    .push(sql!(" AND id IN ("))
-    .uuids(ids)
-    .push(sql!(")"));
+    sql.push(sql!("DELETE j, q "))
+        .push(sql!(IN_QUEUE))
+        .uuids(ids)
+        .push(sql!(")"));
     let mut writes = Writes::new();
     writes.push(sql);
-    writes.execute(pool).await
+    // Each withdrawn job is two rows: the job and its queue row.
+    Ok(writes.execute(pool).await? / 2)
+}
+
+/// The jobs of an id list (appended, then `)`) joined to their queue rows:
+/// a job without one is decided. Jobs first, through the primary key, each
+/// queue row then found by its whole key.
+const IN_QUEUE: &str = "FROM jobs j FORCE INDEX (PRIMARY) \
+     STRAIGHT_JOIN job_queue q ON q.kind = j.kind AND q.lane = COALESCE(j.lane, 0) AND q.id = j.id \
+     WHERE j.id IN (";
+
+/// Of `ids` (not empty), the jobs not yet decided (a plain read). Read
+/// after the jobs' locks are held, it sees every decision made before.
+pub fn waiting(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
+    let mut sql = Sql::new();
+    sql.push(sql!("SELECT j.id "))
+        .push(sql!(IN_QUEUE))
+        .uuids(ids)
+        .push(sql!(")"));
+    Read::new(sql, text::id_set)
 }
 
 /// The queued jobs among `ids` (not empty), read through the primary key
@@ -129,15 +164,18 @@ fn queued_among<L: text::StaticSql>(ids: &[Uuid], lock: L) -> Read<HashSet<Uuid>
     Read::new(sql, text::id_set)
 }
 
-/// Of `ids` (not empty), the jobs still queued, locked until the
-/// transaction ends. A job already decided (a redelivery or a duplicate
-/// publish) is left out, which is what makes every effect apply once.
+/// Of `ids` (not empty, orders or payments), the jobs still queued, locked
+/// until the transaction ends. A job already decided (a redelivery or a
+/// duplicate publish) is left out, which is what makes every effect apply
+/// once.
 pub fn lock_queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
     queued_among(ids, sql!(" FOR UPDATE"))
 }
 
 /// As [`lock_queued`], with when each job was recorded: a hold is judged
-/// against its product's sale window by that time, not the worker's.
+/// against its product's sale window by that time, not the worker's. A
+/// granted hold's job keeps its `queued` status: [`waiting`], read after
+/// these locks, tells which are still undecided.
 pub fn lock_queued_recorded(ids: &[Uuid]) -> Read<HashMap<Uuid, DateTime<Utc>>> {
     let mut sql = Sql::new();
     sql.push(sql!(
@@ -152,12 +190,6 @@ pub fn lock_queued_recorded(ids: &[Uuid]) -> Read<HashMap<Uuid, DateTime<Utc>>> 
             .into_iter()
             .collect())
     })
-}
-
-/// Of `ids` (not empty), the jobs still queued, as the transaction's
-/// snapshot sees them (a plain read: nothing is locked).
-pub fn queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
-    queued_among(ids, sql!(""))
 }
 
 /// Above this many ids, [`still_queued`] reads a range instead of a list.
@@ -178,9 +210,12 @@ pub async fn still_queued(
         return Ok(HashSet::new());
     }
     let mut sql = Sql::new();
-    sql.push(sql!("SELECT id FROM jobs FORCE INDEX (PRIMARY) WHERE "));
+    sql.push(sql!(
+        "SELECT j.id FROM jobs j FORCE INDEX (PRIMARY) LEFT JOIN job_queue q \
+         ON q.kind = j.kind AND q.lane = COALESCE(j.lane, 0) AND q.id = j.id WHERE "
+    ));
     if ids.len() <= RANGE_FROM {
-        sql.push(sql!("id IN (")).uuids(ids).push(sql!(")"));
+        sql.push(sql!("j.id IN (")).uuids(ids).push(sql!(")"));
     } else {
         // Many ids (a crowd's claims) are read as one range of the primary
         // key, in creation order for time-ordered ids, rather than as
@@ -189,12 +224,13 @@ pub async fn still_queued(
         let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
             return Ok(HashSet::new());
         };
-        sql.push(sql!("id BETWEEN "))
+        sql.push(sql!("j.id BETWEEN "))
             .uuid(*first)
             .push(sql!(" AND "))
             .uuid(*last);
     }
-    sql.push(sql!(" AND status <> ")).word(JobStatus::Queued);
+    // Decided: out of the queue.
+    sql.push(sql!(" AND q.id IS NULL"));
     let decided = Read::new(sql, text::id_set).fetch(&mut **tx).await?;
     Ok(ids
         .iter()
@@ -234,18 +270,19 @@ pub fn lock_order_jobs(order_ids: &[Uuid]) -> Read<HashMap<Uuid, JobStatus>> {
     })
 }
 
-/// The status of a hold's job (a plain read).
-pub async fn hold_job_status(
+/// Whether a hold's job is still to be decided (a plain read).
+pub async fn hold_job_waiting(
     tx: &mut Transaction<'_, MySql>,
     hold_id: Uuid,
-) -> sqlx::Result<Option<JobStatus>> {
-    sqlx::query_scalar!(
-        r#"SELECT status AS "status: JobStatus" FROM jobs WHERE id = ? AND kind = ?"#,
-        hold_id,
-        JobKind::Hold
-    )
-    .fetch_optional(&mut **tx)
-    .await
+) -> sqlx::Result<bool> {
+    let mut sql = Sql::new();
+    sql.push(sql!("SELECT j.id "))
+        .push(sql!(IN_QUEUE))
+        .uuid(hold_id)
+        .push(sql!(") AND j.kind = "))
+        .word(JobKind::Hold);
+    let waiting = Read::new(sql, text::id_list).fetch(&mut **tx).await?;
+    Ok(!waiting.is_empty())
 }
 
 /// How a job was decided, written in the transaction of its effect.
@@ -275,16 +312,30 @@ impl Outcome {
 /// What a decision writes: status, result and error (JSON).
 type Written = (JobStatus, Option<String>, Option<String>);
 
-/// Writes `outcomes` (none when empty). Jobs decided alike share one
-/// UPDATE (a crowd's grants are one statement, a sold-out product's
-/// refusals another). An UPDATE by primary key takes record locks only; an
-/// INSERT … ON DUPLICATE KEY UPDATE would take gap locks too, and deadlock
-/// with the api inserting new jobs at the end of the same index.
+/// Writes `outcomes` (none when empty): their queue rows go, in one
+/// statement, and jobs decided alike share one UPDATE (a sold-out product's
+/// refusals are one statement). A granted hold's job is not updated: its
+/// hold row, written with it, is its outcome. An UPDATE by primary key
+/// takes record locks only; an INSERT … ON DUPLICATE KEY UPDATE would take
+/// gap locks too, and deadlock with the api inserting new jobs at the end
+/// of the same index.
 pub fn complete_all(outcomes: &[Outcome], completed_at: &DateTime<Utc>) -> Writes {
+    let mut writes = Writes::new();
+    if outcomes.is_empty() {
+        return writes;
+    }
+    let mut dequeue = Sql::new();
+    dequeue
+        .push(sql!("DELETE q "))
+        .push(sql!(IN_QUEUE))
+        .uuids(outcomes.iter().map(|o| &o.job_id))
+        .push(sql!(")"));
+    writes.push(dequeue);
     // (status, result, error) -> jobs, in first-seen order.
     let mut groups: Vec<(Written, Vec<Uuid>)> = Vec::new();
     for outcome in outcomes {
         let key = match &outcome.decision {
+            Decision::Created if outcome.kind == JobKind::Hold => continue,
             Decision::Created => (JobStatus::Succeeded, None, None),
             Decision::Payment(result) => (
                 JobStatus::Succeeded,
@@ -302,7 +353,6 @@ pub fn complete_all(outcomes: &[Outcome], completed_at: &DateTime<Utc>) -> Write
             None => groups.push((key, vec![outcome.job_id])),
         }
     }
-    let mut writes = Writes::new();
     for ((status, result, error), ids) in groups {
         let mut sql = Sql::new();
         sql.push(sql!("UPDATE jobs FORCE INDEX (PRIMARY) SET status = "))
@@ -341,10 +391,8 @@ pub struct Stuck {
 }
 
 /// Jobs still queued since `cutoff` and not relayed since, oldest first.
-/// Read through `jobs_queue`: every queued job is looked at (a backlog's
-/// worth, every relay tick), which costs less than an index on creation
-/// time kept in step with every job's status; through `jobs_created` the
-/// read would cover every old job, decided or not.
+/// Every queued job is looked at (a backlog's worth, every relay tick):
+/// the queue table holds the undecided jobs only.
 pub async fn stuck(
     pool: &MySqlPool,
     cutoff: DateTime<Utc>,
@@ -352,14 +400,13 @@ pub async fn stuck(
 ) -> sqlx::Result<Vec<Stuck>> {
     let mut sql = Sql::new();
     sql.push(sql!(
-        "SELECT id, command FROM jobs FORCE INDEX (jobs_queue) WHERE status = "
+        "SELECT j.id, j.command FROM job_queue q \
+         STRAIGHT_JOIN jobs j ON j.id = q.id WHERE j.created_at <= "
     ))
-    .word(JobStatus::Queued)
-    .push(sql!(" AND created_at <= "))
     .time(&cutoff)
-    .push(sql!(" AND (relayed_at IS NULL OR relayed_at <= "))
+    .push(sql!(" AND (j.relayed_at IS NULL OR j.relayed_at <= "))
     .time(&cutoff)
-    .push(sql!(") ORDER BY created_at LIMIT "))
+    .push(sql!(") ORDER BY j.created_at LIMIT "))
     .int(i64::from(limit));
     Read::new(sql, |rows: Vec<MySqlRow>| {
         Ok(text::all::<(Uuid, String)>(rows)?
@@ -384,24 +431,69 @@ pub async fn mark_relayed(pool: &MySqlPool, ids: &[Uuid], now: &DateTime<Utc>) -
     writes.execute(pool).await.map(drop)
 }
 
-/// Deletes up to `limit` decided jobs recorded before `cutoff`, through
-/// `jobs_created` (a single-table DELETE takes no index hint; the range
-/// leads the optimizer there). By record time, not decision time: a job is
-/// decided moments after it is recorded, and an index on `completed_at`
-/// would be written twice per job.
-pub async fn delete_decided_before<'e>(
-    db: impl MySqlExecutor<'e>,
+/// Deletes up to `limit` decided jobs recorded before `cutoff`, oldest
+/// first, through the primary key: a job's id is a UUIDv7 whose first 48
+/// bits are the millisecond the api recorded it, so "recorded before" is a
+/// range of ids, and no index on the creation time is written per job.
+///
+/// The decided ones are listed by a plain read, then deleted by id: a
+/// DELETE that looked for missing queue rows itself would lock the gaps
+/// where they would be, which is where the api inserts new ones. A job
+/// seen without its queue row stays decided (both were inserted together).
+pub async fn delete_decided_before(
+    pool: &MySqlPool,
     cutoff: DateTime<Utc>,
     limit: u32,
 ) -> sqlx::Result<u64> {
     let mut sql = Sql::new();
-    sql.push(sql!("DELETE FROM jobs WHERE created_at < "))
-        .time(&cutoff)
-        .push(sql!(" AND status <> "))
-        .word(JobStatus::Queued)
-        .push(sql!(" LIMIT "))
-        .int(i64::from(limit));
+    sql.push(sql!(
+        "SELECT j.id FROM jobs j FORCE INDEX (PRIMARY) LEFT JOIN job_queue q \
+         ON q.kind = j.kind AND q.lane = COALESCE(j.lane, 0) AND q.id = j.id \
+         WHERE q.id IS NULL AND j.id < "
+    ))
+    .uuid(first_id_at(&cutoff))
+    .push(sql!(" ORDER BY j.id LIMIT "))
+    .int(i64::from(limit));
+    let decided = Read::new(sql, text::id_list).fetch(pool).await?;
+    if decided.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = Sql::new();
+    sql.push(sql!("DELETE FROM jobs WHERE id IN ("))
+        .uuids(&decided)
+        .push(sql!(")"));
     let mut writes = Writes::new();
     writes.push(sql);
-    writes.execute(db).await
+    writes.execute(pool).await
+}
+
+/// The smallest UUIDv7 of the millisecond `at`: every id made at or after
+/// it sorts at or after this one.
+pub fn first_id_at(at: &DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_of_a_millisecond_sorts_between_its_neighbours_ids() {
+        let at = DateTime::from_timestamp_millis(1_765_000_000_123).expect("valid");
+        let of = |ms: i64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                u64::try_from(ms / 1000).expect("positive"),
+                u32::try_from(ms % 1000).expect("small") * 1_000_000,
+            );
+            Uuid::new_v7(ts)
+        };
+        let floor = first_id_at(&at);
+        assert!(of(1_765_000_000_122) < floor);
+        assert!(floor <= of(1_765_000_000_123));
+        assert!(of(1_765_000_000_124) > floor);
+    }
 }

@@ -16,20 +16,15 @@ use crate::{
 };
 
 /// The ids of a lane's queued jobs, in arrival order (time-ordered ids),
-/// at most `limit` of them: one range of `jobs_queue`, which covers the
-/// read (the primary key is its last column).
+/// at most `limit` of them: one range of `job_queue`'s primary key.
 pub fn lane_queued(kind: JobKind, lane: i64, limit: u32) -> Read<Vec<Uuid>> {
     let mut sql = Sql::new();
-    sql.push(sql!(
-        "SELECT id FROM jobs FORCE INDEX (jobs_queue) WHERE status = "
-    ))
-    .word(JobStatus::Queued)
-    .push(sql!(" AND kind = "))
-    .word(kind)
-    .push(sql!(" AND lane = "))
-    .int(lane)
-    .push(sql!(" ORDER BY id LIMIT "))
-    .int(i64::from(limit));
+    sql.push(sql!("SELECT id FROM job_queue WHERE kind = "))
+        .word(kind)
+        .push(sql!(" AND lane = "))
+        .int(lane)
+        .push(sql!(" ORDER BY id LIMIT "))
+        .int(i64::from(limit));
     Read::new(sql, text::id_list)
 }
 
@@ -86,10 +81,17 @@ struct DocumentRow {
 }
 
 impl DocumentRow {
-    /// A succeeded hold or order job's result is
-    /// the row as it was made; stored JSON that does not parse shows as
-    /// null.
-    fn into_job(self) -> Job {
+    /// A succeeded hold or order job's result is the row as it was made;
+    /// stored JSON that does not parse shows as null.
+    fn into_job(mut self) -> Job {
+        // A granted hold's job keeps its `queued` status: its hold row is
+        // its outcome, made when it was decided.
+        if (self.status, self.kind) == (JobStatus::Queued, JobKind::Hold)
+            && self.hold_created_at.is_some()
+        {
+            self.status = JobStatus::Succeeded;
+            self.completed_at = self.hold_created_at;
+        }
         let result = match (self.status, self.kind) {
             (JobStatus::Succeeded, JobKind::Hold) => {
                 self.hold().map(|h| JobResult::Hold(h.as_granted()))

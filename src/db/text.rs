@@ -339,6 +339,23 @@ impl Writes {
         writes
     }
 
+    /// Runs them all in one transaction, in one round trip (BEGIN and
+    /// COMMIT sent with them); returns the rows they affected. A statement
+    /// that fails stops the rest, and the connection is closed, which rolls
+    /// the transaction back.
+    pub async fn apply(self, pool: &MySqlPool) -> sqlx::Result<u64> {
+        let mut tx = TextTransaction {
+            conn: pool.acquire().await?,
+            committed: false,
+        };
+        let mut sql = Sql::new();
+        sql.push(crate::sql!("BEGIN;\n")).append(self.0);
+        sql.push(crate::sql!("COMMIT;\n"));
+        let affected = Writes(sql).execute(&mut *tx.conn).await?;
+        tx.committed = true;
+        Ok(affected)
+    }
+
     /// Runs them all in one round trip; returns the rows they affected.
     pub async fn execute<'e>(self, db: impl MySqlExecutor<'e>) -> sqlx::Result<u64> {
         if self.is_empty() {

@@ -45,7 +45,10 @@ pub async fn apply_holds(
     let now = time::now();
     let mut reads = Batch::new();
     let product = reads.read(products::lock_for_holds(product_id));
-    let queued = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued_recorded(&ids)));
+    let locked = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued_recorded(&ids)));
+    // Which of them are undecided: a grant leaves its job's status as it
+    // was. A plain read after the locks, so it sees every earlier decision.
+    let waiting = (!ids.is_empty()).then(|| reads.read(jobs::waiting(&ids)));
     // The buyers' units, for a product with a per-customer limit: a plain
     // read after the locks above (its snapshot is taken then), in the same
     // round trip. Whether the product has a limit is known only once it is
@@ -54,10 +57,14 @@ pub async fn apply_holds(
         .then(|| reads.read(allowance::units_of(product_id, &customers, &now)));
     let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
     let product = rows.take(product)?;
-    let queued = match queued {
+    let mut queued = match locked {
         Some(slot) => rows.take(slot)?,
         None => HashMap::new(),
     };
+    if let Some(slot) = waiting {
+        let waiting = rows.take(slot)?;
+        queued.retain(|id, _| waiting.contains(id));
+    }
     let mut units = match held {
         Some(slot) => rows.take(slot)?,
         None => HashMap::new(),

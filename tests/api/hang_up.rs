@@ -80,7 +80,7 @@ async fn a_hold_whose_client_hung_up_is_published_at_once() {
     let deadline = unlocked + Duration::from_secs(1);
     let status = loop {
         let status: Option<String> = sqlx::query_scalar(
-            "SELECT j.status FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id \
+            "SELECT j.status FROM idempotency_keys k JOIN job_states j ON j.id = k.job_id \
              WHERE k.idem_key = 'hang-up-1'",
         )
         .fetch_optional(&mut probe)

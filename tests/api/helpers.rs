@@ -474,7 +474,7 @@ impl TestApp {
         let started = std::time::Instant::now();
         loop {
             let queued = self
-                .count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+                .count("SELECT COUNT(*) FROM job_states WHERE status = 'queued'")
                 .await;
             if queued == 0 {
                 return;
@@ -765,6 +765,6 @@ pub async fn record_queued_holds(
             created_at: flash_sale::time::now(),
         })
         .collect();
-    jobs::insert_all(&jobs).execute(pool).await.expect("jobs");
+    jobs::insert_all(&jobs).apply(pool).await.expect("jobs");
     requests
 }

@@ -49,9 +49,9 @@ async fn storm(app: &TestApp, bodies: Vec<Value>) -> (Vec<Uuid>, usize) {
 /// Jobs (succeeded, failed).
 async fn decided_jobs(app: &TestApp) -> (i64, i64) {
     (
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+        app.count("SELECT COUNT(*) FROM job_states WHERE status = 'succeeded'")
             .await,
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
+        app.count("SELECT COUNT(*) FROM job_states WHERE status = 'failed'")
             .await,
     )
 }
@@ -76,19 +76,26 @@ async fn a_storm_of_500_on_50_units_grants_exactly_50() {
 
     let holds = app.count("SELECT COUNT(*) FROM holds").await;
     let failed = app
-        .count("SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND error LIKE '%insufficient_stock%'")
+        .count("SELECT COUNT(*) FROM job_states WHERE status = 'failed' AND error LIKE '%insufficient_stock%'")
         .await;
     let succeeded = app
-        .count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+        .count("SELECT COUNT(*) FROM job_states WHERE status = 'succeeded'")
         .await;
     assert_eq!(holds, 50);
     assert_eq!(succeeded, 50);
     assert_eq!(failed + refused_at_once as i64, 450);
     assert_eq!(accepted.len() + refused_at_once, 500);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+        app.count("SELECT COUNT(*) FROM job_states WHERE status = 'queued'")
             .await,
         0
+    );
+    // Every decided job left the queue; no granted hold's job was updated.
+    assert_eq!(app.count("SELECT COUNT(*) FROM job_queue").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            .await,
+        50
     );
     let (stock, ledger, held) = app.stock_books(product).await;
     assert_eq!((stock, ledger, held), (0, 0, 50));

@@ -61,7 +61,7 @@ async fn a_worker_stopped_mid_storm_loses_and_doubles_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, accepted);
     assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 150);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")
+        app.count("SELECT COUNT(*) FROM job_states WHERE status = 'succeeded'")
             .await,
         150
     );

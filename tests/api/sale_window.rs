@@ -112,7 +112,7 @@ async fn a_crowd_from_before_the_start_is_granted_only_from_the_start() {
         .expect("count");
     assert_eq!(early, 0, "no job is recorded before the start");
     let failed = app
-        .count("SELECT COUNT(*) FROM jobs WHERE status <> 'succeeded'")
+        .count("SELECT COUNT(*) FROM job_states WHERE status <> 'succeeded'")
         .await;
     assert_eq!(failed, 0, "every accepted request is granted");
     let first: Option<DateTime<Utc>> =

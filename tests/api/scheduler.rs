@@ -407,16 +407,29 @@ async fn retention_deletes_only_what_is_old_and_finished() {
         ("queued", old, None),
         ("succeeded", recent, Some(recent)),
     ] {
+        // A job's id carries the millisecond it was recorded (UUIDv7).
+        let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            u64::try_from(created.timestamp()).expect("after 1970"),
+            created.timestamp_subsec_nanos(),
+        ));
         sqlx::query(
-            "INSERT INTO jobs (id, kind, status, command, created_at, completed_at) VALUES (?, 'hold', ?, '{}', ?, ?)",
+            "INSERT INTO jobs (id, kind, status, command, created_at, completed_at, lane) VALUES (?, 'hold', ?, '{}', ?, ?, 1)",
         )
-        .bind(Uuid::now_v7())
+        .bind(id)
         .bind(status)
         .bind(created)
         .bind(completed)
         .execute(&app.pool)
         .await
         .expect("job");
+        if status == "queued" {
+            sqlx::query("INSERT INTO job_queue (kind, lane, id) VALUES ('hold', 1, ?)")
+                .bind(id)
+                .execute(&app.pool)
+                .await
+                .expect("queue row");
+        }
     }
     for (key, created) in [("old", old), ("new", recent)] {
         sqlx::query(
@@ -438,10 +451,66 @@ async fn retention_deletes_only_what_is_old_and_finished() {
     assert_eq!(deleted, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+        app.count("SELECT COUNT(*) FROM job_states WHERE status = 'queued'")
             .await,
         1
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_grant_is_decided_for_the_relay_retention_and_a_redelivery() {
+    let app = spawn_with(Roles::NONE, &[]).await;
+    let product = app.insert_product("granted", 10).await;
+    let requests = helpers::record_queued_holds(&app.pool, product, &[1, 1, 1]).await;
+    let ttl = app.settings.hold_ttl;
+    let later = time::now() + chrono::Duration::minutes(1);
+    let relayable = || flash_sale::db::jobs::stuck(&app.pool, later, 100);
+    assert_eq!(relayable().await.expect("stuck").len(), 3);
+
+    // Two granted; the third stays queued.
+    flash_sale::worker::apply_holds(&app.pool, product, &requests[..2], ttl)
+        .await
+        .expect("granted");
+    let stuck: Vec<Uuid> = relayable()
+        .await
+        .expect("stuck")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(stuck, vec![requests[2].job_id]);
+    // A redelivery of the same two (and the third) grants only the third.
+    let again = flash_sale::worker::apply_holds(&app.pool, product, &requests, ttl)
+        .await
+        .expect("redelivered");
+    assert_eq!(again.jobs, vec![requests[2].job_id]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM stock_ledger WHERE reason = 'hold'")
+            .await,
+        3
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM job_queue").await, 0);
+    for request in &requests {
+        let job = flash_sale::db::jobs::get(&app.pool, request.job_id)
+            .await
+            .expect("read")
+            .expect("job");
+        assert_eq!(job.status, flash_sale::domain::JobStatus::Succeeded);
+        assert!(job.completed_at.is_some() && job.result.is_some());
+    }
+
+    // Retention takes the grants as decided; a queued job stays.
+    let queued = helpers::record_queued_holds(&app.pool, product, &[1]).await;
+    let deleted = flash_sale::db::jobs::delete_decided_before(&app.pool, later, 100)
+        .await
+        .expect("retention");
+    assert_eq!(deleted, 3);
+    let left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs")
+        .fetch_all(&app.pool)
+        .await
+        .expect("jobs");
+    assert_eq!(left, vec![queued[0].job_id]);
     app.stop().await;
 }
