@@ -22,7 +22,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{MySql, MySqlPool, Transaction, mysql::MySqlRow};
 use uuid::Uuid;
 
-use super::text::{self, Read, Sql, Writes};
+use super::{
+    job_queue,
+    text::{self, Read, Sql, Writes},
+};
 use crate::{
     commands::Command,
     domain::{Job, JobKind, JobStatus, PaymentOutcome},
@@ -85,19 +88,7 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
         .push(sql!(")"));
     });
     writes.push(sql);
-    let mut queue = Sql::new();
-    queue
-        .push(sql!("INSERT INTO job_queue (kind, lane, id) VALUES "))
-        .list(jobs, |sql, job| {
-            sql.push(sql!("("))
-                .word(job.kind)
-                .push(sql!(", "))
-                .int(job.lane.unwrap_or(0))
-                .push(sql!(", "))
-                .uuid(job.id)
-                .push(sql!(")"));
-        });
-    writes.push(queue);
+    writes.push(job_queue::insert_all(jobs));
     writes
 }
 
@@ -122,31 +113,13 @@ pub async fn withdraw_queued(pool: &MySqlPool, ids: &[Uuid]) -> sqlx::Result<u64
     }
     let mut sql = Sql::new();
     sql.push(sql!("DELETE j, q "))
-        .push(sql!(IN_QUEUE))
+        .push(sql!(job_queue::IN_QUEUE))
         .uuids(ids)
         .push(sql!(")"));
     let mut writes = Writes::new();
     writes.push(sql);
     // Each withdrawn job is two rows: the job and its queue row.
     Ok(writes.execute(pool).await? / 2)
-}
-
-/// The jobs of an id list (appended, then `)`) joined to their queue rows:
-/// a job without one is decided. Jobs first, through the primary key, each
-/// queue row then found by its whole key.
-const IN_QUEUE: &str = "FROM jobs j FORCE INDEX (PRIMARY) \
-     STRAIGHT_JOIN job_queue q ON q.kind = j.kind AND q.lane = COALESCE(j.lane, 0) AND q.id = j.id \
-     WHERE j.id IN (";
-
-/// Of `ids` (not empty), the jobs not yet decided (a plain read). Read
-/// after the jobs' locks are held, it sees every decision made before.
-pub fn waiting(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
-    let mut sql = Sql::new();
-    sql.push(sql!("SELECT j.id "))
-        .push(sql!(IN_QUEUE))
-        .uuids(ids)
-        .push(sql!(")"));
-    Read::new(sql, text::id_set)
 }
 
 /// The queued jobs among `ids` (not empty), read through the primary key
@@ -174,8 +147,8 @@ pub fn lock_queued(ids: &[Uuid]) -> Read<HashSet<Uuid>> {
 
 /// As [`lock_queued`], with when each job was recorded: a hold is judged
 /// against its product's sale window by that time, not the worker's. A
-/// granted hold's job keeps its `queued` status: [`waiting`], read after
-/// these locks, tells which are still undecided.
+/// granted hold's job keeps its `queued` status: [`job_queue::waiting`],
+/// read after these locks, tells which are still undecided.
 pub fn lock_queued_recorded(ids: &[Uuid]) -> Read<HashMap<Uuid, DateTime<Utc>>> {
     let mut sql = Sql::new();
     sql.push(sql!(
@@ -270,21 +243,6 @@ pub fn lock_order_jobs(order_ids: &[Uuid]) -> Read<HashMap<Uuid, JobStatus>> {
     })
 }
 
-/// Whether a hold's job is still to be decided (a plain read).
-pub async fn hold_job_waiting(
-    tx: &mut Transaction<'_, MySql>,
-    hold_id: Uuid,
-) -> sqlx::Result<bool> {
-    let mut sql = Sql::new();
-    sql.push(sql!("SELECT j.id "))
-        .push(sql!(IN_QUEUE))
-        .uuid(hold_id)
-        .push(sql!(") AND j.kind = "))
-        .word(JobKind::Hold);
-    let waiting = Read::new(sql, text::id_list).fetch(&mut **tx).await?;
-    Ok(!waiting.is_empty())
-}
-
 /// How a job was decided, written in the transaction of its effect.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
@@ -324,13 +282,7 @@ pub fn complete_all(outcomes: &[Outcome], completed_at: &DateTime<Utc>) -> Write
     if outcomes.is_empty() {
         return writes;
     }
-    let mut dequeue = Sql::new();
-    dequeue
-        .push(sql!("DELETE q "))
-        .push(sql!(IN_QUEUE))
-        .uuids(outcomes.iter().map(|o| &o.job_id))
-        .push(sql!(")"));
-    writes.push(dequeue);
+    writes.push(job_queue::delete(outcomes.iter().map(|o| &o.job_id)));
     // (status, result, error) -> jobs, in first-seen order.
     let mut groups: Vec<(Written, Vec<Uuid>)> = Vec::new();
     for outcome in outcomes {

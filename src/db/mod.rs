@@ -24,6 +24,7 @@ pub mod baseline;
 pub mod columns;
 pub mod holds;
 pub mod idempotency_keys;
+pub mod job_queue;
 pub mod jobs;
 pub mod ledger;
 pub mod named_lock;

@@ -12,7 +12,7 @@ use super::{Decided, planner};
 use crate::{
     commands::HoldRequest,
     db::{
-        allowance, holds,
+        allowance, holds, job_queue,
         jobs::{self, Decision, Outcome},
         ledger::{self, Entry},
         products::{self, ForHolds},
@@ -48,7 +48,7 @@ pub async fn apply_holds(
     let locked = (!ids.is_empty()).then(|| reads.read(jobs::lock_queued_recorded(&ids)));
     // Which of them are undecided: a grant leaves its job's status as it
     // was. A plain read after the locks, so it sees every earlier decision.
-    let waiting = (!ids.is_empty()).then(|| reads.read(jobs::waiting(&ids)));
+    let waiting = (!ids.is_empty()).then(|| reads.read(job_queue::waiting(&ids)));
     // The buyers' units, for a product with a per-customer limit: a plain
     // read after the locks above (its snapshot is taken then), in the same
     // round trip. Whether the product has a limit is known only once it is

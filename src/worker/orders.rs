@@ -10,7 +10,7 @@ use super::{BatchApplied, Decided, payments, planner};
 use crate::{
     commands::OrderRequest,
     db::{
-        holds,
+        holds, job_queue,
         jobs::{self, Decision, Outcome},
         orders, payment_events,
         text::{Batch, TextTransaction},
@@ -71,7 +71,7 @@ pub async fn apply_order(pool: &MySqlPool, request: &OrderRequest) -> sqlx::Resu
     let now = time::now();
     let decision = match hold {
         None => {
-            if jobs::hold_job_waiting(&mut tx, hold_id).await? {
+            if job_queue::hold_waiting(&mut tx, hold_id).await? {
                 tx.rollback().await?;
                 return Ok(OrderApplied::HoldPending);
             }
@@ -147,7 +147,7 @@ pub async fn apply_orders(
     // index lookups in this round trip cost less than a third round trip.
     let taken = reads.read(orders::holds_taken(&holds));
     let early_payments = reads.read(payment_events::orders_awaited(&jobs));
-    let holds_queued = reads.read(jobs::waiting(&holds));
+    let holds_queued = reads.read(job_queue::waiting(&holds));
     let (tx, mut rows) = TextTransaction::begin_with(pool, reads).await?;
     let queued = rows.take(queued)?;
     let found: HashMap<Uuid, Hold> = rows
