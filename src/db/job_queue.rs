@@ -9,10 +9,7 @@ use std::collections::HashSet;
 use sqlx::{MySql, Transaction};
 use uuid::Uuid;
 
-use super::{
-    jobs::NewJob,
-    text::{self, Read, Sql},
-};
+use super::text::{self, Read, Sql};
 use crate::{domain::JobKind, sql};
 
 /// The jobs of an id list (appended, then `)`) joined to their queue rows:
@@ -22,17 +19,18 @@ pub(super) const IN_QUEUE: &str = "FROM jobs j FORCE INDEX (PRIMARY) \
      STRAIGHT_JOIN job_queue q ON q.kind = j.kind AND q.lane = COALESCE(j.lane, 0) AND q.id = j.id \
      WHERE j.id IN (";
 
-/// The queue rows of `jobs` (not empty), to insert with them.
-pub(super) fn insert_all(jobs: &[NewJob]) -> Sql {
+/// The queue rows (kind, lane, id) of new jobs (not empty), to insert
+/// with them; a job without a lane (a payment) goes in lane 0.
+pub(super) fn insert_all(rows: impl IntoIterator<Item = (JobKind, i64, Uuid)>) -> Sql {
     let mut sql = Sql::new();
     sql.push(sql!("INSERT INTO job_queue (kind, lane, id) VALUES "))
-        .list(jobs, |sql, job| {
+        .list(rows, |sql, (kind, lane, id)| {
             sql.push(sql!("("))
-                .word(job.kind)
+                .word(kind)
                 .push(sql!(", "))
-                .int(job.lane.unwrap_or(0))
+                .int(lane)
                 .push(sql!(", "))
-                .uuid(job.id)
+                .uuid(id)
                 .push(sql!(")"));
         });
     sql

@@ -88,7 +88,10 @@ pub fn insert_all(jobs: &[NewJob]) -> Writes {
         .push(sql!(")"));
     });
     writes.push(sql);
-    writes.push(job_queue::insert_all(jobs));
+    writes.push(job_queue::insert_all(
+        jobs.iter()
+            .map(|job| (job.kind, job.lane.unwrap_or(0), job.id)),
+    ));
     writes
 }
 
