@@ -4,7 +4,10 @@
 # the same `loadgen` command against each. Prints every run and the medians.
 #
 #   scripts/bench-pairs.sh --old OLD/flash-sale --new NEW/flash-sale [--pairs 3] \
-#       [--loadgen target/release/loadgen] -- --clients 256 --requests 40000
+#       [--loadgen target/release/loadgen] [--new-extra "ARGS"] -- --clients 256 --requests 40000
+#
+# --new-extra adds loadgen arguments to the new side only, so one binary can
+# be paired against itself with a feature on (say buyer tokens and a limit).
 #
 # The order alternates (old first, then new first, ...) so a machine that
 # speeds up or slows down during the sitting does not favour one side.
@@ -14,13 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-old="" new="" pairs=3 loadgen=target/release/loadgen
+old="" new="" pairs=3 loadgen=target/release/loadgen new_extra=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --old) old=$2; shift 2 ;;
         --new) new=$2; shift 2 ;;
         --pairs) pairs=$2; shift 2 ;;
         --loadgen) loadgen=$2; shift 2 ;;
+        --new-extra) new_extra=$2; shift 2 ;;
         --) shift; break ;;
         *) echo "unknown argument $1 (see the top of $0)" >&2; exit 2 ;;
     esac
@@ -56,11 +60,14 @@ run_one() { # side binary pair
     done
     # CPU of the server, the database and the broker over the pipeline's
     # hold run (loadgen reads /proc); a service not found is left out.
-    local cpu=(--cpu-pid "flash-sale=$server") pid
+    local cpu=(--cpu-pid "flash-sale=$server") pid extra=()
+    # Word splitting is the point: the extra arguments come as one string.
+    # shellcheck disable=SC2206
+    [ "$side" = new ] && extra=($new_extra)
     pid=$(pgrep -xo mariadbd) && cpu+=(--cpu-pid "mariadbd=$pid")
     pid=$(pgrep -o beam.smp) && cpu+=(--cpu-pid "rabbitmq=$pid")
     set +e
-    "$loadgen" --url "http://127.0.0.1:$port" --json "${cpu[@]}" "$@" \
+    "$loadgen" --url "http://127.0.0.1:$port" --json "${cpu[@]}" "$@" "${extra[@]}" \
         >"$out/$side-$pair.json" 2>"$out/$side-$pair.err"
     local rc=$?
     set -e

@@ -38,27 +38,34 @@ async fn outcomes(app: &TestApp, ids: &[String]) -> Vec<Value> {
 
 #[tokio::test]
 async fn fifty_buyers_firing_twenty_each_end_with_exactly_their_limit() {
-    let app = spawn_app().await;
+    // Two api replicas, each seeing half of every buyer's requests: only the
+    // worker knows a buyer's units.
+    let roles = Roles {
+        apis: 2,
+        ..Roles::default()
+    };
+    let app = spawn_with(roles, &[]).await;
     let product = app
         .create_product_with(10_000, json!({"max_per_customer": 2}))
         .await;
-    let requests: Vec<(usize, String)> = (0..50)
+    let requests: Vec<(usize, usize, String)> = (0..50)
         .flat_map(|b| {
             let token = buyer_token(&format!("storm-{b}"));
-            (0..20).map(move |_| (b, token.clone()))
+            (0..20).map(move |i| (b, i % 2, token.clone()))
         })
         .collect();
     let answers: Vec<(usize, u16, Value)> = stream::iter(requests)
-        .map(|(b, token)| {
+        .map(|(b, replica, token)| {
             let app = &app;
             async move {
-                let auth = bearer(&token);
                 let response = app
-                    .post_hold(
-                        &json!({"product_id": product, "qty": 1}),
-                        &[("authorization", &auth)],
-                    )
-                    .await;
+                    .client
+                    .post(format!("{}/api/v1/holds", app.apis[replica]))
+                    .bearer_auth(&token)
+                    .json(&json!({"product_id": product, "qty": 1}))
+                    .send()
+                    .await
+                    .expect("POST hold");
                 let status = response.status().as_u16();
                 (b, status, response.json().await.expect("json"))
             }

@@ -44,8 +44,9 @@
 //! `--sale-starts-in SECS` opens the sale SECS from now with every buyer
 //! connected and waiting, honoring `sale_not_started` and timing the drop.
 //! 429s are honored (`Retry-After`) and counted; refusals are counted by
-//! their problem code; a waiting room's `queue.eta_ms` is compared with
-//! how long the job then took.
+//! their problem code; a waiting room's `queue.eta_ms` (the first one a
+//! job shows, from the polls and from a spread sample of the backlog read
+//! when polling starts) is compared with how long the job then took.
 //!
 //! ```text
 //! # 2000 buyers, 3 holds each, at most 2 units per buyer, the sale opening in 3 s

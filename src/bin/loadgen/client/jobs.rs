@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     client::api::Api,
-    config::{POLL_CONCURRENCY, POLL_INTERVAL, POLL_TIMEOUT},
+    config::{ETA_SAMPLE, POLL_CONCURRENCY, POLL_INTERVAL, POLL_TIMEOUT},
     measure::{EtaSample, bump},
 };
 
@@ -166,7 +166,6 @@ pub(crate) async fn poll_jobs(
         polls: 0,
         etas: Vec::new(),
     };
-    let mut first_etas: HashMap<String, FirstEta> = HashMap::new();
     // Job ids are UUIDv7, so sorting them orders the jobs by creation, and
     // jobs finish roughly in that order. Each round polls the oldest
     // unfinished ones a window at a time and stops at the first window with
@@ -178,6 +177,7 @@ pub(crate) async fn poll_jobs(
     let mut pollers: Vec<Api> = (0..POLL_CONCURRENCY.min(pending.len()))
         .map(|_| api.fork())
         .collect();
+    let mut first_etas = sample_etas(&mut pollers, &pending, &mut outcome).await;
     while !pending.is_empty() && Instant::now() < deadline {
         let window: Vec<String> = (0..POLL_CONCURRENCY.min(pending.len()))
             .filter_map(|_| pending.pop_front())
@@ -242,6 +242,39 @@ pub(crate) async fn poll_jobs(
         );
     }
     outcome
+}
+
+/// One read each of up to ETA_SAMPLE jobs spread evenly over `pending`
+/// (oldest first), noting the eta of those still queued. The oldest-first
+/// rounds reach a job only when the ones before it are final, so its first
+/// eta is a short one; the spread adds the long waits of a backlog, which
+/// is what a waiting room's estimate is for.
+async fn sample_etas(
+    pollers: &mut [Api],
+    pending: &VecDeque<String>,
+    outcome: &mut PollOutcome,
+) -> HashMap<String, FirstEta> {
+    let mut first_etas = HashMap::new();
+    let step = (pending.len() / ETA_SAMPLE).max(1);
+    let sample: Vec<&String> = pending.iter().step_by(step).take(ETA_SAMPLE).collect();
+    for chunk in sample.chunks(pollers.len().max(1)) {
+        outcome.polls += chunk.len();
+        let polled: Vec<(String, Poll, DateTime<Utc>)> =
+            stream::iter(chunk.iter().zip(pollers.iter_mut()))
+                .map(|(job_id, poller)| async move {
+                    let polled_at = Utc::now();
+                    ((*job_id).clone(), poller.poll_job(job_id).await, polled_at)
+                })
+                .buffer_unordered(POLL_CONCURRENCY)
+                .collect()
+                .await;
+        for (job_id, poll, polled_at) in polled {
+            if let Poll::Pending(Some(eta_ms)) = poll {
+                first_etas.insert(job_id, FirstEta { eta_ms, polled_at });
+            }
+        }
+    }
+    first_etas
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ pub(crate) use url::{BaseUrl, loopback_base_url};
 
 /// Concurrent job reads while polling for outcomes.
 pub(crate) const POLL_CONCURRENCY: usize = 64;
+/// Jobs read once, spread over a run's backlog, when polling starts: the
+/// waiting room's long etas against the wait that followed.
+pub(crate) const ETA_SAMPLE: usize = 512;
 /// Pause between two polling rounds.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A buyer whose `Prefer: wait` ran out polls its job this often.
