@@ -124,6 +124,9 @@ enum Body {
 }
 
 /// Encodes commands as one message body.
+/// Most commands in one message (a hold command is ~100 bytes).
+pub const MAX_PER_MESSAGE: usize = 256;
+
 pub fn encode_message(commands: &[&Command]) -> Vec<u8> {
     match commands {
         [one] => one.encode(),

@@ -50,7 +50,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub use error::{ApiError, ApiResult};
 pub use extract::constant_time_eq;
 pub use input::BODY_LIMIT;
-pub use publisher::{CommandPublisher, MAX_PER_MESSAGE};
+pub use publisher::CommandPublisher;
 pub use recorder::JobRecorder;
 pub use server::{LISTEN_BACKLOG, MAX_HEAD_BYTES, bind, raise_file_limit};
 pub use state::AppState;

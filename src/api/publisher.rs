@@ -27,11 +27,9 @@ use tokio::sync::{Notify, mpsc};
 use super::error::ApiError;
 use crate::{
     broker::Broker,
-    commands::{Command, encode_message},
+    commands::{Command, MAX_PER_MESSAGE, encode_message},
 };
 
-/// Most commands in one message (a hold command is ~100 bytes).
-pub const MAX_PER_MESSAGE: usize = 256;
 /// After a round's first command, how long the loop gathers more before it
 /// sends. The requests already have their 202 (the job row is the outbox),
 /// so this adds about a millisecond to the outcome and nothing to the
@@ -200,7 +198,9 @@ async fn send_again(
             ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(2))
-                .with_max_times(4),
+                // About 15 s: a quorum queue electing a new leader after its
+                // node died nacks for seconds; the relay takes what is left.
+                .with_max_times(10),
         )
         .await;
     if let Err(e) = again {

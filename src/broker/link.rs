@@ -29,18 +29,21 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// Connects to the first node that answers, in the order listed.
+    /// Connects to the first node that answers, in the order listed from
+    /// this process's own starting node (see [`start_node`]).
     pub(super) async fn open(
         amqp: &AmqpSettings,
         partitions: u16,
         name: &str,
     ) -> Result<Self, ConnectError> {
         let mut failures = Vec::new();
-        for node in &amqp.nodes {
+        let start = start_node(amqp.nodes.len());
+        let in_turn = amqp.nodes[start..].iter().chain(&amqp.nodes[..start]);
+        for node in in_turn {
             let connection = format!("RabbitMQ {}", reach::redact(node.expose()));
             let opened = tokio::time::timeout(
                 NODE_TIMEOUT,
-                Self::open_node(node.expose(), amqp.ca_pem.as_deref(), partitions, name),
+                Self::open_node(node.expose(), amqp, partitions, name),
             )
             .await;
             let failure = match opened {
@@ -64,14 +67,14 @@ impl Link {
 
     async fn open_node(
         url: &str,
-        ca_pem: Option<&str>,
+        amqp: &AmqpSettings,
         partitions: u16,
         name: &str,
     ) -> anyhow::Result<Self> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let tls = OwnedTLSConfig {
             identity: None,
-            cert_chain: ca_pem.map(str::to_owned),
+            cert_chain: amqp.ca_pem.clone(),
         };
         let runtime = lapin::runtime::default_runtime()?;
         let connection = Connection::connect_with_config(url, properties, tls, runtime)
@@ -81,7 +84,7 @@ impl Link {
             .create_channel()
             .await
             .context("Failed to open a channel")?;
-        declare_topology(&publisher, partitions).await?;
+        declare_topology(&connection, partitions, amqp.quorum_group_size).await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -104,6 +107,13 @@ impl Link {
     pub(super) fn is_usable(&self) -> bool {
         self.connection.status().connected()
     }
+}
+
+/// Where a process starts in the list of nodes: processes spread their
+/// connections over the cluster (by process id) instead of all crowding the
+/// first node, and a node's loss then moves only its share of them.
+fn start_node(nodes: usize) -> usize {
+    std::process::id() as usize % nodes.max(1)
 }
 
 /// One error for every node that failed: fatal if any node refused us for

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use lapin::{
-    Channel, ExchangeKind,
+    Channel, Connection, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
@@ -42,9 +42,33 @@ pub async fn queue_state(channel: &Channel, queue: &str) -> anyhow::Result<lapin
         .with_context(|| format!("queue {queue} does not exist"))
 }
 
-/// Declares exchanges, partition queues and the dead-letter queue. Declaring
-/// the same topology again is a no-op.
-pub async fn declare_topology(channel: &Channel, partitions: u16) -> anyhow::Result<()> {
+/// The arguments of every quorum queue we create: `group_size` replicas
+/// (RabbitMQ caps it at the cluster's size), each queue's leader placed on
+/// the node with the fewest leaders, so the partitions' leaders spread over
+/// the cluster instead of all landing on the node the first role reached.
+fn quorum_args(group_size: u16) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongInt(i32::from(group_size)),
+    );
+    args.insert("x-queue-leader-locator".into(), long_string("balanced"));
+    args
+}
+
+/// Declares exchanges, partition queues and the dead-letter queue, on a
+/// channel of its own (a refused declaration closes the channel that sent
+/// it). Declaring the same topology again is a no-op.
+pub async fn declare_topology(
+    connection: &Connection,
+    partitions: u16,
+    quorum_group_size: u16,
+) -> anyhow::Result<()> {
+    let mut channel = connection
+        .create_channel()
+        .await
+        .context("Failed to open the topology channel")?;
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
@@ -60,70 +84,83 @@ pub async fn declare_topology(channel: &Channel, partitions: u16) -> anyhow::Res
             .with_context(|| format!("Failed to declare exchange {name}"))?;
     }
 
-    let mut dead_args = FieldTable::default();
-    dead_args.insert("x-queue-type".into(), long_string("quorum"));
-    declare_bound_queue(
-        channel,
-        DEAD_LETTER_QUEUE,
+    let dead_letters = (
+        DEAD_LETTER_QUEUE.to_owned(),
         DEAD_LETTER_EXCHANGE,
-        "",
-        dead_args,
-    )
-    .await?;
-
-    for partition in 0..partitions {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), long_string("quorum"));
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(DELIVERY_LIMIT),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            long_string(DEAD_LETTER_EXCHANGE),
-        );
-        let queue = partition_queue(partition);
-        declare_bound_queue(
-            channel,
-            &queue,
+        String::new(),
+    );
+    let partition_queues = (0..partitions).map(|partition| {
+        (
+            partition_queue(partition),
             COMMANDS_EXCHANGE,
-            &partition.to_string(),
-            args,
+            partition.to_string(),
         )
-        .await?;
+    });
+    for (queue, exchange, routing_key) in std::iter::once(dead_letters).chain(partition_queues) {
+        let mut args = quorum_args(quorum_group_size);
+        if exchange == COMMANDS_EXCHANGE {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongInt(DELIVERY_LIMIT),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                long_string(DEAD_LETTER_EXCHANGE),
+            );
+        }
+        channel = ensure_queue(connection, channel, &queue, args).await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("Failed to bind queue {queue}"))?;
     }
+    // Best effort: the connection's close ends it anyway.
+    let _ = channel.close(200, "topology declared".into()).await;
     Ok(())
 }
 
-async fn declare_bound_queue(
-    channel: &Channel,
+/// Declares `queue` with `args`. A queue that exists with other arguments
+/// (one created by an earlier release, before the group size and leader
+/// locator were set) is kept as it is: RabbitMQ refuses such a declaration
+/// and closes the channel, and changes a quorum queue's replicas only by
+/// `rabbitmq-queues grow`/`shrink`. Returns the channel to go on with.
+async fn ensure_queue(
+    connection: &Connection,
+    channel: Channel,
     queue: &str,
-    exchange: &str,
-    routing_key: &str,
     args: FieldTable,
-) -> anyhow::Result<()> {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            args,
-        )
+) -> anyhow::Result<Channel> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let Err(refused) = channel.queue_declare(queue.into(), durable, args).await else {
+        return Ok(channel);
+    };
+    let channel = connection
+        .create_channel()
         .await
-        .with_context(|| format!("Failed to declare queue {queue}"))?;
+        .context("Failed to open the topology channel")?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
     channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
+        .queue_declare(queue.into(), passive, FieldTable::default())
         .await
-        .with_context(|| format!("Failed to bind queue {queue}"))?;
-    Ok(())
+        .with_context(|| format!("Failed to declare queue {queue}: {refused}"))?;
+    tracing::warn!(
+        %queue,
+        error = %refused,
+        "queue kept with the arguments it was created with"
+    );
+    Ok(channel)
 }
 
 fn long_string(value: &str) -> AMQPValue {

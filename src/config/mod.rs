@@ -40,6 +40,9 @@ pub struct AmqpSettings {
     pub nodes: Vec<Secret>,
     /// PEM text of `AMQP_CA_FILE`, read at start.
     pub ca_pem: Option<String>,
+    /// Replicas of each quorum queue at its declaration
+    /// (`QUORUM_GROUP_SIZE`); RabbitMQ caps it at the cluster's size.
+    pub quorum_group_size: u16,
 }
 
 /// How buyer tokens are checked (`BUYER_JWT_SECRET`, `BUYER_JWT_AUDIENCE`).
@@ -134,6 +137,7 @@ impl Settings {
             amqp: AmqpSettings {
                 nodes: split_nodes(&amqp_url)?,
                 ca_pem,
+                quorum_group_size: vars.quorum_group_size,
             },
             migrate: vars.migrate,
             api_addr: vars.api_addr,

@@ -90,6 +90,10 @@ pub(super) struct Vars {
     #[arg(long, env = "MAX_HOLD_QTY", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(super) max_hold_qty: u32,
+    /// Replicas of each quorum queue when it is first declared.
+    #[arg(long, env = "QUORUM_GROUP_SIZE", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=15))]
+    pub(super) quorum_group_size: u16,
     /// Every process of a stack must agree.
     #[arg(long, env = "PARTITIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1024))]

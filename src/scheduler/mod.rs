@@ -23,7 +23,7 @@ use crate::{
     config::Settings,
     db::named_lock::{self, NamedLock},
 };
-pub use duties::{apply_retention, publish_sweeps, relay_stuck_jobs};
+pub use duties::{Relay, apply_retention, publish_sweeps};
 
 /// How often a standby tries to take the lock.
 pub const STANDBY_RETRY: Duration = Duration::from_secs(1);
@@ -99,6 +99,7 @@ impl Scheduler {
         let mut audit = ticker(self.settings.audit_interval);
         let mut auditor = audit::Auditor::new();
         let mut recent_sweeps = HashMap::new();
+        let mut relayer = Relay::default();
         // A product swept this recently is not swept again yet: twice the
         // interval keeps expiry within the 2 s promise at the default 500 ms.
         let debounce = self.settings.sweep_interval * 2;
@@ -123,7 +124,7 @@ impl Scheduler {
                     }
                 }
                 _ = relay.tick() => {
-                    match relay_stuck_jobs(&self.pool, &self.broker, self.settings.relay_after).await {
+                    match relayer.relay_stuck_jobs(&self.pool, &self.broker, self.settings.relay_after).await {
                         Ok(n) => {
                             self.status.jobs_relayed.fetch_add(n as u64, Ordering::Relaxed);
                             metrics::counter!("flash_jobs_relayed_total").increment(n as u64);

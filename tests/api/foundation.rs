@@ -393,10 +393,10 @@ async fn topology_declared_twice_is_a_no_op_and_keeps_messages() {
     let second = Broker::connect(&app.settings.amqp, app.settings.partitions, "second")
         .await
         .expect("second declare");
-    let channel = second.channel().await.expect("channel");
-    broker::declare_topology(&channel, app.settings.partitions)
+    Broker::connect(&app.settings.amqp, app.settings.partitions, "third")
         .await
         .expect("third declare");
+    let channel = second.channel().await.expect("channel");
     let queue = channel
         .queue_declare(
             broker::partition_queue(2).into(),

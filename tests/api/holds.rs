@@ -751,6 +751,7 @@ async fn a_broker_or_database_outage_is_a_503_that_records_nothing() {
     let doomed_amqp = flash_sale::config::AmqpSettings {
         nodes: vec![flash_sale::config::Secret::new(doomed_url)],
         ca_pem: None,
+        quorum_group_size: 3,
     };
     let dead_broker = Broker::connect(&doomed_amqp, app.settings.partitions, "doomed")
         .await
