@@ -110,7 +110,7 @@ fn blank_variables_count_as_unset_and_words_ignore_case() {
 fn every_variable_is_in_the_readme() {
     let readme = include_str!("../../README.md");
     let names = Settings::variable_names();
-    assert_eq!(names.len(), 31, "{names:?}");
+    assert_eq!(names.len(), 32, "{names:?}");
     for name in names {
         assert!(
             readme.contains(&format!("`{name}`")),
