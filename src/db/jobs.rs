@@ -7,6 +7,10 @@
 //! it. A granted hold's outcome is its hold row: the job row of a grant is
 //! not written again (migration 0019 says why, and what a client is shown).
 //!
+//! One file past 400 lines on purpose: every statement on the `jobs` table
+//! (record, lock, decide, read, relay, retention) lives here, one file per
+//! table as in the rest of `db`, and a quarter of it is its tests.
+//!
 //! Every statement that filters jobs by id goes through the primary key
 //! (`FORCE INDEX`), taking record locks only: a next-key lock on a range
 //! would reach the gap at its end, and every api INSERT of a new job would
